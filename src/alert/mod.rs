@@ -1,0 +1,5 @@
+//! Alerts: lifecycle, routing, silences and the email/Slack/webhook channels.
+
+mod settings;
+
+pub use settings::AlertsConfig;

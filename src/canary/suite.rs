@@ -1,0 +1,120 @@
+//! The suite file format (`canaries/*.yaml`). Keys here are a contract with users.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+/// One suite file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    /// Unique name.
+    pub suite: Spanned<String>,
+    /// Bumped by the author when the cases change meaning.
+    pub version: Spanned<i64>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// 5-field cron (6 with seconds). No schedule: only `canaryd run`.
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    /// IANA time zone or fixed offset for the schedule; default UTC.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    /// Model names from the config.
+    pub targets: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Values for the Tera templates in prompts.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Cases run at once within this suite.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// A run taking longer is cancelled, in seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<f64>,
+    pub cases: Vec<Spanned<Case>>,
+}
+
+/// Request parameters applied to every case unless the case overrides them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<i64>,
+}
+
+/// One fixed prompt with known-good expectations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub id: String,
+    /// A Tera template over the suite's `vars`.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Multi-turn alternative to `prompt`.
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    /// Passages the answer must be grounded in; sent with the prompt.
+    #[serde(default)]
+    pub context: Vec<String>,
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub expect: Vec<Spanned<Expectation>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// What an answer must satisfy. Written as a one-key map: `- contains: "30 days"`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expectation {
+    Equals(String),
+    Contains(String),
+    NotContains(String),
+    Icontains(String),
+    Regex(String),
+    IsJson(bool),
+    JsonSchema(serde_json::Value),
+    Refusal(bool),
+    MinTokens(u32),
+    MaxTokens(u32),
+    Judge(JudgeExpectation),
+    Similar(SimilarExpectation),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeExpectation {
+    pub name: String,
+    pub min: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarExpectation {
+    /// The reference answer.
+    pub to: String,
+    /// Minimum cosine similarity of the embeddings.
+    #[serde(default = "default_similarity")]
+    pub min: f64,
+}
+
+fn default_similarity() -> f64 {
+    0.8
+}

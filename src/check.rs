@@ -1,0 +1,49 @@
+//! Validation of everything a deployment reads: the config, every canary
+//! suite, every judge. Used by `canaryd check` and at start/reload.
+
+use std::path::Path;
+
+use crate::config::{self, Diagnostics};
+use crate::{canary, judge};
+
+/// Everything `check` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub diagnostics: Diagnostics,
+    pub suites: usize,
+    pub judges: usize,
+}
+
+/// Checks the config at `path` and the suite and judge directories it names.
+/// A broken config still lets the suites and judges be checked on their own.
+pub async fn check_all(path: &Path) -> Report {
+    let mut report = Report::default();
+    let loaded = match config::load(path) {
+        Ok(l) => Some(l),
+        Err(d) => {
+            report.diagnostics.extend(d);
+            None
+        }
+    };
+    let cfg = loaded.as_ref().map(|l| &l.config);
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (canaries_dir, judges_dir) = match cfg {
+        Some(c) => (c.canaries.clone(), c.judges.clone()),
+        None => (base.join("canaries"), base.join("judges")),
+    };
+    let judges = judge::load::load_dir(&judges_dir, cfg);
+    let names = judges.names();
+    report.judges = judges.judges.len() + judges.failed.len();
+    report.diagnostics.extend(judges.diagnostics);
+    let ctx = canary::load::Context {
+        config: cfg,
+        judges: Some(&names),
+    };
+    let suites = canary::load::load_dir(&canaries_dir, &ctx);
+    report.suites = suites.suites.len() + suites.failed.len();
+    report.diagnostics.extend(suites.diagnostics);
+    report
+}

@@ -1,0 +1,111 @@
+//! The command line: one subcommand per file, each a thin layer over the library.
+
+mod check;
+mod migrate;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// canaryd watches production LLM systems for the failures that throw no
+/// errors: silent model updates, creeping hallucination, refusal spikes,
+/// truncation and runaway behaviour.
+#[derive(Debug, Parser)]
+#[command(name = "canaryd", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: $CANARYD_CONFIG, else ./canaryd.yaml]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: scheduler, ingest API, judges, detectors and alerts.
+    Serve(serve::Args),
+    /// Validate the config, every canary suite and every judge; exit 1 on any error.
+    Check(check::Args),
+    /// Create or update the database schema, then exit.
+    Migrate(migrate::Args),
+    /// Run one canary suite now and print its results.
+    Run(Reserved),
+    /// Run the OpenAI-compatible provider simulator.
+    Sim(Reserved),
+    /// Replay recorded traffic through the detectors.
+    Backtest(Reserved),
+    /// Show the health of every stream and suite.
+    Status(Reserved),
+    /// Start a self-contained demo with simulated traffic and a staged model update.
+    Demo(Reserved),
+}
+
+/// Arguments of commands whose implementation has not landed yet.
+#[derive(Debug, clap::Args)]
+pub struct Reserved {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = cli.config;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(config.as_deref(), args).await,
+            Command::Check(args) => check::run(config.as_deref(), args).await,
+            Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
+            Command::Run(_)
+            | Command::Sim(_)
+            | Command::Backtest(_)
+            | Command::Status(_)
+            | Command::Demo(_) => Err(anyhow::anyhow!(
+                "this command is not available in this build yet"
+            )),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Sets up `tracing` once: human output on a terminal, JSON otherwise or when asked.
+pub fn init_logging(log: &crate::config::LogConfig) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("CANARYD_LOG").unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let json = match log.format {
+        crate::config::LogFormat::Json => true,
+        crate::config::LogFormat::Human => false,
+        crate::config::LogFormat::Auto => {
+            std::env::var_os("JOURNAL_STREAM").is_some() || !std::io::stderr().is_terminal()
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}

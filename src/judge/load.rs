@@ -1,0 +1,147 @@
+//! Loading and validating the judges directory.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::spec::{AppliesWhen, JudgeCanary, JudgeFile, Scale};
+use crate::canary::load::yaml_files;
+use crate::config::{Config, Diagnostic, Diagnostics, yaml};
+
+/// A validated judge.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Judge {
+    pub name: String,
+    pub version: i64,
+    pub description: Option<String>,
+    /// Model name from the config.
+    pub model: String,
+    pub scale: Scale,
+    pub applies_when: AppliesWhen,
+    pub prompt: String,
+    pub canaries: Vec<JudgeCanary>,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub judges: Vec<Judge>,
+    pub failed: Vec<PathBuf>,
+    pub diagnostics: Diagnostics,
+}
+
+impl Loaded {
+    pub fn names(&self) -> BTreeSet<String> {
+        self.judges.iter().map(|j| j.name.clone()).collect()
+    }
+}
+
+pub fn load_dir(dir: &Path, config: Option<&Config>) -> Loaded {
+    let mut out = Loaded::default();
+    let files = match yaml_files(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            out.diagnostics.push(Diagnostic::error(
+                dir,
+                0,
+                0,
+                format!("cannot read judges directory: {e}"),
+            ));
+            return out;
+        }
+    };
+    for path in files {
+        match load_file(&path, config) {
+            Ok(j) if out.judges.iter().any(|o| o.name == j.name) => {
+                out.diagnostics.push(Diagnostic::error(
+                    &path,
+                    1,
+                    1,
+                    format!("judge name `{}` is used twice", j.name),
+                ));
+                out.failed.push(path);
+            }
+            Ok(j) => out.judges.push(j),
+            Err(d) => {
+                out.diagnostics.extend(d);
+                out.failed.push(path);
+            }
+        }
+    }
+    out
+}
+
+pub fn load_file(path: &Path, config: Option<&Config>) -> Result<Judge, Diagnostics> {
+    let f: JudgeFile = yaml::parse_file(path)?;
+    let mut d = Diagnostics::default();
+    if f.name.value.trim().is_empty() {
+        d.push(Diagnostic::at(
+            path,
+            &f.name,
+            "judge name must not be empty",
+        ));
+    }
+    if f.version.value < 1 {
+        d.push(Diagnostic::at(
+            path,
+            &f.version,
+            "version must be a positive integer",
+        ));
+    }
+    if let Some(config) = config
+        && !config.models.contains_key(&f.model.value)
+    {
+        let hint = yaml::closest(&f.model.value, config.models.keys().map(String::as_str))
+            .map(|h| format!("; did you mean `{h}`?"))
+            .unwrap_or_default();
+        let (line, col) = (f.model.referenced.line(), f.model.referenced.column());
+        d.push(Diagnostic::error(
+            path,
+            line.max(1),
+            col.max(1),
+            format!(
+                "model `{}` is not defined under `models:` in the config{hint}",
+                f.model.value
+            ),
+        ));
+    }
+    if f.scale.min >= f.scale.max {
+        d.push(Diagnostic::at(
+            path,
+            &f.name,
+            "scale.min must be below scale.max",
+        ));
+    }
+    if let Err(e) = super::template::check(&f.prompt.value) {
+        d.push(Diagnostic::at(
+            path,
+            &f.prompt,
+            format!("prompt template: {e}"),
+        ));
+    }
+    for c in &f.canaries {
+        if !(f.scale.min..=f.scale.max).contains(&c.value.expected) {
+            d.push(Diagnostic::at(
+                path,
+                c,
+                "canary expected score is outside the scale",
+            ));
+        }
+    }
+    if d.has_errors() {
+        return Err(d);
+    }
+    Ok(Judge {
+        name: f.name.value,
+        version: f.version.value,
+        description: f.description,
+        model: f.model.value,
+        scale: f.scale,
+        applies_when: f.applies_when,
+        prompt: f.prompt.value,
+        canaries: f.canaries.into_iter().map(|c| c.value).collect(),
+        path: path.to_path_buf(),
+    })
+}

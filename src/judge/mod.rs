@@ -1,0 +1,9 @@
+//! LLM-as-judge: judge definitions, sampling, the durable judge queue.
+
+pub mod load;
+mod settings;
+pub mod spec;
+pub mod template;
+
+pub use load::Judge;
+pub use settings::JudgingConfig;

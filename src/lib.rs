@@ -1,0 +1,16 @@
+//! canaryd watches production LLM systems for the failures that throw no
+//! errors. See ARCHITECTURE.md for the map of this crate.
+
+pub mod alert;
+pub mod app;
+pub mod canary;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod ingest;
+pub mod judge;
+pub mod provider;
+pub mod signals;
+pub mod store;

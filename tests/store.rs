@@ -1,0 +1,248 @@
+//! The storage interface, run against both backends: SQLite always, and
+//! PostgreSQL (mandatory in CI).
+
+mod common;
+
+use canaryd::store::{CaseResultRow, ModelIdentity, NewRun, ResponseRow, RunTrigger, Store};
+use common::TestDb;
+
+async fn open(db: &TestDb) -> Store {
+    let store = Store::connect(&db.url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+/// Runs `f` once per backend with a freshly migrated store.
+macro_rules! for_each_backend {
+    (|$store:ident, $backend:ident| $body:block) => {{
+        for db in TestDb::all().await {
+            let $backend = db.backend;
+            eprintln!("running against {}", $backend);
+            let $store = open(&db).await;
+            $body
+            $store.close().await;
+            db.cleanup().await;
+        }
+    }};
+}
+
+#[tokio::test]
+async fn migrations_create_schema_and_are_idempotent() {
+    for_each_backend!(|store, backend| {
+        store.migrate().await.expect("second migrate is harmless");
+        let tables = store.tables().await.unwrap();
+        for t in [
+            "canary_runs",
+            "canary_results",
+            "responses",
+            "suite_versions",
+            "model_events",
+            "leases",
+        ] {
+            assert!(
+                tables.iter().any(|x| x == t),
+                "{backend}: missing {t} in {tables:?}"
+            );
+        }
+    });
+}
+
+#[tokio::test]
+async fn scheduled_tick_runs_once_and_results_commit_with_run() {
+    for_each_backend!(|store, backend| {
+        let v = store
+            .upsert_suite_version("s", 1, "h1", "{}", 1000)
+            .await
+            .unwrap();
+        let again = store
+            .upsert_suite_version("s", 1, "h1", "{}", 2000)
+            .await
+            .unwrap();
+        assert_eq!(v, again, "{backend}: same content is one version");
+        let run = NewRun {
+            suite: "s",
+            suite_version: 1,
+            content_hash: "h1",
+            trigger: RunTrigger::Schedule,
+            scheduled_for_ms: Some(60_000),
+            owner: "a",
+            now_ms: 60_001,
+        };
+        let first = store.start_run(&run).await.unwrap();
+        assert!(first.is_some(), "{backend}");
+        let second = store
+            .start_run(&NewRun {
+                owner: "b",
+                ..run.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(second, None, "{backend}: a tick is taken once");
+        let manual = NewRun {
+            scheduled_for_ms: None,
+            trigger: RunTrigger::Manual,
+            ..run.clone()
+        };
+        assert!(store.start_run(&manual).await.unwrap().is_some());
+        assert!(
+            store.start_run(&manual).await.unwrap().is_some(),
+            "{backend}: manual runs never collide"
+        );
+
+        let id = first.unwrap();
+        let results = vec![
+            CaseResultRow {
+                suite: "s".into(),
+                case_id: "a".into(),
+                target: "live".into(),
+                requested_model: "m".into(),
+                request: "[]".into(),
+                outcome: "pass".into(),
+                verdicts: "[]".into(),
+                agrees_with_pinned: Some(true),
+                created_ms: 1,
+                ..Default::default()
+            },
+            CaseResultRow {
+                suite: "s".into(),
+                case_id: "b".into(),
+                target: "live".into(),
+                requested_model: "m".into(),
+                request: "[]".into(),
+                outcome: "provider_error".into(),
+                verdicts: "[]".into(),
+                error: Some("429".into()),
+                created_ms: 1,
+                ..Default::default()
+            },
+        ];
+        store
+            .finish_run(id, "completed", &results, 70_000)
+            .await
+            .unwrap();
+        let runs = store.recent_runs("s", 10).await.unwrap();
+        let r = runs.iter().find(|r| r.id == id).unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.passed, r.failed, r.provider_errors),
+            ("completed", 1, 0, 1),
+            "{backend}"
+        );
+        let stored = store.run_results(id).await.unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(
+            stored[0].agrees_with_pinned,
+            Some(true),
+            "{backend}: bool round-trips"
+        );
+        assert_eq!(stored[1].error.as_deref(), Some("429"));
+    });
+}
+
+#[tokio::test]
+async fn model_change_is_an_event_only_when_identity_changes() {
+    for_each_backend!(|store, backend| {
+        let id = |m: &str, fp: Option<&str>| ModelIdentity {
+            response_model: Some(m.into()),
+            system_fingerprint: fp.map(Into::into),
+        };
+        assert!(
+            store
+                .observe_model("suite:s:live", "gpt-4o", &id("gpt-4o-1", Some("fp_a")), 1)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .observe_model("suite:s:live", "gpt-4o", &id("gpt-4o-1", Some("fp_a")), 2)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .observe_model("suite:s:live", "gpt-4o", &id("gpt-4o-1", None), 3)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}: a missing fingerprint is not a change"
+        );
+        let ev = store
+            .observe_model("suite:s:live", "gpt-4o", &id("gpt-4o-2", Some("fp_b")), 4)
+            .await
+            .unwrap()
+            .expect("change");
+        assert_eq!(ev.old_model.as_deref(), Some("gpt-4o-1"));
+        assert_eq!(ev.new_fingerprint.as_deref(), Some("fp_b"));
+        let evs = store.model_events("suite:s:", 0).await.unwrap();
+        assert_eq!(evs.len(), 1, "{backend}");
+        assert!(
+            store
+                .model_events("suite:other", 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+}
+
+#[tokio::test]
+async fn responses_dedupe_by_id_in_and_across_batches() {
+    for_each_backend!(|store, backend| {
+        let row = |ext: Option<&str>, ts| ResponseRow {
+            ext_id: ext.map(Into::into),
+            stream: "bot".into(),
+            ts_ms: ts,
+            received_ms: ts,
+            output: "hi".into(),
+            output_tokens: 1,
+            refusal: false,
+            embedding: Some(vec![0, 0, 128, 63]),
+            ..Default::default()
+        };
+        let out = store
+            .insert_responses(&[
+                row(Some("a"), 1),
+                row(Some("a"), 2),
+                row(None, 3),
+                row(None, 4),
+            ])
+            .await
+            .unwrap();
+        assert_eq!((out.accepted, out.duplicates), (3, 1), "{backend}");
+        let out = store
+            .insert_responses(&[row(Some("a"), 5), row(Some("b"), 6)])
+            .await
+            .unwrap();
+        assert_eq!((out.accepted, out.duplicates), (1, 1), "{backend}");
+        assert_eq!(store.count_responses("bot", 0, 100).await.unwrap(), 4);
+        // Large batches are split below SQLite's parameter limit.
+        let many: Vec<_> = (0..1200).map(|i| row(None, 10 + i)).collect();
+        assert_eq!(
+            store.insert_responses(&many).await.unwrap().accepted,
+            1200,
+            "{backend}"
+        );
+    });
+}
+
+#[tokio::test]
+async fn leases_exclude_other_holders_until_expiry() {
+    for_each_backend!(|store, backend| {
+        assert!(store.try_lease("detectors", "a", 0, 1000).await.unwrap());
+        assert!(
+            !store.try_lease("detectors", "b", 500, 1000).await.unwrap(),
+            "{backend}"
+        );
+        assert!(
+            store.try_lease("detectors", "a", 600, 1000).await.unwrap(),
+            "renewal"
+        );
+        assert!(
+            store.try_lease("detectors", "b", 1700, 1000).await.unwrap(),
+            "{backend}: expired lease is taken over"
+        );
+        store.release_lease("detectors", "b").await.unwrap();
+        assert!(store.try_lease("detectors", "a", 1701, 1000).await.unwrap());
+    });
+}
