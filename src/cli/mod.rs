@@ -41,6 +41,10 @@ pub enum Command {
     Status(Reserved),
     /// Start a self-contained demo with simulated traffic and a staged model update.
     Demo(Reserved),
+    /// List alerts and their notifications.
+    Alerts(Reserved),
+    /// Mute notifications matching a rule, stream or severity until a time.
+    Silence(Reserved),
 }
 
 /// Arguments of commands whose implementation has not landed yet.
