@@ -77,7 +77,9 @@ pub fn main() -> ExitCode {
             | Command::Sim(_)
             | Command::Backtest(_)
             | Command::Status(_)
-            | Command::Demo(_) => Err(anyhow::anyhow!(
+            | Command::Demo(_)
+            | Command::Alerts(_)
+            | Command::Silence(_) => Err(anyhow::anyhow!(
                 "this command is not available in this build yet"
             )),
         }
