@@ -1,5 +1,6 @@
 //! LLM-as-judge: judge definitions, sampling, the durable judge queue.
 
+pub mod call;
 pub mod load;
 mod settings;
 pub mod spec;
