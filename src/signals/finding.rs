@@ -1,0 +1,107 @@
+//! What a detector says about one (rule, stream, dimension) at one time.
+//! This is the contract between the detectors and the alerting.
+
+use serde::{Deserialize, Serialize};
+
+/// The detectors canaryd runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    JudgeScoreDrop,
+    RefusalRateShift,
+    LengthDrift,
+    EmbeddingDrift,
+    CanaryRegression,
+    ModelChange,
+    TruncationRate,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 7] = [
+        Rule::JudgeScoreDrop,
+        Rule::RefusalRateShift,
+        Rule::LengthDrift,
+        Rule::EmbeddingDrift,
+        Rule::CanaryRegression,
+        Rule::ModelChange,
+        Rule::TruncationRate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::JudgeScoreDrop => "judge_score_drop",
+            Rule::RefusalRateShift => "refusal_rate_shift",
+            Rule::LengthDrift => "length_drift",
+            Rule::EmbeddingDrift => "embedding_drift",
+            Rule::CanaryRegression => "canary_regression",
+            Rule::ModelChange => "model_change",
+            Rule::TruncationRate => "truncation_rate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The outcome of one detector evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The change is real: large enough and statistically significant.
+    Firing,
+    /// Enough data, no change.
+    Ok,
+    /// Too few samples on one side to say anything.
+    InsufficientData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One detector's verdict for one subject at `at_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule: Rule,
+    /// A production stream, or `suite:<name>` for canary suites.
+    pub stream: String,
+    /// Judge dimension, canary case/target, or requested model, where it applies.
+    pub dimension: Option<String>,
+    pub status: Status,
+    pub severity: Severity,
+    pub at_ms: i64,
+    /// The current window's value (mean score, rate, KL, cosine, pass rate...).
+    pub value: f64,
+    /// The baseline's value on the same scale.
+    pub baseline: f64,
+    /// The configured threshold the change was compared with.
+    pub threshold: f64,
+    pub p_value: Option<f64>,
+    /// Samples in the current window (and baseline, in `baseline_samples`).
+    pub samples: u64,
+    pub baseline_samples: u64,
+    /// One line a person can read: "groundedness 4.22 → 3.71 (p=0.0004, n=412)".
+    pub summary: String,
+}
+
+impl Finding {
+    /// The identity of the alert this finding feeds: (rule, stream, dimension).
+    pub fn key(&self) -> (Rule, &str, Option<&str>) {
+        (self.rule, &self.stream, self.dimension.as_deref())
+    }
+}
