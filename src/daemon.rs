@@ -18,17 +18,22 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    crate::telemetry::install();
     let app = App::new(config, store.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_watcher(shutdown.clone()));
+    tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
+    tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
+    crate::telemetry::systemd::ready();
     let router = crate::http::router(app);
     let token = shutdown.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await
         .context("HTTP server failed")?;
+    crate::telemetry::systemd::stopping();
     store.close().await;
     tracing::info!("canaryd stopped");
     Ok(())
