@@ -23,12 +23,19 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tokio::spawn(signal_watcher(shutdown.clone()));
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
+    let notifier = tokio::spawn(crate::alert::notifier::run(
+        store.clone(),
+        crate::alert::settings_for(&app.config),
+        std::time::Duration::from_secs(5),
+        shutdown.clone(),
+    ));
     let router = crate::http::router(app);
     let token = shutdown.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await
         .context("HTTP server failed")?;
+    let _ = notifier.await;
     store.close().await;
     tracing::info!("canaryd stopped");
     Ok(())
