@@ -303,8 +303,8 @@ async fn flush(
             let mut examples = BTreeMap::new();
             for (firing, _, _) in per_channel.values() {
                 for a in firing {
-                    if !examples.contains_key(&a.id) {
-                        examples.insert(a.id, evidence::examples(store, a, cfg, now_ms).await?);
+                    if let std::collections::btree_map::Entry::Vacant(slot) = examples.entry(a.id) {
+                        slot.insert(evidence::examples(store, a, cfg, now_ms).await?);
                     }
                 }
             }

@@ -338,7 +338,7 @@ impl AlertsConfig {
                             err(format!("channel {name}: {a:?} is not an email address"));
                         }
                     }
-                    if e.username.is_some() != !e.password.is_empty() {
+                    if e.username.is_some() == e.password.is_empty() {
                         err(format!(
                             "channel {name}: give both username and password, or neither"
                         ));

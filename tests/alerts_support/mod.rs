@@ -279,7 +279,8 @@ pub fn subject(raw: &str) -> String {
         let decoded = w
             .strip_prefix("=?utf-8?b?")
             .and_then(|w| w.strip_suffix("?="));
-        if !out.is_empty() && !(prev_encoded && decoded.is_some()) {
+        let joined = prev_encoded && decoded.is_some();
+        if !out.is_empty() && !joined {
             out.push(' ');
         }
         match decoded {
