@@ -369,3 +369,105 @@ async fn flush(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::{Rule, Severity};
+
+    fn f(status: Status, severity: Severity) -> Finding {
+        Finding {
+            rule: Rule::LengthDrift,
+            stream: "s".into(),
+            dimension: None,
+            status,
+            severity,
+            at_ms: 5,
+            value: 1.0,
+            baseline: 2.0,
+            threshold: 0.1,
+            p_value: None,
+            samples: 1,
+            baseline_samples: 1,
+            summary: "x".into(),
+        }
+    }
+
+    fn step(a: Option<&AlertRow>, status: Status) -> Option<AlertRow> {
+        transition(a, &f(status, Severity::Warning), 100).map(|c| c.row)
+    }
+
+    #[test]
+    fn insufficient_data_keeps_the_state() {
+        let pending = step(None, Status::Firing).unwrap();
+        assert_eq!(pending.state, "pending");
+        assert!(step(Some(&pending), Status::InsufficientData).is_none());
+        let firing = AlertRow {
+            state: "firing".into(),
+            last_notified_ms: Some(50),
+            ..pending.clone()
+        };
+        assert!(step(Some(&firing), Status::InsufficientData).is_none());
+        assert!(
+            step(None, Status::InsufficientData).is_none(),
+            "no row for a subject without data"
+        );
+        assert!(
+            step(None, Status::Ok).is_none(),
+            "no row for a healthy subject"
+        );
+    }
+
+    #[test]
+    fn a_resolve_notice_is_owed_only_after_a_notified_firing() {
+        let pending = step(None, Status::Firing).unwrap();
+        let cleared = step(Some(&pending), Status::Ok).unwrap();
+        assert_eq!(
+            (cleared.state.as_str(), cleared.resolve_pending),
+            ("resolved", false)
+        );
+        let silent = AlertRow {
+            state: "firing".into(),
+            ..pending.clone()
+        };
+        assert!(
+            !step(Some(&silent), Status::Ok).unwrap().resolve_pending,
+            "never notified (silenced)"
+        );
+        let notified = AlertRow {
+            state: "firing".into(),
+            last_notified_ms: Some(50),
+            ..pending.clone()
+        };
+        let resolved = step(Some(&notified), Status::Ok).unwrap();
+        assert!(resolved.resolve_pending);
+        assert_eq!(resolved.resolved_ms, Some(100));
+        // Firing again opens a new episode: pending, notice forgotten.
+        let again = step(Some(&resolved), Status::Firing).unwrap();
+        assert_eq!(
+            (
+                again.state.as_str(),
+                again.resolve_pending,
+                again.last_notified_ms
+            ),
+            ("pending", false, None)
+        );
+    }
+
+    #[test]
+    fn still_firing_updates_values_and_records_escalation() {
+        let firing = AlertRow {
+            state: "firing".into(),
+            ..step(None, Status::Firing).unwrap()
+        };
+        let same = transition(Some(&firing), &f(Status::Firing, Severity::Warning), 100).unwrap();
+        assert_eq!(same.row.state, "firing");
+        assert!(same.history.is_none());
+        let worse = transition(Some(&firing), &f(Status::Firing, Severity::Critical), 100).unwrap();
+        assert_eq!(worse.row.severity, "critical");
+        assert_eq!(
+            worse.history.unwrap().2.unwrap(),
+            "severity warning → critical"
+        );
+    }
+}

@@ -365,6 +365,13 @@ impl AlertsConfig {
         {
             err("base_url must be an http:// or https:// URL".into());
         }
+        if let Some(dir) = &self.templates {
+            if !dir.is_dir() {
+                err(format!("templates: {} is not a directory", dir.display()));
+            } else if let Err(e) = super::render::Renderer::with_dir(Some(dir)) {
+                err(e.to_string());
+            }
+        }
         if self.retry.attempts == 0 {
             err("retry.attempts must be at least 1".into());
         }
