@@ -175,6 +175,7 @@ async fn apply_findings(
         }
     }
     let mut streams: Vec<String> = latest.keys().map(|k| k.1.to_string()).collect();
+    streams.sort();
     streams.dedup();
     let existing = store.alerts_of_streams(&streams).await?;
     for (key, f) in latest {

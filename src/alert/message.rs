@@ -28,8 +28,9 @@ pub struct Message {
     /// The stream is also firing `model_change`.
     pub model_change: bool,
     pub model_events: Vec<ModelEventView>,
-    /// When this notification was built (UTC).
+    /// When this notification was built (UTC), and the same in milliseconds.
     pub at: String,
+    pub at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,8 +54,9 @@ pub struct AlertView {
     pub summary: String,
     /// First notification of this episode.
     pub new: bool,
-    /// When it started firing (or resolved), UTC.
+    /// When it started firing (or resolved), UTC, and the same in milliseconds.
     pub since: String,
+    pub since_ms: Option<i64>,
     pub examples: Vec<Example>,
 }
 
@@ -210,6 +212,7 @@ fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
         summary: a.summary.clone(),
         new: input.new_ids.contains(&a.id) || (!resolved && a.last_notified_ms.is_none()),
         since: since.map(fmt_time).unwrap_or_default(),
+        since_ms: since,
         examples: if resolved {
             Vec::new()
         } else {
@@ -322,6 +325,7 @@ pub fn build(input: Input<'_>) -> Message {
         model_change,
         model_events,
         at: fmt_time(input.now_ms),
+        at_ms: input.now_ms,
     }
 }
 

@@ -423,12 +423,18 @@ alerts:
     #[test]
     fn documented_examples_parse() {
         let yaml_blocks = |md: &str| -> Vec<String> {
-            md.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap().to_string()).collect()
+            md.split("```yaml\n")
+                .skip(1)
+                .map(|b| b.split("```").next().unwrap().to_string())
+                .collect()
         };
         let docs = include_str!("../../docs/alerts.md");
         let readme = include_str!("../../README.md");
         let doc = yaml_blocks(docs)[0].replace("  templates: ./alert-templates", "");
-        let readme_alerts = yaml_blocks(readme).into_iter().find(|b| b.contains("alerts:")).unwrap();
+        let readme_alerts = yaml_blocks(readme)
+            .into_iter()
+            .find(|b| b.contains("alerts:"))
+            .unwrap();
         for text in [doc, readme_alerts] {
             let c = crate::config::from_str(Path::new("/etc/canaryd/canaryd.yaml"), &text)
                 .unwrap_or_else(|d| panic!("{d}\n{text}"));

@@ -24,6 +24,42 @@ pub fn find<'a>(all: &'a [SilenceRow], labels: Labels<'_>, now_ms: i64) -> Optio
     all.iter().find(|s| silences(s, labels, now_ms))
 }
 
+/// Checks a silence's matchers: at least one, and exact rule/severity
+/// values must exist (a typo would silently mute nothing).
+pub fn check_matchers(
+    rule: Option<&str>,
+    stream: Option<&str>,
+    severity: Option<&str>,
+) -> Result<(), String> {
+    if rule.is_none() && stream.is_none() && severity.is_none() {
+        return Err(
+            "give at least one of rule, stream, severity (stream \"*\" mutes everything)".into(),
+        );
+    }
+    if let Some(s) = severity
+        && !s.contains(['*', '?'])
+        && !["info", "warning", "critical"].contains(&s)
+    {
+        return Err(format!(
+            "severity must be info, warning or critical, got {s:?}"
+        ));
+    }
+    if let Some(r) = rule
+        && !r.contains(['*', '?'])
+        && crate::signals::Rule::parse(r).is_none()
+    {
+        let names: Vec<&str> = crate::signals::Rule::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        return Err(format!(
+            "unknown rule {r:?}; rules are {}",
+            names.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Parses `--until`: a duration from now (`2h`, `30m`) or an RFC 3339 time.
 pub fn parse_until(s: &str, now_ms: i64) -> Option<i64> {
     if let Some(d) = super::settings::parse_duration(s) {

@@ -64,27 +64,20 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
             comment,
             created_by,
         } => {
-            if rule.is_none() && stream.is_none() && severity.is_none() {
-                anyhow::bail!(
-                    "give at least one of --rule, --stream, --severity (use --stream '*' to mute everything)"
-                );
-            }
-            if let Some(s) = &severity
-                && !s.contains(['*', '?'])
-                && !["info", "warning", "critical"].contains(&s.as_str())
-            {
-                anyhow::bail!("--severity must be info, warning or critical, got {s:?}");
-            }
-            if let Some(r) = &rule
-                && !r.contains(['*', '?'])
-                && crate::signals::Rule::parse(r).is_none()
-            {
-                let names: Vec<&str> = crate::signals::Rule::ALL
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect();
-                anyhow::bail!("unknown rule {r:?}; rules are {}", names.join(", "));
-            }
+            crate::alert::silence::check_matchers(
+                rule.as_deref(),
+                stream.as_deref(),
+                severity.as_deref(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.replace(
+                        "give at least one of rule, stream, severity",
+                        "give at least one of --rule, --stream, --severity"
+                    )
+                )
+            })?;
             let ends_ms = parse_until(&until, now).ok_or_else(|| {
                 anyhow::anyhow!("--until {until:?}: use a duration (2h, 30m) or an RFC 3339 time")
             })?;
