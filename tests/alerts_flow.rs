@@ -410,3 +410,67 @@ async fn hostile_content_is_escaped_everywhere() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn email_failures_stay_in_the_outbox_and_never_show_the_password() {
+    let db = TestDb::sqlite().await;
+    let store = open(&db).await;
+    let r = rig("").await;
+    let mut cfg = r.cfg.clone();
+    cfg.channels.retain(|name, _| name == "mail");
+
+    r.smtp.down.store(true, Ordering::SeqCst);
+    process(&store, &[groundedness(Status::Firing, T0, 3.0)], T0, &cfg)
+        .await
+        .unwrap();
+    let t = T0 + 31 * SEC;
+    assert_eq!(process(&store, &[], t, &cfg).await.unwrap().enqueued, 1);
+    let d = deliver_due(&store, &cfg, t).await.unwrap();
+    assert_eq!((d.sent, d.failed), (0, 1));
+    let (n, _) = store.list_notifications(1).await.unwrap().remove(0);
+    assert_eq!((n.state.as_str(), n.attempts), ("pending", 2));
+    assert!(n.last_error.as_deref().unwrap().contains("451"), "{n:?}");
+
+    // A second failed round waits twice as long (60 s, then 120 s).
+    let d = deliver_due(&store, &cfg, t + 61 * SEC).await.unwrap();
+    assert_eq!(d.failed, 1);
+    assert_eq!(
+        deliver_due(&store, &cfg, t + 61 * SEC + 119 * SEC)
+            .await
+            .unwrap(),
+        Default::default()
+    );
+
+    // Wrong password: refused by the server, and the error does not contain it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "wrong-pass-123").unwrap();
+    if let Some(canaryd::alert::settings::ChannelConfig::Email(e)) = cfg.channels.get_mut("mail") {
+        e.password = canaryd::config::SecretRef {
+            file: Some(dir.path().join("pw")),
+            ..Default::default()
+        };
+    }
+    r.smtp.down.store(false, Ordering::SeqCst);
+    let t2 = t + 61 * SEC + 121 * SEC;
+    let d = deliver_due(&store, &cfg, t2).await.unwrap();
+    assert_eq!(d.failed, 1);
+    let (n, _) = store.list_notifications(1).await.unwrap().remove(0);
+    let err = n.last_error.unwrap();
+    assert!(
+        err.contains("535") && !err.contains("wrong-pass-123"),
+        "{err}"
+    );
+    assert!(r.smtp.mails().is_empty());
+
+    // Fixed and back up: delivered, exactly once.
+    let d = deliver_due(&store, &r.cfg, t2 + 4 * 60 * SEC)
+        .await
+        .unwrap();
+    assert_eq!((d.sent, d.failed), (1, 0));
+    assert_eq!(r.smtp.mails().len(), 1);
+    assert_eq!(
+        deliver_due(&store, &r.cfg, t2 + HOUR).await.unwrap(),
+        Default::default()
+    );
+    store.close().await;
+}
