@@ -474,3 +474,54 @@ async fn email_failures_stay_in_the_outbox_and_never_show_the_password() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn an_alert_mentions_a_model_change_firing_on_its_stream() {
+    let db = TestDb::sqlite().await;
+    let store = open(&db).await;
+    let r = rig("").await;
+    let mut cfg = r.cfg.clone();
+    cfg.channels.retain(|name, _| name == "hook");
+    let mut change = finding(
+        Rule::ModelChange,
+        "billing",
+        Some("gpt-4o"),
+        Status::Firing,
+        T0,
+        0.0,
+        1.0,
+    );
+    change.summary = "gpt-4o-2024-08-06 → gpt-4o-2024-11-20".into();
+    let length = finding(
+        Rule::LengthDrift,
+        "billing",
+        None,
+        Status::Firing,
+        T0,
+        300.0,
+        120.0,
+    );
+    process(&store, &[change, length], T0, &cfg).await.unwrap();
+    process(&store, &[], T0 + 31 * SEC, &cfg).await.unwrap();
+    deliver_due(&store, &cfg, T0 + 31 * SEC).await.unwrap();
+    let posts = r.http.delivered("/hook");
+    assert_eq!(posts.len(), 1, "one notification for the group");
+    let v: serde_json::Value = serde_json::from_str(&posts[0].body).unwrap();
+    assert_eq!(v["model_change"], true);
+    assert_eq!(
+        v["title"],
+        "[FIRING:2] billing: output length 300 → 120 (+1 more) [model changed]"
+    );
+    let rules: Vec<&str> = v["firing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["length_drift", "model_change"]);
+    assert_eq!(
+        v["firing"][1]["change"],
+        "gpt-4o-2024-08-06 → gpt-4o-2024-11-20"
+    );
+    store.close().await;
+}

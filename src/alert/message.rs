@@ -256,7 +256,7 @@ fn title(stream: &str, firing: &[AlertView], resolved: &[AlertView], model_chang
     if !firing.is_empty() && !resolved.is_empty() {
         t.push_str(&format!("; {} resolved", resolved.len()));
     }
-    if model_change && !firing.iter().any(|f| f.rule == "model_change") {
+    if model_change && firing.first().is_some_and(|f| f.rule != "model_change") {
         t.push_str(" [model changed]");
     }
     truncate(&one_line(&t), 160)
