@@ -1,5 +1,7 @@
 //! The HTTP surface of the daemon: health, ingest and API routes.
 
+mod alerts_api;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +15,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(alerts_api::routes())
         .with_state(app)
 }
 
