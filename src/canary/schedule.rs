@@ -1,0 +1,1 @@
+//! Scheduling (filled in below).
