@@ -21,6 +21,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let app = App::new(config, store.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_watcher(shutdown.clone()));
+    let canaries = start_canaries(&app, shutdown.clone()).await?;
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
     let router = crate::http::router(app);
@@ -29,9 +30,41 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await
         .context("HTTP server failed")?;
+    shutdown.cancel();
+    if let Err(e) = canaries.await {
+        tracing::error!("canary scheduler task failed: {e}");
+    }
     store.close().await;
     tracing::info!("canaryd stopped");
     Ok(())
+}
+
+/// Starts the canary scheduler over the configured suites and judges.
+async fn start_canaries(
+    app: &App,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use crate::canary::{expect::Evaluator, runner, schedule};
+    let providers = crate::provider::Providers::from_config(&app.config)?;
+    let judges = crate::judge::load::load_dir(&app.config.judges, Some(&app.config));
+    for d in judges.diagnostics.0.iter().filter(|d| d.is_error()) {
+        tracing::error!("{d}");
+    }
+    let names = judges.names();
+    let runner = runner::Runner {
+        store: app.store.clone(),
+        eval: Evaluator {
+            providers,
+            judges: judges
+                .judges
+                .into_iter()
+                .map(|j| (j.name.clone(), j))
+                .collect(),
+        },
+        owner: app.instance_id.clone(),
+        clock: runner::system_clock(),
+    };
+    Ok(schedule::start(runner, app.config.clone(), names, shutdown).await?)
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

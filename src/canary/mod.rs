@@ -12,5 +12,7 @@ pub mod runner;
 pub mod schedule;
 pub mod schema;
 pub mod suite;
+pub mod ticks;
+pub mod versioning;
 
 pub use load::{Suite, SuiteCase};

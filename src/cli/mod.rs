@@ -2,6 +2,7 @@
 
 mod check;
 mod migrate;
+mod run;
 mod serve;
 
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ pub enum Command {
     /// Create or update the database schema, then exit.
     Migrate(migrate::Args),
     /// Run one canary suite now and print its results.
-    Run(Reserved),
+    Run(run::Args),
     /// Run the OpenAI-compatible provider simulator.
     Sim(Reserved),
     /// Replay recorded traffic through the detectors.
@@ -73,8 +74,8 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Check(args) => check::run(config.as_deref(), args).await,
             Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
-            Command::Run(_)
-            | Command::Sim(_)
+            Command::Run(args) => run::run(config.as_deref(), args).await,
+            Command::Sim(_)
             | Command::Backtest(_)
             | Command::Status(_)
             | Command::Demo(_)
