@@ -4,6 +4,7 @@ mod check;
 mod migrate;
 mod run;
 mod serve;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +36,7 @@ pub enum Command {
     /// Run one canary suite now and print its results.
     Run(run::Args),
     /// Run the OpenAI-compatible provider simulator.
-    Sim(Reserved),
+    Sim(sim::Args),
     /// Replay recorded traffic through the detectors.
     Backtest(Reserved),
     /// Show the health of every stream and suite.
@@ -75,8 +76,8 @@ pub fn main() -> ExitCode {
             Command::Check(args) => check::run(config.as_deref(), args).await,
             Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
             Command::Run(args) => run::run(config.as_deref(), args).await,
-            Command::Sim(_)
-            | Command::Backtest(_)
+            Command::Sim(args) => sim::run(args).await,
+            Command::Backtest(_)
             | Command::Status(_)
             | Command::Demo(_)
             | Command::Alerts(_)
