@@ -130,5 +130,6 @@ pub fn table(r: &RunReport) -> String {
         "\n{} passed, {} failed, {} provider errors",
         r.passed, r.failed, r.provider_errors
     );
-    out
+    // Padding of the last column would leave trailing spaces.
+    out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
 }
