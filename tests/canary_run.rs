@@ -118,7 +118,10 @@ async fn all_pass_is_recorded_on_both_backends() {
         let live = result(&report, "refund-window", "live");
         let system = &live["request"]["messages"][0]["content"];
         assert!(
-            system.as_str().unwrap().ends_with("Context:\n- Refunds are accepted within 30 days of delivery."),
+            system
+                .as_str()
+                .unwrap()
+                .ends_with("Context:\n- Refunds are accepted within 30 days of delivery."),
             "{system}"
         );
         assert_eq!(live["answer"], "You have 30 days to ask for a refund.");
@@ -133,32 +136,60 @@ async fn all_pass_is_recorded_on_both_backends() {
         assert_eq!(live["agrees_with_pinned"], true);
         assert_eq!(live["similarity_to_pinned"], 1.0);
         assert!(result(&report, "refund-window", "pinned")["agrees_with_pinned"].is_null());
-        assert_eq!(result(&report, "free-text", "live")["agrees_with_pinned"], true);
+        assert_eq!(
+            result(&report, "free-text", "live")["agrees_with_pinned"],
+            true
+        );
 
         // The store holds the same run, version and results.
         let s = store(&db.url).await;
         let runs = s.recent_runs("refund-policy", 10).await.unwrap();
         assert_eq!(runs.len(), 1);
         let run = &runs[0];
-        assert_eq!((run.status.as_str(), run.passed, run.failed, run.provider_errors), ("completed", 12, 0, 0));
+        assert_eq!(
+            (
+                run.status.as_str(),
+                run.passed,
+                run.failed,
+                run.provider_errors
+            ),
+            ("completed", 12, 0, 0)
+        );
         assert_eq!(run.suite_version, 1);
         assert_eq!(run.content_hash, report["content_hash"].as_str().unwrap());
         let rows = s.run_results(run.id).await.unwrap();
         assert_eq!(rows.len(), 12);
-        let row = rows.iter().find(|r| r.case_id == "refund-window" && r.target == "live").unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.case_id == "refund-window" && r.target == "live")
+            .unwrap();
         assert_eq!(row.outcome, "pass");
         assert_eq!(row.agrees_with_pinned, Some(true));
         assert_eq!(row.attempts, Some(1));
         assert!(row.request.contains("Context:"), "{}", row.request);
-        let v = s.latest_suite_version("refund-policy").await.unwrap().unwrap();
-        assert_eq!((v.version, v.content_hash.as_str()), (1, run.content_hash.as_str()));
+        let v = s
+            .latest_suite_version("refund-policy")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (v.version, v.content_hash.as_str()),
+            (1, run.content_hash.as_str())
+        );
         s.close().await;
 
         // The human table shows every case and target.
-        let (code, out, _) = run_cli(&["run", "refund-policy"], dir.path(), &[("CANARYD_DATABASE_URL", &db.url)]);
+        let (code, out, _) = run_cli(
+            &["run", "refund-policy"],
+            dir.path(),
+            &[("CANARYD_DATABASE_URL", &db.url)],
+        );
         assert_eq!(code, 0);
         assert!(out.contains("refund-window    pass      pass"), "{out}");
-        assert!(out.contains("12 passed, 0 failed, 0 provider errors"), "{out}");
+        assert!(
+            out.contains("12 passed, 0 failed, 0 provider errors"),
+            "{out}"
+        );
         db.cleanup().await;
     }
 }
@@ -171,14 +202,21 @@ async fn staged_regression_fails_the_right_cases_on_live_only_and_records_the_mo
         sim.set_phase("baseline").await;
         let (code, before, err) = run_json(dir.path(), "refund-policy", &[], &db.url);
         assert_eq!(code, 0, "{err}");
-        assert!(before["model_events"].as_array().unwrap().is_empty(), "first sighting is no change");
+        assert!(
+            before["model_events"].as_array().unwrap().is_empty(),
+            "first sighting is no change"
+        );
 
         sim.set_phase("regression").await;
         let (code, after, err) = run_json(dir.path(), "refund-policy", &[], &db.url);
         assert_eq!(code, 1, "a failed case exits 1: {err}");
         let failing = [("json-answer", "live"), ("refund-window", "live")];
         for (case, target, outcome) in outcomes(&after) {
-            let want = if failing.contains(&(case.as_str(), target.as_str())) { "fail" } else { "pass" };
+            let want = if failing.contains(&(case.as_str(), target.as_str())) {
+                "fail"
+            } else {
+                "pass"
+            };
             assert_eq!(outcome, want, "[{}] {case} @ {target}", db.backend);
         }
         let live = result(&after, "refund-window", "live");
@@ -191,7 +229,10 @@ async fn staged_regression_fails_the_right_cases_on_live_only_and_records_the_mo
             .filter(|v| v["status"] == "fail")
             .map(|v| v["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(failed, ["contains", "regex", "not_contains", "judge", "similar"]);
+        assert_eq!(
+            failed,
+            ["contains", "regex", "not_contains", "judge", "similar"]
+        );
         assert_eq!(
             live["verdicts"][0]["reason"],
             "expected to contain \"30 days\"; answer was \"You have 14 days to ask for a refund.\""
@@ -211,7 +252,11 @@ async fn staged_regression_fails_the_right_cases_on_live_only_and_records_the_mo
         assert_eq!(stored[0].requested_model, "gpt-4o");
 
         // The human table names the failing check and the change.
-        let (code, out, _) = run_cli(&["run", "refund-policy"], dir.path(), &[("CANARYD_DATABASE_URL", &db.url)]);
+        let (code, out, _) = run_cli(
+            &["run", "refund-policy"],
+            dir.path(),
+            &[("CANARYD_DATABASE_URL", &db.url)],
+        );
         assert_eq!(code, 1);
         assert!(out.contains("refund-window    pass      FAIL*"), "{out}");
         assert!(
@@ -219,7 +264,13 @@ async fn staged_regression_fails_the_right_cases_on_live_only_and_records_the_mo
             "{out}"
         );
         // Same identity as the previous run: no new event.
-        assert_eq!(s.model_events("suite:refund-policy:", 0).await.unwrap().len(), 1);
+        assert_eq!(
+            s.model_events("suite:refund-policy:", 0)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         s.close().await;
         db.cleanup().await;
     }
@@ -259,7 +310,8 @@ models:
 "#;
 
 fn storm_suite() -> String {
-    let mut s = String::from("suite: storm\nversion: 1\ntargets: [pinned, live]\nconcurrency: 8\ncases:\n");
+    let mut s =
+        String::from("suite: storm\nversion: 1\ntargets: [pinned, live]\nconcurrency: 8\ncases:\n");
     for i in 0..6 {
         s.push_str(&format!(
             "  - id: c{i}\n    prompt: \"Question {i}: what is the capital of France?\"\n    expect: [{{ contains: Paris }}]\n"
@@ -274,7 +326,10 @@ async fn fault_storm_yields_provider_errors_and_no_failures() {
     let dir = project(sim.url(), &[("storm.yaml", &storm_suite())]);
     let db = TestDb::sqlite().await;
     let (code, report, err) = run_json(dir.path(), "storm", &[], &db.url);
-    assert_eq!(code, 0, "provider errors are not failures: {err}\n{report:#}");
+    assert_eq!(
+        code, 0,
+        "provider errors are not failures: {err}\n{report:#}"
+    );
     assert_eq!(report["failed"], 0);
     let results = report["results"].as_array().unwrap();
     for r in results {
@@ -282,7 +337,10 @@ async fn fault_storm_yields_provider_errors_and_no_failures() {
             "live" => {
                 assert_eq!(r["outcome"], "provider_error", "{r}");
                 let kind = r["error_kind"].as_str().unwrap();
-                assert!(["rate_limited", "server_error", "timeout"].contains(&kind), "{r}");
+                assert!(
+                    ["rate_limited", "server_error", "timeout"].contains(&kind),
+                    "{r}"
+                );
                 assert!(r["verdicts"].as_array().unwrap().is_empty());
                 assert!(r["agrees_with_pinned"].is_null());
             }
@@ -293,11 +351,20 @@ async fn fault_storm_yields_provider_errors_and_no_failures() {
         .iter()
         .filter(|r| r["target"] == "pinned" && r["attempts"].as_u64().unwrap_or(0) > 1)
         .count();
-    assert!(retried > 0, "half the pinned attempts fail, so some answers needed retries: {report:#}");
+    assert!(
+        retried > 0,
+        "half the pinned attempts fail, so some answers needed retries: {report:#}"
+    );
     let s = store(&db.url).await;
     let run = &s.recent_runs("storm", 1).await.unwrap()[0];
     assert_eq!(run.failed, 0);
-    assert_eq!(run.provider_errors as usize, results.iter().filter(|r| r["outcome"] == "provider_error").count());
+    assert_eq!(
+        run.provider_errors as usize,
+        results
+            .iter()
+            .filter(|r| r["outcome"] == "provider_error")
+            .count()
+    );
     assert!(run.provider_errors >= 6);
 
     // Nothing reaches us at all: exit 2.
@@ -325,9 +392,15 @@ default:
     assert_eq!(code, 0, "{err}\n{report:#}");
     let r = result(&report, "a", "pinned");
     assert_eq!(r["finish_reason"], "eos");
-    assert!(r["system_fingerprint"].is_null() && r["usage"].is_null(), "{r}");
+    assert!(
+        r["system_fingerprint"].is_null() && r["usage"].is_null(),
+        "{r}"
+    );
     let reason = r["verdicts"][1]["reason"].as_str().unwrap();
-    assert!(reason.contains("(estimated)"), "without usage, tokens are estimated: {reason}");
+    assert!(
+        reason.contains("(estimated)"),
+        "without usage, tokens are estimated: {reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,20 +413,29 @@ async fn slow_run_times_out_and_is_recorded_as_cancelled() {
     let started = std::time::Instant::now();
     let (code, report, err) = run_json(dir.path(), "slow", &[], &db.url);
     assert_eq!(code, 2, "{err}");
-    assert!(started.elapsed() < std::time::Duration::from_millis(2500), "did not wait for the slow answer");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "did not wait for the slow answer"
+    );
     assert_eq!(report["status"], "cancelled");
     let s = store(&db.url).await;
     let run = &s.recent_runs("slow", 1).await.unwrap()[0];
     assert_eq!(run.status, "cancelled");
     assert_eq!(run.note.as_deref(), Some("timed out after 0.5s"));
-    assert!(s.run_results(run.id).await.unwrap().is_empty(), "a cancelled run stores no partial results");
+    assert!(
+        s.run_results(run.id).await.unwrap().is_empty(),
+        "a cancelled run stores no partial results"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_input_exits_2() {
     let sim = Sim::start(SCENARIO);
     let broken = "suite: broken\nversion: 1\ntargets: [pinned]\ncases:\n  - id: a\n    prompt: x\n    expect: [{ regex: \"(\" }]\n";
-    let dir = project(sim.url(), &[("refund.yaml", SUITE), ("broken.yaml", broken)]);
+    let dir = project(
+        sim.url(),
+        &[("refund.yaml", SUITE), ("broken.yaml", broken)],
+    );
     let db = TestDb::sqlite().await;
     let (code, _, err) = run_json(dir.path(), "no-such-suite", &[], &db.url);
     assert_eq!(code, 2);
@@ -363,7 +445,10 @@ async fn invalid_input_exits_2() {
     assert!(err.contains("invalid regex"), "{err}");
     let (code, _, err) = run_json(dir.path(), "refund-policy", &["--target", "judge"], &db.url);
     assert_eq!(code, 2);
-    assert!(err.contains("`judge` is not a target of this suite"), "{err}");
+    assert!(
+        err.contains("`judge` is not a target of this suite"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -373,7 +458,10 @@ async fn check_warns_when_content_changed_but_version_did_not() {
     // No database yet: check does not create one.
     let (code, _, err) = run_cli(&["check"], dir.path(), &[]);
     assert_eq!(code, 0, "{err}");
-    assert!(!dir.path().join("canaryd.db").exists(), "check must not create the database");
+    assert!(
+        !dir.path().join("canaryd.db").exists(),
+        "check must not create the database"
+    );
     let (code, _, _) = run_cli(&["run", "refund-policy"], dir.path(), &[]);
     assert_eq!(code, 0);
     let (_, _, err) = run_cli(&["check"], dir.path(), &[]);

@@ -131,5 +131,9 @@ pub fn table(r: &RunReport) -> String {
         r.passed, r.failed, r.provider_errors
     );
     // Padding of the last column would leave trailing spaces.
-    out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }

@@ -23,9 +23,16 @@ pub fn zone(tz: Option<&str>) -> chrono_tz::Tz {
     tz.and_then(|t| t.parse().ok()).unwrap_or(chrono_tz::UTC)
 }
 
+/// `now_ms` in `tz`, floored to the second: croner matches whole seconds
+/// and would hand back a fractional `now` itself as the "previous tick".
+fn at(tz: chrono_tz::Tz, now_ms: i64) -> Option<DateTime<chrono_tz::Tz>> {
+    let floored = now_ms - now_ms.rem_euclid(1000);
+    Some(tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_millis(floored)?.naive_utc()))
+}
+
 /// The latest tick at or before `now_ms`, in UTC milliseconds.
 pub fn previous_tick(cron: &Cron, tz: chrono_tz::Tz, now_ms: i64) -> Option<i64> {
-    let now = tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_millis(now_ms)?.naive_utc());
+    let now = at(tz, now_ms)?;
     cron.find_previous_occurrence(&now, true)
         .ok()
         .map(|t| t.timestamp_millis())
@@ -33,7 +40,7 @@ pub fn previous_tick(cron: &Cron, tz: chrono_tz::Tz, now_ms: i64) -> Option<i64>
 
 /// The first tick strictly after `now_ms`.
 pub fn next_tick(cron: &Cron, tz: chrono_tz::Tz, now_ms: i64) -> Option<i64> {
-    let now = tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_millis(now_ms)?.naive_utc());
+    let now = at(tz, now_ms)?;
     cron.find_next_occurrence(&now, false)
         .ok()
         .map(|t| t.timestamp_millis())
@@ -80,6 +87,20 @@ mod tests {
         assert_eq!(
             next_tick(&c, chrono_tz::UTC, now),
             Some(ms("2026-03-01T10:30:00Z"))
+        );
+        // Fired a little after a seconds-level tick: that tick, whole seconds.
+        let every2 = parse("*/2 * * * * *").unwrap();
+        assert_eq!(
+            previous_tick(&every2, chrono_tz::UTC, ms("2026-03-01T10:20:10.485Z")),
+            Some(ms("2026-03-01T10:20:10Z"))
+        );
+        assert_eq!(
+            previous_tick(&every2, chrono_tz::UTC, ms("2026-03-01T10:20:11.999Z")),
+            Some(ms("2026-03-01T10:20:10Z"))
+        );
+        assert_eq!(
+            next_tick(&every2, chrono_tz::UTC, ms("2026-03-01T10:20:10.485Z")),
+            Some(ms("2026-03-01T10:20:12Z"))
         );
         // A tick is its own previous tick (the job fires at or after it).
         assert_eq!(

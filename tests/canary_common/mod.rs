@@ -80,7 +80,10 @@ pub fn project(sim_url: &str, suites: &[(&str, &str)]) -> tempfile::TempDir {
         files.push((format!("canaries/{name}"), text.to_string()));
     }
     std::fs::create_dir_all(std::env::temp_dir()).unwrap();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let dir = write_tree(&refs);
     std::fs::create_dir_all(dir.path().join("canaries")).unwrap();
     dir
@@ -88,7 +91,12 @@ pub fn project(sim_url: &str, suites: &[(&str, &str)]) -> tempfile::TempDir {
 
 /// `canaryd run SUITE --format json` with the database at `db_url`.
 /// Returns (exit code, parsed report or Null, stderr).
-pub fn run_json(dir: &Path, suite: &str, extra: &[&str], db_url: &str) -> (i32, serde_json::Value, String) {
+pub fn run_json(
+    dir: &Path,
+    suite: &str,
+    extra: &[&str],
+    db_url: &str,
+) -> (i32, serde_json::Value, String) {
     let mut args = vec!["run", suite, "--format", "json"];
     args.extend_from_slice(extra);
     let (code, out, err) = run_cli(&args, dir, &[("CANARYD_DATABASE_URL", db_url)]);
@@ -97,7 +105,11 @@ pub fn run_json(dir: &Path, suite: &str, extra: &[&str], db_url: &str) -> (i32, 
 }
 
 /// The result of `case` on `target` in a JSON report.
-pub fn result<'a>(report: &'a serde_json::Value, case: &str, target: &str) -> &'a serde_json::Value {
+pub fn result<'a>(
+    report: &'a serde_json::Value,
+    case: &str,
+    target: &str,
+) -> &'a serde_json::Value {
     report["results"]
         .as_array()
         .unwrap_or_else(|| panic!("no results in {report}"))
@@ -126,5 +138,7 @@ pub fn outcomes(report: &serde_json::Value) -> Vec<(String, String, String)> {
 
 /// Opens the database a test used (already migrated by the binary).
 pub async fn store(db_url: &str) -> canaryd::store::Store {
-    canaryd::store::Store::connect(db_url).await.expect("open test database")
+    canaryd::store::Store::connect(db_url)
+        .await
+        .expect("open test database")
 }
