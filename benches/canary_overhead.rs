@@ -40,7 +40,9 @@ fn main() {
     BufReader::new(sim.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line[line.find("http://").expect("sim address")..].trim().to_string();
+    let url = line[line.find("http://").expect("sim address")..]
+        .trim()
+        .to_string();
 
     std::fs::create_dir_all(root.join("canaries")).unwrap();
     std::fs::write(
