@@ -274,6 +274,7 @@ impl Runner {
             self.store
                 .finish_run_with_note(run_id, "cancelled", Some(&why), &[], now)
                 .await?;
+            count_metrics(&suite.name, "cancelled", &[]);
             report.status = RunStatus::Cancelled;
             report.note = Some(why);
             report.finished_ms = now;
@@ -310,6 +311,7 @@ impl Runner {
             .filter(|r| r.outcome == Outcome::ProviderError)
             .count();
         report.finished_ms = now;
+        count_metrics(&report.suite, "completed", &results);
         report.results = results;
         tracing::info!(
             suite = %suite.name, run_id, passed = report.passed, failed = report.failed,
@@ -487,6 +489,21 @@ impl Runner {
             }
         }
         Ok(events)
+    }
+}
+
+/// Prometheus counters of runs and case outcomes (no-ops without a recorder).
+fn count_metrics(suite: &str, status: &'static str, results: &[CaseResult]) {
+    metrics::counter!("canaryd_canary_runs_total", "suite" => suite.to_string(), "status" => status)
+        .increment(1);
+    for r in results {
+        metrics::counter!(
+            "canaryd_canary_case_results_total",
+            "suite" => suite.to_string(),
+            "target" => r.target.clone(),
+            "outcome" => r.outcome.as_str()
+        )
+        .increment(1);
     }
 }
 

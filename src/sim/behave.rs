@@ -589,6 +589,12 @@ fn filler(question: &str, voice: Voice, target: u32, rng: &mut Rng) -> String {
             rng.pick(v.tails)
         ));
     }
+    // Whole sentences overshoot; end the last one early to hit the target.
+    let limit = target as usize * 4;
+    if out.len() > limit + 8 {
+        out = cut_at_word(&out, limit);
+        out.push('.');
+    }
     out
 }
 

@@ -93,13 +93,15 @@ impl SimState {
         }
     }
 
-    /// Counts a chat request and returns the phase it is served in.
+    /// Counts a chat request and returns the phase it is served in: with
+    /// `after_requests: 100`, requests 1–100 are served in the phase before
+    /// and request 101 in this one.
     fn count_chat_request(&self) -> usize {
-        let n = self.chat_requests.fetch_add(1, Ordering::Relaxed) + 1;
-        self.phase_after(n)
+        let before = self.chat_requests.fetch_add(1, Ordering::Relaxed);
+        self.phase_after(before)
     }
 
-    /// The current phase without counting a request.
+    /// The phase the next request will be served in.
     pub fn current_phase(&self) -> usize {
         self.phase_after(self.chat_requests.load(Ordering::Relaxed))
     }

@@ -10,6 +10,7 @@ mod canary;
 mod leases;
 mod models;
 mod responses;
+mod retention;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
 pub use canary::*;
 pub use models::*;
 pub use responses::*;
+pub use retention::{BATCH as RETENTION_BATCH, Swept};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]
