@@ -85,6 +85,13 @@ mod tests {
     }
 
     #[test]
+    fn recognises_every_refusal_the_simulator_sends() {
+        for r in crate::sim::behave::REFUSALS {
+            assert!(is_refusal(r), "{r}");
+        }
+    }
+
+    #[test]
     fn helpful_answers_are_not_refusals() {
         for a in [
             "You have 30 days to ask for a refund.",
