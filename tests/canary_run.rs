@@ -479,3 +479,36 @@ async fn check_warns_when_content_changed_but_version_did_not() {
     let (_, _, err) = run_cli(&["check"], dir.path(), &[]);
     assert!(err.contains("0 warnings"), "bumped: {err}");
 }
+
+#[test]
+fn check_reports_similar_without_embedder_and_unsupported_schema_keywords() {
+    let config = "database: sqlite://canaryd.db\nproviders:\n  sim: { base_url: \"http://127.0.0.1:9/v1\" }\nmodels:\n  pinned: { provider: sim, model: m }\n";
+    let suite = r##"
+suite: s
+version: 1
+targets: [pinned]
+baseline: live
+cases:
+  - id: a
+    prompt: hi
+    expect:
+      - similar: { to: "hello" }
+      - json_schema: { type: object, properties: { x: { $ref: "#/defs/x" } } }
+"##;
+    let dir = common::write_tree(&[("canaryd.yaml", config), ("canaries/s.yaml", suite)]);
+    std::fs::create_dir_all(dir.path().join("judges")).unwrap();
+    let (code, _, err) = run_cli(&["check"], dir.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`similar` needs an embedding model named `embedder`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/properties/x: keyword `$ref` is not supported"),
+        "{err}"
+    );
+    assert!(
+        err.contains("baseline `live` must be one of the targets"),
+        "{err}"
+    );
+}

@@ -313,3 +313,52 @@ async fn one_catch_up_run_after_downtime() {
         assert!(daemon.wait_exit(Duration::from_secs(20)).is_some());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_never_overlap_one_suite() {
+    let sim = Sim::start("default:\n  latency_ms: { mean: 1500, jitter: 0 }\n");
+    let dir = project(
+        sim.url(),
+        &[(
+            "slow.yaml",
+            &suite("slow", 1, "* * * * * *", "timeout_secs: 30\n"),
+        )],
+    );
+    for db in TestDb::all().await {
+        {
+            // Migrate once before both replicas start.
+            let s = Store::connect(&db.url).await.unwrap();
+            s.migrate().await.unwrap();
+            s.close().await;
+        }
+        let mut a = serve(dir.path(), &db.url);
+        let mut b = serve(dir.path(), &db.url);
+        let s = store(&db.url).await;
+        let r = wait_for(
+            &s,
+            "slow",
+            Duration::from_secs(20),
+            "three completed runs",
+            |r| completed(r).len() >= 3,
+        )
+        .await;
+        let done = completed(&r);
+        for pair in done.windows(2) {
+            assert!(
+                pair[1].started_ms >= pair[0].finished_ms.unwrap(),
+                "[{}] runs overlap across replicas: {:?} and {:?}",
+                db.backend,
+                pair[0],
+                pair[1]
+            );
+        }
+        let ticks: std::collections::BTreeSet<_> = r.iter().map(|r| r.scheduled_for_ms).collect();
+        assert_eq!(ticks.len(), r.len(), "each tick runs once");
+        for d in [&mut a, &mut b] {
+            d.signal("TERM");
+            assert!(d.wait_exit(Duration::from_secs(20)).is_some());
+        }
+        s.close().await;
+        db.cleanup().await;
+    }
+}

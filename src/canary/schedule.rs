@@ -1,8 +1,9 @@
 //! The canary scheduler of `canaryd serve`.
 //!
 //! tokio-cron-scheduler fires the ticks; everything it does not do is here:
-//! - **No overlap**: a per-suite lock; a tick that finds the previous run of
-//!   its suite still going is skipped (and logged), never queued.
+//! - **No overlap**: a per-suite lock, and a per-suite lease in the store
+//!   for replicas; a tick that finds the previous run of its suite still
+//!   going is skipped (and logged), never queued.
 //! - **Once per tick across replicas**: a run is started with
 //!   `scheduled_for_ms = tick`, unique per suite in the store.
 //! - **Catch-up**: at start, a suite whose latest tick was missed while no
@@ -401,6 +402,28 @@ async fn fire(ctx: Arc<FireCtx>, slot: Arc<Slot>, trigger: RunTrigger, tick: Opt
         tracing::warn!(suite = %suite.name, tick, "previous run of this suite is still running; tick skipped");
         return;
     };
+    // Replicas sharing a database: the unique tick stops two runs of one
+    // tick, this lease stops a run of the next tick overlapping a slow one
+    // elsewhere. It outlives the run's timeout, so a dead holder frees it.
+    let store = &ctx.runner.store;
+    let owner = &ctx.runner.owner;
+    let lease = format!("canary-suite:{}", suite.name);
+    let timeout = suite.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
+    let ttl_ms = ((timeout + 60.0) * 1000.0) as i64;
+    match store
+        .try_lease(&lease, owner, (ctx.runner.clock)(), ttl_ms)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(suite = %suite.name, tick, "another replica is running this suite; tick skipped");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(suite = %suite.name, tick, "cannot take the suite lease: {e}");
+            return;
+        }
+    }
     let spec = RunSpec {
         suite: suite.clone(),
         only_targets: vec![],
@@ -414,6 +437,9 @@ async fn fire(ctx: Arc<FireCtx>, slot: Arc<Slot>, trigger: RunTrigger, tick: Opt
             tracing::debug!(suite = %suite.name, tick, "tick already run by another replica")
         }
         Err(e) => tracing::error!(suite = %suite.name, tick, "canary run failed: {e}"),
+    }
+    if let Err(e) = store.release_lease(&lease, owner).await {
+        tracing::warn!(suite = %suite.name, "cannot release the suite lease: {e}");
     }
 }
 
