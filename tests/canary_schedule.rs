@@ -278,6 +278,19 @@ async fn one_catch_up_run_after_downtime() {
         s.finish_run(id, "completed", &[], current_tick - 3 * hour + 1000)
             .await
             .unwrap();
+        // A replica died in the middle of the next tick's run.
+        s.start_run(&NewRun {
+            suite: "hourly",
+            suite_version: 1,
+            content_hash: "old",
+            trigger: RunTrigger::Schedule,
+            scheduled_for_ms: Some(current_tick - 2 * hour),
+            owner: "dead",
+            now_ms: current_tick - 2 * hour,
+        })
+        .await
+        .unwrap()
+        .unwrap();
         s.close().await;
     }
     let s = store(&db.url).await;
@@ -303,6 +316,11 @@ async fn one_catch_up_run_after_downtime() {
             catchups.len(),
             1,
             "exactly one catch-up, not one per missed tick, not one per restart: {r:#?}"
+        );
+        let dead = r.iter().find(|r| r.owner == "dead").unwrap();
+        assert_eq!(
+            dead.status, "abandoned",
+            "a run left running by a dead process is closed: {dead:?}"
         );
         let tick = catchups[0].scheduled_for_ms.unwrap();
         assert!(

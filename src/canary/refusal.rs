@@ -2,7 +2,9 @@
 //!
 //! The ingest engineer's `crate::ingest::refusal` classifier is meant to be
 //! the one classifier of the project; until it is merged this stands in,
-//! behind one function, so swapping it is a one-line change.
+//! behind one function, so swapping it is a one-line change: the ingest
+//! branch's `crate::ingest::refusal::is_refusal(&str) -> bool` has the same
+//! signature, so this file becomes `pub use crate::ingest::refusal::is_refusal;`.
 //!
 //! Refusals announce themselves in the first sentence or two ("I'm sorry, but
 //! I can't help with that"), so only the head of the answer is looked at: a
