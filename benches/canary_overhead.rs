@@ -86,8 +86,16 @@ fn main() {
             as f64
             / 1000.0;
         best = best.min(run);
+        // Latency the client saw per request: what is left is the runner's.
+        let lat: Vec<f64> = report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["latency_ms"].as_f64())
+            .collect();
+        let mean_latency = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
         println!(
-            "run {attempt}: {CASES} cases, concurrency {CONCURRENCY}, {LATENCY_MS} ms latency: run {run:.3} s, process {wall:.3} s (ideal {ideal:.2} s, target <= {target:.2} s, overhead {:+.1} %)",
+            "run {attempt}: {CASES} cases, concurrency {CONCURRENCY}, {LATENCY_MS} ms latency: run {run:.3} s, process {wall:.3} s (ideal {ideal:.2} s, target <= {target:.2} s, overhead {:+.1} %); mean request latency seen {mean_latency:.1} ms",
             (run / ideal - 1.0) * 100.0
         );
     }
