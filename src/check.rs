@@ -45,5 +45,10 @@ pub async fn check_all(path: &Path) -> Report {
     let suites = canary::load::load_dir(&canaries_dir, &ctx);
     report.suites = suites.suites.len() + suites.failed.len();
     report.diagnostics.extend(suites.diagnostics);
+    if let Some(c) = cfg {
+        report
+            .diagnostics
+            .extend(canary::versioning::unbumped_versions(&c.database, &suites.suites).await);
+    }
     report
 }

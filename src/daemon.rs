@@ -25,6 +25,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
+    let canaries = start_canaries(&app, shutdown.clone()).await?;
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
     crate::telemetry::systemd::ready();
@@ -41,10 +42,46 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .await
         .context("HTTP server failed")?;
     crate::telemetry::systemd::stopping();
+    shutdown.cancel();
+    if let Err(e) = canaries.await {
+        tracing::error!("canary scheduler task failed: {e}");
+    }
     let _ = notifier.await;
     store.close().await;
     tracing::info!("canaryd stopped");
     Ok(())
+}
+
+/// Starts the canary scheduler over the configured suites and judges.
+async fn start_canaries(
+    app: &App,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use crate::canary::{expect::Evaluator, runner, schedule};
+    let providers = crate::provider::Providers::from_config(&app.config)?.map(|p| {
+        p.with_attempt_hook(std::sync::Arc::new(
+            crate::telemetry::provider_attempt_failed,
+        ))
+    });
+    let judges = crate::judge::load::load_dir(&app.config.judges, Some(&app.config));
+    for d in judges.diagnostics.0.iter().filter(|d| d.is_error()) {
+        tracing::error!("{d}");
+    }
+    let names = judges.names();
+    let runner = runner::Runner {
+        store: app.store.clone(),
+        eval: Evaluator {
+            providers,
+            judges: judges
+                .judges
+                .into_iter()
+                .map(|j| (j.name.clone(), j))
+                .collect(),
+        },
+        owner: app.instance_id.clone(),
+        clock: runner::system_clock(),
+    };
+    Ok(schedule::start(runner, app.config.clone(), names, shutdown).await?)
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

@@ -23,6 +23,9 @@ pub struct Suite {
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub targets: Vec<String>,
+    /// The target others are compared with; `None` means the first target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
     pub defaults: Defaults,
     pub system: Option<String>,
     pub vars: BTreeMap<String, serde_json::Value>,
@@ -202,6 +205,24 @@ fn validate(path: &Path, f: &SuiteFile, ctx: &Context<'_>, d: &mut Diagnostics) 
             ));
         }
     }
+    if let Some(b) = &f.baseline
+        && !f.targets.value.contains(&b.value)
+    {
+        d.push(Diagnostic::at(
+            path,
+            b,
+            format!("baseline `{}` must be one of the targets", b.value),
+        ));
+    }
+    if let Some(t) = f.timeout_secs
+        && !(t.is_finite() && t > 0.0)
+    {
+        d.push(Diagnostic::at(
+            path,
+            &f.suite,
+            "timeout_secs must be a positive number of seconds",
+        ));
+    }
     if f.concurrency == Some(0) {
         d.push(Diagnostic::at(
             path,
@@ -281,6 +302,19 @@ fn validate_case(
             Expectation::JsonSchema(schema) if !schema.is_object() && !schema.is_boolean() => {
                 Some("json_schema must be a JSON Schema object".into())
             }
+            Expectation::JsonSchema(schema) => super::schema::check_supported(schema)
+                .err()
+                .map(|e| format!("json_schema: {e}")),
+            Expectation::Similar(_)
+                if ctx
+                    .config
+                    .is_some_and(|c| !c.models.contains_key(super::expect::EMBEDDER_MODEL)) =>
+            {
+                Some(format!(
+                    "`similar` needs an embedding model named `{}` under `models:` in the config",
+                    super::expect::EMBEDDER_MODEL
+                ))
+            }
             _ => None,
         };
         if let Some(m) = msg {
@@ -297,6 +331,7 @@ fn normalise(path: &Path, f: SuiteFile) -> Suite {
         schedule: f.schedule.and_then(|s| normalise_cron(&s.value).ok()),
         timezone: f.timezone.map(|t| t.value),
         targets: f.targets.value,
+        baseline: f.baseline.map(|b| b.value),
         defaults: f.defaults,
         system: f.system,
         vars: f.vars,

@@ -23,6 +23,10 @@ pub struct SuiteFile {
     pub timezone: Option<Spanned<String>>,
     /// Model names from the config.
     pub targets: Spanned<Vec<String>>,
+    /// The target others are compared with (the pinned snapshot); default:
+    /// the first target.
+    #[serde(default)]
+    pub baseline: Option<Spanned<String>>,
     #[serde(default)]
     pub defaults: Defaults,
     #[serde(default)]
@@ -30,10 +34,10 @@ pub struct SuiteFile {
     /// Values for the Tera templates in prompts.
     #[serde(default)]
     pub vars: BTreeMap<String, serde_json::Value>,
-    /// Cases run at once within this suite.
+    /// Model calls (case × target) in flight at once within this suite; default 4.
     #[serde(default)]
     pub concurrency: Option<usize>,
-    /// A run taking longer is cancelled, in seconds.
+    /// A run taking longer is cancelled, in seconds; default 300.
     #[serde(default)]
     pub timeout_secs: Option<f64>,
     pub cases: Vec<Spanned<Case>>,

@@ -3,6 +3,7 @@
 mod alerts;
 mod check;
 mod migrate;
+mod run;
 mod serve;
 mod silence;
 mod sim;
@@ -35,7 +36,7 @@ pub enum Command {
     /// Create or update the database schema, then exit.
     Migrate(migrate::Args),
     /// Run one canary suite now and print its results.
-    Run(Reserved),
+    Run(run::Args),
     /// Run the OpenAI-compatible provider simulator.
     Sim(sim::Args),
     /// Replay recorded traffic through the detectors.
@@ -76,12 +77,13 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Check(args) => check::run(config.as_deref(), args).await,
             Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
+            Command::Run(args) => run::run(config.as_deref(), args).await,
             Command::Sim(args) => sim::run(args).await,
             Command::Alerts(args) => alerts::run(config.as_deref(), args).await,
             Command::Silence(args) => silence::run(config.as_deref(), args).await,
-            Command::Run(_) | Command::Backtest(_) | Command::Status(_) | Command::Demo(_) => Err(
-                anyhow::anyhow!("this command is not available in this build yet"),
-            ),
+            Command::Backtest(_) | Command::Status(_) | Command::Demo(_) => Err(anyhow::anyhow!(
+                "this command is not available in this build yet"
+            )),
         }
     });
     match result {

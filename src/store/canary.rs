@@ -63,6 +63,8 @@ pub struct RunRow {
     pub passed: i64,
     pub failed: i64,
     pub provider_errors: i64,
+    /// Why the run ended as it did (timeout, shutdown).
+    pub note: Option<String>,
 }
 
 /// One case result to store.
@@ -88,9 +90,19 @@ pub struct CaseResultRow {
     pub error: Option<String>,
     pub agrees_with_pinned: Option<bool>,
     pub created_ms: i64,
+    /// Token Jaccard similarity to the baseline target's answer.
+    pub similarity_to_pinned: Option<f64>,
+    /// Provider attempts for this answer (1 = no retry).
+    pub attempts: Option<i64>,
+    /// `ProviderError::kind()`, or `judge`/`embedder`, for provider errors.
+    pub error_kind: Option<String>,
 }
 
-const RUN_COLUMNS: &str = "id, suite, suite_version, content_hash, trigger, scheduled_for_ms, started_ms, finished_ms, status, owner, cases_total, passed, failed, provider_errors";
+const RUN_COLUMNS: &str = "id, suite, suite_version, content_hash, trigger, scheduled_for_ms, started_ms, finished_ms, status, owner, cases_total, passed, failed, provider_errors, note";
+
+const RESULT_COLUMNS: &str = "id, run_id, suite, case_id, target, requested_model, response_model, system_fingerprint, finish_reason, \
+     input_tokens, output_tokens, latency_ms, request, answer, outcome, verdicts, error, agrees_with_pinned, created_ms, \
+     similarity_to_pinned, attempts, error_kind";
 
 impl Store {
     /// Stores this content of a suite if it is new; returns its row either way.
@@ -166,6 +178,19 @@ impl Store {
         results: &[CaseResultRow],
         now_ms: i64,
     ) -> Result<()> {
+        self.finish_run_with_note(run_id, status, None, results, now_ms)
+            .await
+    }
+
+    /// [`Store::finish_run`] with a note saying why the run ended as it did.
+    pub async fn finish_run_with_note(
+        &self,
+        run_id: i64,
+        status: &str,
+        note: Option<&str>,
+        results: &[CaseResultRow],
+        now_ms: i64,
+    ) -> Result<()> {
         let passed = results.iter().filter(|r| r.outcome == "pass").count() as i64;
         let failed = results.iter().filter(|r| r.outcome == "fail").count() as i64;
         let errors = results
@@ -177,8 +202,9 @@ impl Store {
             for r in results {
                 sqlx::query(
                     "INSERT INTO canary_results (run_id, suite, case_id, target, requested_model, response_model, system_fingerprint, \
-                     finish_reason, input_tokens, output_tokens, latency_ms, request, answer, outcome, verdicts, error, agrees_with_pinned, created_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                     finish_reason, input_tokens, output_tokens, latency_ms, request, answer, outcome, verdicts, error, agrees_with_pinned, created_ms, \
+                     similarity_to_pinned, attempts, error_kind) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
                 )
                 .bind(run_id)
                 .bind(&r.suite)
@@ -198,11 +224,14 @@ impl Store {
                 .bind(&r.error)
                 .bind(r.agrees_with_pinned)
                 .bind(r.created_ms)
+                .bind(r.similarity_to_pinned)
+                .bind(r.attempts)
+                .bind(&r.error_kind)
                 .execute(&mut *tx)
                 .await?;
             }
             sqlx::query(
-                "UPDATE canary_runs SET status = $2, finished_ms = $3, heartbeat_ms = $3, cases_total = $4, passed = $5, failed = $6, provider_errors = $7 WHERE id = $1",
+                "UPDATE canary_runs SET status = $2, finished_ms = $3, heartbeat_ms = $3, cases_total = $4, passed = $5, failed = $6, provider_errors = $7, note = $8 WHERE id = $1",
             )
             .bind(run_id)
             .bind(status)
@@ -211,6 +240,7 @@ impl Store {
             .bind(passed)
             .bind(failed)
             .bind(errors)
+            .bind(note)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -232,17 +262,54 @@ impl Store {
         )
     }
 
-    /// Results of one run in case order.
+    /// Results of one run in the order they were stored (case order).
     pub async fn run_results(&self, run_id: i64) -> Result<Vec<CaseResultRow>> {
+        let sql =
+            format!("SELECT {RESULT_COLUMNS} FROM canary_results WHERE run_id = $1 ORDER BY id");
         Ok(
-            on_db!(self.db(), pool => sqlx::query_as::<_, CaseResultRow>(
-            "SELECT id, run_id, suite, case_id, target, requested_model, response_model, system_fingerprint, finish_reason, \
-             input_tokens, output_tokens, latency_ms, request, answer, outcome, verdicts, error, agrees_with_pinned, created_ms \
-             FROM canary_results WHERE run_id = $1 ORDER BY id",
+            on_db!(self.db(), pool => sqlx::query_as::<_, CaseResultRow>(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .fetch_all(pool)
+            .await)?,
         )
-        .bind(run_id)
-        .fetch_all(pool)
-        .await)?,
+    }
+
+    /// One run by id.
+    pub async fn run(&self, run_id: i64) -> Result<Option<RunRow>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM canary_runs WHERE id = $1");
+        Ok(
+            on_db!(self.db(), pool => sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await)?,
         )
+    }
+
+    /// The latest cron tick any replica started a run for, for catch-up
+    /// after downtime.
+    pub async fn last_scheduled_tick(&self, suite: &str) -> Result<Option<i64>> {
+        let row: (Option<i64>,) = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT MAX(scheduled_for_ms) FROM canary_runs WHERE suite = $1 AND scheduled_for_ms IS NOT NULL",
+        )
+        .bind(suite)
+        .fetch_one(pool)
+        .await)?;
+        Ok(row.0)
+    }
+
+    /// Marks runs still `running` whose heartbeat is older than
+    /// `stale_before_ms` as `abandoned`: their process died mid-run (a live
+    /// run finishes or is cancelled within its timeout). Returns how many.
+    pub async fn abandon_stale_runs(&self, stale_before_ms: i64, now_ms: i64) -> Result<u64> {
+        let done = on_db!(self.db(), pool => sqlx::query(
+            "UPDATE canary_runs SET status = 'abandoned', finished_ms = $2, note = 'process stopped during the run' \
+             WHERE status = 'running' AND heartbeat_ms < $1",
+        )
+        .bind(stale_before_ms)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done)
     }
 }
