@@ -1,4 +1,5 @@
-//! The HTTP surface of the daemon: health, ingest and API routes.
+//! The HTTP surface of the daemon: health, ingest and API routes, and the
+//! status pages (`crate::web`).
 
 use axum::Router;
 use axum::extract::State;
@@ -13,7 +14,8 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(app)
+        .with_state(app.clone())
+        .merge(crate::web::router(app))
 }
 
 /// Alive: the process answers.

@@ -9,6 +9,7 @@
 mod canary;
 mod leases;
 mod models;
+mod pages;
 mod responses;
 
 use std::str::FromStr;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
 
 pub use canary::*;
 pub use models::*;
+pub use pages::*;
 pub use responses::*;
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
