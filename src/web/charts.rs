@@ -12,9 +12,13 @@ use std::fmt::Write;
 use chrono::{DateTime, Timelike, Utc};
 
 /// Colours of successive series (colour-blind friendly, readable on white).
-const PALETTE: [&str; 6] = [
+pub const PALETTE: [&str; 6] = [
     "#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2",
 ];
+
+/// Bar colours of the histogram: current period, baseline.
+pub const HIST_CURRENT: &str = "#2563eb";
+pub const HIST_BASELINE: &str = "#9ca3af";
 
 /// Drawing area of the line charts (SVG user units; the SVG scales to its box).
 const W: f64 = 640.0;
@@ -25,6 +29,11 @@ const TOP: f64 = 12.0;
 const BOTTOM: f64 = 28.0;
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// The colour of the `i`-th series of a line chart, for legends.
+pub fn colour(i: usize) -> &'static str {
+    PALETTE[i % PALETTE.len()]
+}
 
 /// Escapes text for HTML/SVG element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -154,23 +163,27 @@ fn y_range(c: &LineChart) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// Up to five "nice" tick values (1, 2, 2.5, 5 × 10^k steps) covering `[lo, hi]`.
+/// About five "nice" tick values (1, 2, 2.5, 5 × 10^k steps) covering `[lo, hi]`.
 pub fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
     if !lo.is_finite() || !hi.is_finite() || hi <= lo {
         return vec![];
     }
-    let raw = (hi - lo) / 4.0;
+    let raw = (hi - lo) / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
         .map(|m| m * mag)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag);
-    let mut t = (lo / step).ceil() * step;
+    let first = (lo / step).ceil() as i64;
     let mut out = vec![];
-    while t <= hi + step * 1e-9 && out.len() < 8 {
-        out.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
-        t += step;
+    for k in first.. {
+        // k × step, rounded so 3 × 0.2 is 0.6 and not 0.6000000000000001.
+        let t = (k as f64 * step * 1e9).round() / 1e9;
+        if t > hi + step * 1e-9 || out.len() >= 8 {
+            break;
+        }
+        out.push(t);
     }
     out
 }
@@ -292,9 +305,17 @@ pub fn line_chart(c: &LineChart) -> String {
     );
     for t in time_ticks(c.x_range.0, c.x_range.1) {
         let x = sc.x(t);
+        // Labels at the edges hang inwards so they are not clipped.
+        let anchor = if x > W - RIGHT - 30.0 {
+            "end"
+        } else if x < LEFT + 30.0 {
+            "start"
+        } else {
+            "middle"
+        };
         let _ = write!(
             out,
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{base}" y2="{:.1}" stroke="#9ca3af"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="12" fill="#4b5563">{}</text>"##,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{base}" y2="{:.1}" stroke="#9ca3af"/><text x="{x:.1}" y="{:.1}" text-anchor="{anchor}" font-size="12" fill="#4b5563">{}</text>"##,
             base + 4.0,
             H - 8.0,
             esc(&time_label(t))
@@ -315,7 +336,7 @@ pub fn line_chart(c: &LineChart) -> String {
     }
     // Series.
     for (i, s) in c.series.iter().enumerate() {
-        let colour = PALETTE[i % PALETTE.len()];
+        let colour = colour(i);
         let pts: Vec<(f64, f64, bool)> = s
             .points
             .iter()
@@ -450,8 +471,8 @@ pub fn histogram(title: &str, bins: &[HistBin]) -> String {
     for (i, b) in bins.iter().enumerate() {
         let x = LEFT + i as f64 * slot + slot * 0.1;
         for (k, (v, fill, kind)) in [
-            (b.current, "#2563eb", "current"),
-            (b.baseline, "#9ca3af", "baseline"),
+            (b.current, HIST_CURRENT, "current"),
+            (b.baseline, HIST_BASELINE, "baseline"),
         ]
         .into_iter()
         .enumerate()
@@ -639,8 +660,10 @@ mod tests {
 
     #[test]
     fn ticks_are_nice_and_bounded() {
-        assert_eq!(nice_ticks(0.0, 1.0), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(nice_ticks(0.0, 1.0), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+        assert_eq!(nice_ticks(0.0, 0.04), vec![0.0, 0.01, 0.02, 0.03, 0.04]);
         assert_eq!(nice_ticks(1.0, 5.0), vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(nice_ticks(2.93, 4.95), vec![3.0, 3.5, 4.0, 4.5]);
         assert!(nice_ticks(1.0, 1.0).is_empty());
         let day = 24 * HOUR_MS;
         let t = time_ticks(day + 1, 3 * day);

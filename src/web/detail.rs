@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::charts::{self, LineChart, Marker, Series, YFormat};
+use super::charts::{LineChart, Marker, Series, YFormat};
 use super::fmt::{enc, fmt_ago, fmt_num, fmt_time, model_change_label};
 use super::view::{ChartView, EventView, HealthCell, Periods, pass_rate};
 use crate::store::{
@@ -197,11 +197,10 @@ pub fn build_suite(d: &SuiteData, p: &Periods) -> SuiteView {
                 .collect(),
         })
         .collect();
-    let pass_chart = ChartView {
-        title: "Pass rate per target".into(),
-        caption: "Share of passing cases per run (provider errors excluded); red marks are model changes."
-            .into(),
-        svg: charts::line_chart(&LineChart {
+    let pass_chart = ChartView::line(
+        "Pass rate per target",
+        "Share of passing cases per run (provider errors excluded); red marks are model changes.",
+        &LineChart {
             title: "canary pass rate".into(),
             x_range: (p.chart_from_ms, p.end_ms),
             y_range: Some((0.0, 1.0)),
@@ -216,8 +215,8 @@ pub fn build_suite(d: &SuiteData, p: &Periods) -> SuiteView {
                     label: format!("{}: {}", e.scope, model_change_label(e)),
                 })
                 .collect(),
-        }),
-    };
+        },
+    );
     let latest = d.latest_results.first().map(|first| {
         let targets = target_order(&d.latest_results);
         let mut cases: Vec<CaseView> = vec![];

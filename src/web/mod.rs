@@ -60,8 +60,12 @@ pub fn router(app: App) -> Router {
         .with_state(web)
 }
 
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     ("base.html", include_str!("../../templates/web/base.html")),
+    (
+        "macros.html",
+        include_str!("../../templates/web/macros.html"),
+    ),
     (
         "overview.html",
         include_str!("../../templates/web/overview.html"),
@@ -190,6 +194,28 @@ mod tests {
         );
         assert!(
             !html.contains("<img") && !html.contains("<script"),
+            "{html}"
+        );
+        // The chart macro escapes everything but the (self-escaped) SVG.
+        let mut t = tera.clone();
+        t.add_raw_template(
+            "m.html",
+            r#"{% import "macros.html" as m %}{{ m::chart(c=c) }}"#,
+        )
+        .unwrap();
+        let mut ctx = tera::Context::new();
+        ctx.insert(
+            "c",
+            &serde_json::json!({"title": "<script>", "caption": "<img src=x>", "svg": "<svg></svg>",
+                                "legend": [{"label": "<b>x</b>", "colour": "red"}]}),
+        );
+        let html = t.render("m.html", &ctx).unwrap();
+        assert!(
+            html.contains("<svg></svg>") && html.contains("&lt;script&gt;"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("<script") && !html.contains("<img") && !html.contains("<b>"),
             "{html}"
         );
         let mut t = tera.clone();

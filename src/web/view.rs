@@ -344,10 +344,43 @@ pub struct StreamData {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegendItem {
+    pub label: String,
+    pub colour: &'static str,
+}
+
+/// A chart with its heading, caption and legend (HTML, so it wraps on phones).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChartView {
     pub title: String,
     pub caption: String,
     pub svg: String,
+    pub legend: Vec<LegendItem>,
+}
+
+impl ChartView {
+    /// A line chart; the legend names the series when there is more than one.
+    pub fn line(title: impl Into<String>, caption: impl Into<String>, chart: &LineChart) -> Self {
+        let legend = if chart.series.len() > 1 {
+            chart
+                .series
+                .iter()
+                .enumerate()
+                .map(|(i, s)| LegendItem {
+                    label: s.label.clone(),
+                    colour: charts::colour(i),
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        ChartView {
+            title: title.into(),
+            caption: caption.into(),
+            svg: charts::line_chart(chart),
+            legend,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -464,14 +497,14 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
         markers: marks.clone(),
     };
     let health = health_series(&d.stream, d.health.as_deref(), &d.hourly, &d.scores, p);
-    let health_chart = ChartView {
-        title: "Health".into(),
-        caption: if d.health.is_some() {
-            "Health score from the detectors (100 = no detector firing).".into()
+    let health_chart = ChartView::line(
+        "Health",
+        if d.health.is_some() {
+            "Health score from the detectors (100 = no detector firing)."
         } else {
-            "Provisional health from the roll-ups (100 = in line with the baseline).".into()
+            "Provisional health from the roll-ups (100 = in line with the baseline)."
         },
-        svg: charts::line_chart(&line(
+        &line(
             "health score".into(),
             Some((0.0, 100.0)),
             YFormat::Number,
@@ -480,8 +513,8 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
                 points: health.clone(),
             }],
             None,
-        )),
-    };
+        ),
+    );
     let judges: BTreeSet<&str> = d.scores.iter().map(|s| s.judge.as_str()).collect();
     let baselines = score_baselines(&d.scores, p);
     let judge_charts = judges
@@ -515,10 +548,10 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
                 ),
                 None => "Hourly mean score; no baseline yet.".into(),
             };
-            ChartView {
-                title: format!("Judge: {j}"),
+            ChartView::line(
+                format!("Judge: {j}"),
                 caption,
-                svg: charts::line_chart(&line(
+                &line(
                     format!("judge score {j}"),
                     None,
                     YFormat::Number,
@@ -527,8 +560,8 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
                         points,
                     }],
                     band,
-                )),
-            }
+                ),
+            )
         })
         .collect();
     let rate = |f: fn(&HourRow) -> i64| -> Vec<(i64, Option<f64>)> {
@@ -564,10 +597,10 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
             label: format!("baseline {:.1}% ± {:.1}%", mean * 100.0, sd * 100.0),
         }
     });
-    let refusal_chart = ChartView {
-        title: "Refusal and truncation rate".into(),
-        caption: "Share of responses per hour; band: baseline hourly refusal rate ± sd.".into(),
-        svg: charts::line_chart(&line(
+    let refusal_chart = ChartView::line(
+        "Refusal and truncation rate",
+        "Share of responses per hour; band: baseline hourly refusal rate ± sd.",
+        &line(
             "refusal rate".into(),
             None,
             YFormat::Percent,
@@ -582,20 +615,29 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
                 },
             ],
             refusal_band,
-        )),
-    };
+        ),
+    );
     let bins = length_bins(&d.length_current, &d.length_baseline);
     let length_chart = ChartView {
         title: "Output length".into(),
-        caption: "Share of responses per 25-token bin: current window (blue) vs baseline (grey)."
-            .into(),
+        caption: "Share of responses per 25-token bin (tokens): current window vs baseline.".into(),
         svg: charts::histogram("output length histogram", &bins),
+        legend: vec![
+            LegendItem {
+                label: "current window".into(),
+                colour: charts::HIST_CURRENT,
+            },
+            LegendItem {
+                label: "baseline".into(),
+                colour: charts::HIST_BASELINE,
+            },
+        ],
     };
     let sim = embedding_similarity(&d.embeddings, p);
-    let embedding_chart = ChartView {
-        title: "Embedding similarity".into(),
-        caption: "Cosine of each hour's embedding centroid to the baseline centroid.".into(),
-        svg: charts::line_chart(&line(
+    let embedding_chart = ChartView::line(
+        "Embedding similarity",
+        "Cosine of each hour's embedding centroid to the baseline centroid.",
+        &line(
             "embedding similarity".into(),
             None,
             YFormat::Number,
@@ -604,8 +646,8 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
                 points: sim,
             }],
             None,
-        )),
-    };
+        ),
+    );
     StreamView {
         name: d.stream.clone(),
         health: HealthCell::of(latest(&health)),
