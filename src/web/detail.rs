@@ -176,9 +176,18 @@ pub fn build_suite(d: &SuiteData, p: &Periods) -> SuiteView {
         })
         .collect();
     // Pass rate per target per run, over the chart period.
-    let targets: BTreeSet<&str> = d.counts.iter().map(|c| c.target.as_str()).collect();
+    // Baseline target first so the others draw on top of it where they agree.
+    let mut targets = target_order(&d.latest_results);
+    let counted: BTreeSet<&str> = d.counts.iter().map(|c| c.target.as_str()).collect();
+    targets.retain(|t| counted.contains(t.as_str()));
+    for t in counted {
+        if !targets.iter().any(|x| x == t) {
+            targets.push(t.to_string());
+        }
+    }
     let series = targets
-        .into_iter()
+        .iter()
+        .map(String::as_str)
         .map(|t| Series {
             label: t.to_string(),
             points: d

@@ -108,6 +108,13 @@ fn suite_view_puts_pinned_beside_live_and_counts_per_target() {
     assert_eq!(capital.cells[1].verdicts, ["✗ · expectation: contains hi"]);
     assert_eq!(capital.cells[0].model, "pinned-model-2024");
     assert!(v.pass_chart.svg.contains("<path"), "{}", v.pass_chart.svg);
+    let legend: Vec<&str> = v
+        .pass_chart
+        .legend
+        .iter()
+        .map(|l| l.label.as_str())
+        .collect();
+    assert_eq!(legend, ["pinned", "live"], "live draws over the baseline");
 }
 
 #[test]
