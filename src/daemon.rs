@@ -27,6 +27,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
     crate::telemetry::systemd::ready();
+    let notifier = tokio::spawn(crate::alert::notifier::run(
+        store.clone(),
+        crate::alert::settings_for(&app.config),
+        std::time::Duration::from_secs(5),
+        shutdown.clone(),
+    ));
     let router = crate::http::router(app);
     let token = shutdown.clone();
     axum::serve(listener, router)
@@ -34,6 +40,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .await
         .context("HTTP server failed")?;
     crate::telemetry::systemd::stopping();
+    let _ = notifier.await;
     store.close().await;
     tracing::info!("canaryd stopped");
     Ok(())

@@ -42,7 +42,7 @@ async fn pages_render_charts_escape_content_and_404_unknowns() {
         .unwrap();
     store.migrate().await.unwrap();
     let seeded = web_data::seed(&store, web_data::now_ms()).await;
-    let alerts_installed = store.has_table("alerts").await.unwrap();
+    let alerts_installed = web_data::seed_alerts(&store, web_data::now_ms()).await;
     store.close().await;
     let cfg = write_tree(&[("canaryd.yaml", &web_data::config(&db_path))]);
     let app = Spawned::start(&["serve"], cfg.path(), &[]);
@@ -69,6 +69,12 @@ async fn pages_render_charts_escape_content_and_404_unknowns() {
         body.contains("gpt-4o-2024-08-06 → gpt-4o-2024-11-20"),
         "last model change: {body}"
     );
+    if alerts_installed {
+        assert!(
+            body.contains(r#"<a href="/alerts">1</a>"#),
+            "one firing alert: {body}"
+        );
+    }
 
     let (status, body) = get(&format!("{base}/streams/{}", enc(STREAM))).await;
     assert_eq!(status, 200, "{body}");
@@ -153,6 +159,34 @@ async fn pages_render_charts_escape_content_and_404_unknowns() {
     assert_eq!(status, 200, "{body}");
     if alerts_installed {
         assert!(!body.contains("not configured"), "{body}");
+        assert_no_injection("alerts", &body);
+        let firing = body.find("judge_score_drop").expect("firing alert listed");
+        let resolved = body
+            .find("refusal_rate_shift")
+            .expect("resolved alert listed");
+        assert!(firing < resolved, "firing first: {body}");
+        assert!(
+            body.contains("helpfulness 4.1 → 3.1 &lt;b&gt;dropped&lt;&#x2F;b&gt;"),
+            "{body}"
+        );
+        assert!(
+            body.contains("current 3.1 vs baseline 4.1"),
+            "evidence numbers: {body}"
+        );
+        // The worst examples behind the alert, with the judge's reasoning.
+        assert!(body.contains("examples</summary>"), "{body}");
+        assert!(
+            body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "worst output: {body}"
+        );
+        assert!(
+            body.contains("The answer &lt;i&gt;ignores&lt;&#x2F;i&gt;"),
+            "reasoning: {body}"
+        );
+        assert!(
+            body.contains(&href(&format!("/streams/{}", enc(HOSTILE)))),
+            "{body}"
+        );
     } else {
         assert!(body.contains("Alerting is not configured"), "{body}");
     }

@@ -1,5 +1,41 @@
 //! Alerts: lifecycle, routing, silences and the email/Slack/webhook channels.
+//!
+//! Flow: the detectors' findings go through [`process`] (state changes,
+//! grouping, routing, silences, evidence, rendering) into the outbox in the
+//! database; [`notifier::deliver_due`] sends the outbox. Both take `now`,
+//! so tests drive time explicitly; [`notifier::run`] is the daemon's loop.
 
-mod settings;
+pub mod email;
+pub mod evidence;
+pub mod lifecycle;
+pub mod message;
+pub mod notifier;
+pub mod render;
+pub mod route;
+pub mod settings;
+pub mod silence;
+pub mod slack;
+pub mod webhook;
 
+pub use lifecycle::{ProcessOutcome, process};
 pub use settings::AlertsConfig;
+
+/// Why alerting failed. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("alert template: {0}")]
+    Template(String),
+    #[error("cannot send: {0}")]
+    Send(String),
+}
+
+/// The alert settings with the top-level `base_url` as the fallback for links.
+pub fn settings_for(config: &crate::config::Config) -> AlertsConfig {
+    let mut cfg = config.alerts.clone();
+    if cfg.base_url.is_none() {
+        cfg.base_url = config.base_url.clone();
+    }
+    cfg
+}

@@ -1,32 +1,458 @@
-//! The `alerts:` section of the config.
+//! The `alerts:` section of the config: channels, routes and timing.
+//!
+//! ```yaml
+//! alerts:
+//!   base_url: https://canaryd.example.com   # links in notifications
+//!   repeat_interval: 4h
+//!   group_wait: 30s
+//!   channels:
+//!     oncall-mail:
+//!       email: { host: smtp.example.com, port: 587, tls: starttls, username: canaryd,
+//!                password: { env: SMTP_PASSWORD }, from: canaryd@example.com, to: [oncall@example.com] }
+//!     team-slack:
+//!       slack: { webhook_url: { env: SLACK_WEBHOOK_URL } }
+//!   routes:
+//!     - { stream: "support-*", severity: critical, channels: [oncall-mail, team-slack] }
+//! ```
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-use crate::config::Diagnostics;
+use crate::config::{Diagnostic, Diagnostics, SecretRef};
+
+/// A duration written as `90s`, `15m`, `4h`, `2d` or `250ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(HumanDuration).ok_or_else(|| {
+            serde::de::Error::custom(format!("invalid duration {s:?}: use e.g. 30s, 15m, 4h, 2d"))
+        })
+    }
+}
+
+/// Parses `250ms`, `30s`, `15m`, `4h`, `2d`, or a sum such as `1h30m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            "d" => Duration::from_secs(n.checked_mul(86_400)?),
+            _ => return None,
+        };
+        total = total.checked_add(d)?;
+    }
+    Some(total)
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
-    /// Seconds before a still-firing alert is notified again.
-    pub repeat_interval_secs: u64,
+    /// Public URL of canaryd for links (`/streams/<stream>`, `/suites/<suite>`);
+    /// falls back to the top-level `base_url`.
+    pub base_url: Option<String>,
+    /// How long a still-firing alert waits before it is notified again.
+    pub repeat_interval: HumanDuration,
+    /// How long the first pending alert of a stream waits for others to
+    /// join it, so one incident makes one notification.
+    pub group_wait: HumanDuration,
+    /// Worst examples shown per alert.
+    pub max_examples: usize,
+    /// Characters kept of each example text before it is cut.
+    pub max_example_chars: usize,
+    /// How far back evidence is looked for.
+    pub evidence_window: HumanDuration,
+    /// A directory whose `email.txt` / `email.html` replace the built-in templates.
+    pub templates: Option<PathBuf>,
+    /// Named delivery channels.
+    pub channels: BTreeMap<String, ChannelConfig>,
+    /// Which alerts go to which channels. With no routes every alert goes to every channel.
+    pub routes: Vec<RouteConfig>,
+    /// Retry policy of one delivery and of the outbox.
+    pub retry: RetryConfig,
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
         Self {
-            repeat_interval_secs: 4 * 3600,
+            base_url: None,
+            repeat_interval: HumanDuration(Duration::from_secs(4 * 3600)),
+            group_wait: HumanDuration(Duration::from_secs(30)),
+            max_examples: 3,
+            max_example_chars: 400,
+            evidence_window: HumanDuration(Duration::from_secs(24 * 3600)),
+            templates: None,
+            channels: BTreeMap::new(),
+            routes: Vec::new(),
+            retry: RetryConfig::default(),
         }
     }
 }
 
+/// One channel: exactly one of `email`, `slack`, `webhook`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum ChannelConfig {
+    Email(EmailConfig),
+    Slack(SlackConfig),
+    Webhook(WebhookConfig),
+}
+
+impl ChannelConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChannelConfig::Email(_) => "email",
+            ChannelConfig::Slack(_) => "slack",
+            ChannelConfig::Webhook(_) => "webhook",
+        }
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587); the upgrade is required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on loopback.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// PEM file of an extra root certificate (a private relay's CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: SecretRef,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Limit on one whole SMTP exchange (lettre's own timeout covers only the connect).
+    #[serde(default = "default_send_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl EmailConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming-webhook URL is a credential: it comes from env, file or credential.
+    pub webhook_url: SecretRef,
+    #[serde(default = "default_send_timeout")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Extra headers; a value may be a secret (`{ env: TOKEN }`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValue>,
+    #[serde(default = "default_send_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// A header value: literal text, or a secret reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    Literal(String),
+    Secret(SecretRef),
+}
+
+/// Sends alerts matching every given matcher to `channels`. Matchers are
+/// exact values or globs (`*`, `?`); an absent matcher matches everything.
+/// Every matching route contributes its channels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    #[serde(default)]
+    pub rule: Option<String>,
+    #[serde(default)]
+    pub stream: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    pub channels: Vec<String>,
+}
+
+/// Retries inside one delivery, then outbox retries with a growing delay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per delivery before the notification goes back to the outbox.
+    pub attempts: u32,
+    /// First backoff between those attempts; doubled each time.
+    pub backoff: HumanDuration,
+    /// First outbox delay after a failed delivery; doubled up to `max_delay`.
+    pub outbox_delay: HumanDuration,
+    pub max_delay: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff: HumanDuration(Duration::from_secs(1)),
+            outbox_delay: HumanDuration(Duration::from_secs(60)),
+            max_delay: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
+}
+
+fn default_send_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl AlertsConfig {
     /// Resolves relative paths (templates, secret files) against the config directory.
-    pub fn rebase(&mut self, _base: &Path) {}
+    pub fn rebase(&mut self, base: &Path) {
+        if let Some(t) = &self.templates
+            && t.is_relative()
+        {
+            self.templates = Some(base.join(t));
+        }
+        for channel in self.channels.values_mut() {
+            match channel {
+                ChannelConfig::Email(e) => {
+                    e.password.rebase(base);
+                    if let Some(ca) = &e.ca_file
+                        && ca.is_relative()
+                    {
+                        e.ca_file = Some(base.join(ca));
+                    }
+                }
+                ChannelConfig::Slack(s) => s.webhook_url.rebase(base),
+                ChannelConfig::Webhook(w) => {
+                    for v in w.headers.values_mut() {
+                        if let HeaderValue::Secret(s) = v {
+                            s.rebase(base);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
-    /// Checks what serde cannot.
-    pub fn validate(&self, _path: &Path) -> Diagnostics {
-        Diagnostics::default()
+    /// Checks what serde cannot: route targets exist, matchers are valid,
+    /// plaintext SMTP stays on loopback, addresses parse.
+    pub fn validate(&self, path: &Path) -> Diagnostics {
+        let mut d = Diagnostics::default();
+        let mut err = |msg: String| d.push(Diagnostic::error(path, 0, 0, format!("alerts: {msg}")));
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.channels.is_empty() {
+                err(format!("route {} has no channels", i + 1));
+            }
+            for c in &route.channels {
+                if !self.channels.contains_key(c) {
+                    let hint =
+                        crate::config::yaml::closest(c, self.channels.keys().map(String::as_str))
+                            .map(|h| format!("; did you mean `{h}`?"))
+                            .unwrap_or_default();
+                    err(format!(
+                        "route {} sends to unknown channel `{c}`{hint}",
+                        i + 1
+                    ));
+                }
+            }
+            if let Some(sev) = &route.severity
+                && !sev.contains(['*', '?'])
+                && !["info", "warning", "critical"].contains(&sev.as_str())
+            {
+                err(format!(
+                    "route {}: severity must be info, warning or critical, got {sev:?}",
+                    i + 1
+                ));
+            }
+            if let Some(rule) = &route.rule
+                && !rule.contains(['*', '?'])
+                && crate::signals::Rule::parse(rule).is_none()
+            {
+                err(format!("route {}: unknown rule {rule:?}", i + 1));
+            }
+        }
+        for (name, channel) in &self.channels {
+            match channel {
+                ChannelConfig::Email(e) => {
+                    if e.tls == SmtpTls::None && !is_loopback(&e.host) {
+                        err(format!(
+                            "channel {name}: tls: none sends mail and passwords in clear; it is only allowed for a relay on loopback"
+                        ));
+                    }
+                    if e.to.is_empty() {
+                        err(format!("channel {name}: `to` needs at least one address"));
+                    }
+                    for a in std::iter::once(&e.from).chain(&e.to) {
+                        if a.parse::<lettre::message::Mailbox>().is_err() {
+                            err(format!("channel {name}: {a:?} is not an email address"));
+                        }
+                    }
+                    if e.username.is_some() == e.password.is_empty() {
+                        err(format!(
+                            "channel {name}: give both username and password, or neither"
+                        ));
+                    }
+                }
+                ChannelConfig::Slack(s) => {
+                    if s.webhook_url.is_empty() {
+                        err(format!(
+                            "channel {name}: slack.webhook_url must name an env var, file or credential"
+                        ));
+                    }
+                }
+                ChannelConfig::Webhook(w) => {
+                    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                        err(format!(
+                            "channel {name}: webhook url must be http:// or https://"
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(u) = &self.base_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            err("base_url must be an http:// or https:// URL".into());
+        }
+        if let Some(dir) = &self.templates {
+            if !dir.is_dir() {
+                err(format!("templates: {} is not a directory", dir.display()));
+            } else if let Err(e) = super::render::Renderer::with_dir(Some(dir)) {
+                err(e.to_string());
+            }
+        }
+        if self.retry.attempts == 0 {
+            err("retry.attempts must be at least 1".into());
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("4h"), Some(Duration::from_secs(14_400)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        for bad in ["", "h", "4", "4x", "-1h", "1.5h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_parses_and_validates() {
+        let text = r#"
+alerts:
+  repeat_interval: 2h
+  channels:
+    mail:
+      email: { host: smtp.example.com, from: "canaryd <c@example.com>", to: [a@example.com], username: u, password: { env: P } }
+    chat:
+      slack: { webhook_url: { env: SLACK_URL } }
+  routes:
+    - { rule: "judge_*", channels: [mail, chta] }
+"#;
+        let e = crate::config::from_str(Path::new("c.yaml"), text).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown channel `chta`; did you mean `chat`?"),
+            "{e}"
+        );
+        let ok = text.replace("chta", "chat");
+        let c = crate::config::from_str(Path::new("c.yaml"), &ok).unwrap();
+        assert_eq!(c.alerts.repeat_interval.0, Duration::from_secs(7200));
+        assert_eq!(c.alerts.channels["mail"].kind(), "email");
+    }
+
+    /// The configs shown to users must load.
+    #[test]
+    fn documented_examples_parse() {
+        let yaml_blocks = |md: &str| -> Vec<String> {
+            md.split("```yaml\n")
+                .skip(1)
+                .map(|b| b.split("```").next().unwrap().to_string())
+                .collect()
+        };
+        let docs = include_str!("../../docs/alerts.md");
+        let readme = include_str!("../../README.md");
+        let doc = yaml_blocks(docs)[0].replace("  templates: ./alert-templates", "");
+        let readme_alerts = yaml_blocks(readme)
+            .into_iter()
+            .find(|b| b.contains("alerts:"))
+            .unwrap();
+        for text in [doc, readme_alerts] {
+            let c = crate::config::from_str(Path::new("/etc/canaryd/canaryd.yaml"), &text)
+                .unwrap_or_else(|d| panic!("{d}\n{text}"));
+            assert!(!c.alerts.channels.is_empty());
+            assert!(!c.alerts.routes.is_empty());
+        }
+    }
+
+    #[test]
+    fn plaintext_smtp_only_on_loopback() {
+        let text = "alerts:\n  channels:\n    m:\n      email: { host: mail.example.com, tls: none, from: a@b.c, to: [d@e.f] }\n";
+        let e = crate::config::from_str(Path::new("c.yaml"), text).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("only allowed for a relay on loopback"),
+            "{e}"
+        );
+        let ok = text.replace("mail.example.com", "127.0.0.1");
+        crate::config::from_str(Path::new("c.yaml"), &ok).unwrap();
     }
 }

@@ -1,8 +1,10 @@
 //! The command line: one subcommand per file, each a thin layer over the library.
 
+mod alerts;
 mod check;
 mod migrate;
 mod serve;
+mod silence;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,9 +44,9 @@ pub enum Command {
     /// Start a self-contained demo with simulated traffic and a staged model update.
     Demo(Reserved),
     /// List alerts and their notifications.
-    Alerts(Reserved),
+    Alerts(alerts::Args),
     /// Mute notifications matching a rule, stream or severity until a time.
-    Silence(Reserved),
+    Silence(silence::Args),
 }
 
 /// Arguments of commands whose implementation has not landed yet.
@@ -73,13 +75,13 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Check(args) => check::run(config.as_deref(), args).await,
             Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
+            Command::Alerts(args) => alerts::run(config.as_deref(), args).await,
+            Command::Silence(args) => silence::run(config.as_deref(), args).await,
             Command::Run(_)
             | Command::Sim(_)
             | Command::Backtest(_)
             | Command::Status(_)
-            | Command::Demo(_)
-            | Command::Alerts(_)
-            | Command::Silence(_) => Err(anyhow::anyhow!(
+            | Command::Demo(_) => Err(anyhow::anyhow!(
                 "this command is not available in this build yet"
             )),
         }

@@ -1,6 +1,8 @@
 //! The HTTP surface of the daemon: health, ingest and API routes, and the
 //! status pages (`crate::web`).
 
+mod alerts_api;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +15,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(alerts_api::routes())
         .route("/metrics", get(metrics))
         .with_state(app.clone())
         .merge(crate::web::router(app))

@@ -6,6 +6,7 @@
 //! backend, so the compiler checks both and the two implementations cannot
 //! drift apart. Where dialects differ the body matches on [`Db`] itself.
 
+mod alerts;
 mod canary;
 mod leases;
 mod models;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use alerts::*;
 pub use canary::*;
 pub use models::*;
 pub use pages::*;

@@ -5,8 +5,9 @@
 //! roll-ups, never the raw responses. Sums are cast to BIGINT because
 //! PostgreSQL widens `SUM(bigint)` to NUMERIC, which does not decode as i64.
 //!
-//! Tables owned by branches that may not be merged yet (`health_scores`,
-//! `alerts`) are only read after [`Store::has_table`] says they exist.
+//! Tables of subsystems a build may not have (`health_scores` from the
+//! detectors, `alerts` from alerting) are only read after
+//! [`Store::has_table`] says they exist.
 
 use serde::Serialize;
 
@@ -81,28 +82,6 @@ pub struct HealthPoint {
     pub stream: String,
     pub at_ms: i64,
     pub score: f64,
-}
-
-/// An alert as the alerting subsystem stores it (table `alerts`).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct AlertRow {
-    pub id: i64,
-    pub rule: String,
-    pub stream: String,
-    pub dimension: String,
-    pub state: String,
-    pub severity: String,
-    pub value: f64,
-    pub baseline: f64,
-    pub threshold: f64,
-    pub p_value: Option<f64>,
-    pub samples: i64,
-    pub baseline_samples: i64,
-    pub summary: String,
-    pub pending_ms: Option<i64>,
-    pub firing_ms: Option<i64>,
-    pub resolved_ms: Option<i64>,
-    pub last_eval_ms: i64,
 }
 
 const RESPONSE_COLUMNS: &str = "id, ext_id, stream, ts_ms, received_ms, prompt_version, request_model, response_model, \
@@ -347,18 +326,6 @@ impl Store {
             "SELECT stream, at_ms, score FROM health_scores WHERE at_ms >= $1 ORDER BY stream, at_ms",
         )
         .bind(since_ms)
-        .fetch_all(pool)
-        .await)?)
-    }
-
-    /// Alerts, firing first then newest (only when the `alerts` table exists).
-    pub async fn alerts_for_pages(&self, limit: i64) -> Result<Vec<AlertRow>> {
-        Ok(on_db!(self.db(), pool => sqlx::query_as::<_, AlertRow>(
-            "SELECT id, rule, stream, dimension, state, severity, value, baseline, threshold, p_value, samples, \
-             baseline_samples, summary, pending_ms, firing_ms, resolved_ms, last_eval_ms FROM alerts \
-             ORDER BY CASE state WHEN 'firing' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, last_eval_ms DESC, id DESC LIMIT $1",
-        )
-        .bind(limit)
         .fetch_all(pool)
         .await)?)
     }

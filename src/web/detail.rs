@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::charts::{LineChart, Marker, Series, YFormat};
 use super::fmt::{enc, fmt_ago, fmt_num, fmt_time, model_change_label};
 use super::view::{ChartView, EventView, HealthCell, Periods, pass_rate};
+use crate::alert::evidence::Example;
 use crate::store::{
     AlertRow, CaseResultRow, ModelEvent, ResponseRow, RunRow, RunTargetCount, ScoreDetail,
 };
@@ -425,11 +426,29 @@ pub struct AlertView {
     pub summary: String,
     pub evidence: String,
     pub since: String,
+    /// The worst examples behind the alert (open alerts only).
+    pub examples: Vec<Example>,
 }
 
-pub fn build_alerts(alerts: &[AlertRow], now_ms: i64) -> Vec<AlertView> {
-    alerts
-        .iter()
+fn state_rank(state: &str) -> u8 {
+    match state {
+        "firing" => 0,
+        "pending" => 1,
+        _ => 2,
+    }
+}
+
+/// Alerts firing first, then pending, then resolved; newest first within each.
+/// `examples` maps alert ids to their evidence.
+pub fn build_alerts(
+    alerts: &[AlertRow],
+    examples: &BTreeMap<i64, Vec<Example>>,
+    now_ms: i64,
+) -> Vec<AlertView> {
+    let mut sorted: Vec<&AlertRow> = alerts.iter().collect();
+    sorted.sort_by_key(|a| (state_rank(&a.state), -a.last_eval_ms, -a.id));
+    sorted
+        .into_iter()
         .map(|a| {
             let mut evidence = format!(
                 "current {} vs baseline {} (threshold {}); n={} vs {}",
@@ -463,6 +482,7 @@ pub fn build_alerts(alerts: &[AlertRow], now_ms: i64) -> Vec<AlertView> {
                 summary: a.summary.clone(),
                 evidence,
                 since: since.unwrap_or_else(|| fmt_time(a.last_eval_ms)),
+                examples: examples.get(&a.id).cloned().unwrap_or_default(),
             }
         })
         .collect()

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::*;
@@ -207,8 +209,25 @@ fn alerts_show_their_evidence_and_link_their_subject() {
         firing_ms: Some(NOW - HOUR_MS),
         resolved_ms: None,
         last_eval_ms: NOW,
+        last_notified_ms: None,
+        resolve_pending: false,
+        rev: 0,
     };
-    let v = build_alerts(&[a], NOW);
+    let mut resolved = a.clone();
+    resolved.id = 2;
+    resolved.state = "resolved".into();
+    resolved.last_eval_ms = NOW + 1;
+    resolved.resolved_ms = Some(NOW);
+    let example = Example {
+        title: "response 7".into(),
+        fields: vec![],
+    };
+    let examples = BTreeMap::from([(1, vec![example.clone()])]);
+    let v = build_alerts(&[resolved, a], &examples, NOW);
+    assert_eq!(v[0].state, "firing", "firing before the newer resolved one");
+    assert_eq!(v[0].examples, [example]);
+    assert!(v[1].examples.is_empty());
+    assert_eq!(v[1].since, "resolved 0s ago");
     assert_eq!(v[0].stream_href, "/suites/facts");
     assert_eq!(
         v[0].evidence,

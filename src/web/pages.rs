@@ -1,6 +1,8 @@
 //! Page handlers: read what the page needs (bounded queries), build the view
 //! model with the request's `now`, render.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -16,6 +18,8 @@ const DEFAULT_HOURS: i64 = 48;
 const WORST_ROWS: i64 = 10;
 /// Runs listed on a suite page.
 const RUN_HISTORY: i64 = 50;
+/// Open alerts whose evidence the alerts page gathers.
+const MAX_EVIDENCE: usize = 20;
 
 #[derive(Debug, Deserialize)]
 pub struct RangeQuery {
@@ -65,7 +69,7 @@ impl Web {
         if !self.features().await?.alerts {
             return Ok(None);
         }
-        match self.app.store.alerts_for_pages(limit).await {
+        match self.app.store.list_alerts(limit).await {
             Ok(a) => Ok(Some(a)),
             Err(e) => Err(PageError::Internal(format!("reading alerts: {e}"))),
         }
@@ -228,11 +232,26 @@ pub async fn alerts(State(web): State<Web>) -> Response {
 
 async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
     let rows = web.alert_rows(500).await?;
+    // Evidence (the worst examples) for the open alerts: one query each, so bounded.
+    let cfg = crate::alert::settings_for(&web.app.config);
+    let mut examples = BTreeMap::new();
+    let open = rows
+        .iter()
+        .flatten()
+        .filter(|a| a.state == "firing" || a.state == "pending");
+    for a in open.take(MAX_EVIDENCE) {
+        match crate::alert::evidence::examples(&web.app.store, a, &cfg, now).await {
+            Ok(ex) => {
+                examples.insert(a.id, ex);
+            }
+            Err(e) => tracing::warn!(alert = a.id, error = %e, "cannot gather alert evidence"),
+        }
+    }
     let mut ctx = context("Alerts", now);
     ctx.insert("installed", &rows.is_some());
     ctx.insert(
         "alerts",
-        &detail::build_alerts(rows.as_deref().unwrap_or_default(), now),
+        &detail::build_alerts(rows.as_deref().unwrap_or_default(), &examples, now),
     );
     web.render("alerts.html", &ctx)
 }

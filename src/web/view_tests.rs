@@ -165,6 +165,9 @@ fn alert(stream: &str, state: &str) -> AlertRow {
         firing_ms: Some(NOW - HOUR_MS),
         resolved_ms: None,
         last_eval_ms: NOW,
+        last_notified_ms: None,
+        resolve_pending: false,
+        rev: 0,
     }
 }
 

@@ -259,3 +259,42 @@ pub fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// When this build has alerting, a firing judge-score alert on `STREAM`
+/// (with a hostile summary) and a resolved one on `HOSTILE`. Returns
+/// whether the `alerts` table exists.
+pub async fn seed_alerts(store: &Store, now_ms: i64) -> bool {
+    if !store.has_table("alerts").await.unwrap() {
+        return false;
+    }
+    let rows = [
+        (
+            "judge_score_drop",
+            STREAM,
+            JUDGES[1],
+            "firing",
+            Some(now_ms - HOUR_MS),
+            None,
+            "helpfulness 4.1 → 3.1 <b>dropped</b>",
+        ),
+        (
+            "refusal_rate_shift",
+            HOSTILE,
+            "",
+            "resolved",
+            Some(now_ms - 5 * HOUR_MS),
+            Some(now_ms - 2 * HOUR_MS),
+            "refusals back to normal",
+        ),
+    ];
+    for (rule, stream, dim, state, firing, resolved, summary) in rows {
+        on_db!(store.db(), pool => {
+            sqlx::query("INSERT INTO alerts (rule, stream, dimension, state, severity, value, baseline, threshold, p_value, samples, \
+                         baseline_samples, summary, pending_ms, firing_ms, resolved_ms, last_eval_ms) \
+                         VALUES ($1, $2, $3, $4, 'warning', 3.1, 4.1, 0.3, 0.0001, 72, 2016, $5, $6, $6, $7, $8)")
+                .bind(rule).bind(stream).bind(dim).bind(state).bind(summary).bind(firing).bind(resolved).bind(now_ms)
+                .execute(pool).await.unwrap();
+        });
+    }
+    true
+}

@@ -1,0 +1,290 @@
+//! Evidence for a notification: the worst examples behind an alert.
+//!
+//! A number alone gets ignored at 3 a.m.; the answers that dragged the
+//! number down get read. Per rule:
+//!
+//! - `judge_score_drop`: the lowest-scored responses in the window with the
+//!   judge's reasoning, the input and the output;
+//! - `canary_regression`: the latest failing cases with the failing answer
+//!   next to the other target's answer for the same run and case (pinned vs live);
+//! - `refusal_rate_shift` / `truncation_rate`: recent refusals / cut answers;
+//! - `length_drift`: the shortest (or longest) recent answers, in the
+//!   direction of the drift; `embedding_drift`: recent answers.
+//!
+//! Texts are cut to `max_example_chars`; escaping is the renderers' job.
+
+use serde::Serialize;
+
+use super::AlertError;
+use super::message::{one_line, truncate};
+use super::settings::AlertsConfig;
+use crate::on_db;
+use crate::store::{AlertRow, ModelEvent, Store};
+
+/// One example: a heading and labelled texts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Example {
+    pub title: String,
+    pub fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Field {
+    pub label: String,
+    pub text: String,
+}
+
+fn field(label: &str, text: Option<String>, max: usize) -> Option<Field> {
+    let text = text?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| Field {
+        label: label.into(),
+        text: truncate(text, max),
+    })
+}
+
+/// A response's `input` column is JSON: a string, or chat messages. The last
+/// user message is what a person wants to see.
+pub fn input_text(raw: Option<String>) -> Option<String> {
+    let raw = raw?;
+    match serde_json::from_str::<serde_json::Value>(&raw) {
+        Ok(serde_json::Value::String(s)) => Some(s),
+        Ok(serde_json::Value::Array(msgs)) => msgs
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))
+            .or(msgs.last())
+            .and_then(|m| m.get("content"))
+            .map(|c| {
+                c.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| c.to_string())
+            }),
+        _ => Some(raw),
+    }
+}
+
+type JudgeRow = (
+    Option<f64>,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+type CanaryRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+type ResponseRow = (Option<String>, String, Option<String>, i64);
+
+/// Up to `max_examples` worst examples for `alert`, looking back `evidence_window` from `now_ms`.
+pub async fn examples(
+    store: &Store,
+    alert: &AlertRow,
+    cfg: &AlertsConfig,
+    now_ms: i64,
+) -> Result<Vec<Example>, AlertError> {
+    let n = i64::try_from(cfg.max_examples).unwrap_or(0);
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let since = now_ms - i64::try_from(cfg.evidence_window.0.as_millis()).unwrap_or(i64::MAX / 2);
+    let max = cfg.max_example_chars;
+    let dim = alert.dimension.as_str();
+    let stream = alert.stream.as_str();
+    let out = match alert.rule.as_str() {
+        "judge_score_drop" => {
+            let rows: Vec<JudgeRow> = on_db!(store.db(), pool => sqlx::query_as(
+                "SELECT j.score, j.reasoning, j.ts_ms, r.input, r.output, c.answer, c.case_id, j.judge \
+                 FROM judge_scores j LEFT JOIN responses r ON r.id = j.response_id \
+                 LEFT JOIN canary_results c ON c.id = j.canary_result_id \
+                 WHERE j.stream = $1 AND ($2 = '' OR j.judge = $2) AND j.score IS NOT NULL AND j.ts_ms >= $3 AND j.ts_ms <= $4 \
+                 ORDER BY j.score ASC, j.ts_ms DESC, j.id DESC LIMIT $5",
+            ).bind(stream).bind(dim).bind(since).bind(now_ms).bind(n).fetch_all(pool).await)
+            .map_err(crate::store::StoreError::from)?;
+            rows.into_iter()
+                .map(
+                    |(score, reasoning, ts, input, output, answer, case_id, judge)| {
+                        let mut title = format!(
+                            "{judge} score {} · {}",
+                            score.map(super::message::fmt_num).unwrap_or_default(),
+                            super::message::fmt_time(ts)
+                        );
+                        if let Some(c) = case_id {
+                            title.push_str(&format!(" · case {}", one_line(&c)));
+                        }
+                        Example {
+                            title,
+                            fields: [
+                                field("input", input_text(input), max),
+                                field("output", output.or(answer), max),
+                                field("judge reasoning", reasoning, max),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .collect(),
+                        }
+                    },
+                )
+                .collect()
+        }
+        "canary_regression" => {
+            let suite = stream.strip_prefix("suite:").unwrap_or(stream);
+            let rows: Vec<CanaryRow> = on_db!(store.db(), pool => sqlx::query_as(
+                "SELECT f.case_id, f.target, f.answer, f.verdicts, \
+                 (SELECT p.target FROM canary_results p WHERE p.run_id = f.run_id AND p.case_id = f.case_id AND p.id <> f.id \
+                  ORDER BY CASE WHEN p.target = 'pinned' THEN 0 ELSE 1 END, p.id LIMIT 1), \
+                 (SELECT p.answer FROM canary_results p WHERE p.run_id = f.run_id AND p.case_id = f.case_id AND p.id <> f.id \
+                  ORDER BY CASE WHEN p.target = 'pinned' THEN 0 ELSE 1 END, p.id LIMIT 1) \
+                 FROM canary_results f WHERE f.suite = $1 AND f.outcome = 'fail' AND f.created_ms >= $2 AND f.created_ms <= $3 \
+                 AND ($4 = '' OR f.case_id = $4 OR f.target = $4) ORDER BY f.created_ms DESC, f.id DESC LIMIT $5",
+            ).bind(suite).bind(since).bind(now_ms).bind(dim).bind(n).fetch_all(pool).await)
+            .map_err(crate::store::StoreError::from)?;
+            rows.into_iter()
+                .map(
+                    |(case_id, target, answer, verdicts, other_target, other_answer)| {
+                        let failed = failed_checks(&verdicts);
+                        let other_label = other_target.map(|t| format!("{} answer", one_line(&t)));
+                        Example {
+                            title: format!(
+                                "case {} failed on {}",
+                                one_line(&case_id),
+                                one_line(&target)
+                            ),
+                            fields: [
+                                field(&format!("{} answer", one_line(&target)), answer, max),
+                                other_label.and_then(|l| field(&l, other_answer, max)),
+                                field("failed checks", failed, max),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .collect(),
+                        }
+                    },
+                )
+                .collect()
+        }
+        "refusal_rate_shift" | "truncation_rate" | "length_drift" | "embedding_drift" => {
+            let (filter, order, what) = match alert.rule.as_str() {
+                "refusal_rate_shift" => ("AND refusal = $4", "ts_ms DESC", "refusal"),
+                "truncation_rate" => (
+                    "AND finish_reason = 'length' AND $4 = $4",
+                    "ts_ms DESC",
+                    "cut at the length limit",
+                ),
+                "length_drift" if alert.value < alert.baseline => (
+                    "AND $4 = $4",
+                    "output_tokens ASC, ts_ms DESC",
+                    "short answer",
+                ),
+                "length_drift" => (
+                    "AND $4 = $4",
+                    "output_tokens DESC, ts_ms DESC",
+                    "long answer",
+                ),
+                _ => ("AND $4 = $4", "ts_ms DESC", "recent answer"),
+            };
+            let sql = format!(
+                "SELECT input, output, finish_reason, output_tokens FROM responses \
+                 WHERE stream = $1 AND ts_ms >= $2 AND ts_ms <= $3 {filter} ORDER BY {order}, id DESC LIMIT $5"
+            );
+            let rows: Vec<ResponseRow> =
+                on_db!(store.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(stream).bind(since).bind(now_ms).bind(true).bind(n).fetch_all(pool).await)
+                .map_err(crate::store::StoreError::from)?;
+            rows.into_iter()
+                .map(|(input, output, finish, tokens)| Example {
+                    title: format!(
+                        "{what} · {tokens} tokens{}",
+                        finish
+                            .map(|f| format!(" · finish_reason {}", one_line(&f)))
+                            .unwrap_or_default()
+                    ),
+                    fields: [
+                        field("input", input_text(input), max),
+                        field("output", Some(output), max),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(out)
+}
+
+/// The expectations a canary answer failed, from its `verdicts` JSON.
+fn failed_checks(verdicts: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(verdicts).ok()?;
+    let items = v.as_array()?;
+    let failed: Vec<String> = items
+        .iter()
+        .filter(|i| {
+            i.get("pass")
+                .or_else(|| i.get("passed"))
+                .and_then(|p| p.as_bool())
+                == Some(false)
+        })
+        .map(|i| {
+            ["detail", "reason", "message", "expect", "check"]
+                .iter()
+                .find_map(|k| i.get(*k))
+                .map(|d| {
+                    d.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| d.to_string())
+                })
+                .unwrap_or_else(|| i.to_string())
+        })
+        .collect();
+    (!failed.is_empty()).then(|| failed.join("; "))
+}
+
+/// Model changes seen for this stream (`stream:<name>`) or suite
+/// (`suite:<name>:<target>`) since `since_ms`.
+pub async fn model_events(
+    store: &Store,
+    stream: &str,
+    since_ms: i64,
+) -> Result<Vec<ModelEvent>, AlertError> {
+    let (prefix, exact) = match stream.strip_prefix("suite:") {
+        Some(suite) => (format!("suite:{suite}:"), None),
+        None => (format!("stream:{stream}"), Some(format!("stream:{stream}"))),
+    };
+    let mut events = store.model_events(&prefix, since_ms).await?;
+    if let Some(exact) = exact {
+        events.retain(|e| e.scope == exact);
+    }
+    events.reverse();
+    events.truncate(5);
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_text_takes_last_user_message() {
+        let chat = r#"[{"role":"system","content":"be nice"},{"role":"user","content":"refund?"}]"#;
+        assert_eq!(input_text(Some(chat.into())).unwrap(), "refund?");
+        assert_eq!(input_text(Some("\"plain\"".into())).unwrap(), "plain");
+        assert_eq!(input_text(Some("not json".into())).unwrap(), "not json");
+    }
+
+    #[test]
+    fn failed_checks_lists_failures_only() {
+        let v = r#"[{"pass":true,"detail":"ok"},{"pass":false,"detail":"missing \"30 days\""}]"#;
+        assert_eq!(failed_checks(v).unwrap(), "missing \"30 days\"");
+        assert_eq!(failed_checks("[]"), None);
+    }
+}

@@ -1,0 +1,371 @@
+//! The facts of one notification, independent of the channel: what every
+//! renderer (email templates, Slack blocks, webhook JSON) reads.
+//!
+//! Everything here is plain data. Text from production (answers, judge
+//! reasoning, stream names) stays raw in this struct; each renderer escapes
+//! it for its own format, and the subject line is sanitised here because it
+//! becomes a mail header.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::evidence::Example;
+use crate::store::{AlertRow, ModelEvent};
+
+/// One notification: a stream's firing and/or resolved alerts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// `firing` when anything in it fires, else `resolved`.
+    pub status: String,
+    pub stream: String,
+    /// The subject line: `[FIRING] support-bot: groundedness 4.22 → 3.71`.
+    pub title: String,
+    /// Status page of the stream or suite, when a base URL is configured.
+    pub link: Option<String>,
+    pub firing: Vec<AlertView>,
+    pub resolved: Vec<AlertView>,
+    /// The stream is also firing `model_change`.
+    pub model_change: bool,
+    pub model_events: Vec<ModelEventView>,
+    /// When this notification was built (UTC).
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    pub id: i64,
+    pub rule: String,
+    pub dimension: Option<String>,
+    /// What changed, for people: `groundedness`, `refusal rate`.
+    pub label: String,
+    pub severity: String,
+    pub value: f64,
+    pub baseline: f64,
+    pub threshold: f64,
+    pub p_value: Option<f64>,
+    pub samples: i64,
+    pub baseline_samples: i64,
+    /// `4.22 → 3.71` (baseline → current).
+    pub change: String,
+    pub value_text: String,
+    pub baseline_text: String,
+    pub summary: String,
+    /// First notification of this episode.
+    pub new: bool,
+    /// When it started firing (or resolved), UTC.
+    pub since: String,
+    pub examples: Vec<Example>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelEventView {
+    pub at: String,
+    pub scope: String,
+    pub requested_model: String,
+    pub old_model: Option<String>,
+    pub new_model: Option<String>,
+    pub old_fingerprint: Option<String>,
+    pub new_fingerprint: Option<String>,
+    /// `gpt-4o-2024-08-06 → gpt-4o-2024-11-20`
+    pub change: String,
+}
+
+/// What [`build`] needs.
+pub struct Input<'a> {
+    pub stream: &'a str,
+    pub firing: &'a [AlertRow],
+    pub resolved: &'a [AlertRow],
+    pub examples: &'a BTreeMap<i64, Vec<Example>>,
+    pub model_change: bool,
+    pub model_events: &'a [ModelEvent],
+    pub base_url: Option<&'a str>,
+    pub now_ms: i64,
+    /// Alerts promoted to firing in this round.
+    pub new_ids: &'a [i64],
+    pub max_chars: usize,
+}
+
+/// Numbers at a precision a person reads: `4.22`, `0.113`, `1840`.
+pub fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 || a == 0.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// `2026-11-23 23:40 UTC`
+pub fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// What a rule measures, in words.
+fn rule_label(rule: &str) -> &str {
+    match rule {
+        "judge_score_drop" => "judge score",
+        "refusal_rate_shift" => "refusal rate",
+        "length_drift" => "output length",
+        "embedding_drift" => "embedding drift",
+        "canary_regression" => "canary pass rate",
+        "model_change" => "model change",
+        "truncation_rate" => "truncation rate",
+        other => other,
+    }
+}
+
+fn label(a: &AlertRow) -> String {
+    match (a.rule.as_str(), a.dimension.as_str()) {
+        (_, "") => rule_label(&a.rule).to_string(),
+        ("judge_score_drop", d) => d.to_string(),
+        (r, d) => format!("{} ({d})", rule_label(r)),
+    }
+}
+
+/// Replaces control characters (CR, LF, tabs, NUL...) with spaces and
+/// collapses runs, so the text is one line: safe as a mail header and
+/// unable to forge headers or Slack blocks.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            if !space {
+                out.push(' ');
+            }
+            space = true;
+        } else {
+            out.push(c);
+            space = c == ' ';
+        }
+    }
+    out.trim().to_string()
+}
+
+/// Cuts `s` to at most `max` characters at a word boundary when one is
+/// near, marking the cut with `…` so nobody mistakes it for the whole text.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    let at = cut
+        .rfind(char::is_whitespace)
+        .filter(|&i| i * 5 >= cut.len() * 4)
+        .unwrap_or(cut.len());
+    format!("{}…", cut[..at].trim_end())
+}
+
+/// The status page of a stream or suite, with the name URL-encoded.
+pub fn link(base_url: Option<&str>, stream: &str) -> Option<String> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let base = base_url?.trim_end_matches('/');
+    let (kind, name) = match stream.strip_prefix("suite:") {
+        Some(suite) => ("suites", suite),
+        None => ("streams", stream),
+    };
+    let enc = utf8_percent_encode(name, NON_ALPHANUMERIC).to_string();
+    // Keep the common unreserved characters readable.
+    let enc = enc
+        .replace("%2D", "-")
+        .replace("%5F", "_")
+        .replace("%2E", ".");
+    Some(format!("{base}/{kind}/{enc}"))
+}
+
+fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
+    let change = if a.rule == "model_change" {
+        one_line(&a.summary)
+    } else {
+        format!("{} → {}", fmt_num(a.baseline), fmt_num(a.value))
+    };
+    let since = if resolved {
+        a.resolved_ms
+    } else {
+        a.firing_ms.or(a.pending_ms)
+    };
+    AlertView {
+        id: a.id,
+        rule: a.rule.clone(),
+        dimension: (!a.dimension.is_empty()).then(|| a.dimension.clone()),
+        label: label(a),
+        severity: a.severity.clone(),
+        value: a.value,
+        baseline: a.baseline,
+        threshold: a.threshold,
+        p_value: a.p_value,
+        samples: a.samples,
+        baseline_samples: a.baseline_samples,
+        change,
+        value_text: fmt_num(a.value),
+        baseline_text: fmt_num(a.baseline),
+        summary: a.summary.clone(),
+        new: input.new_ids.contains(&a.id) || (!resolved && a.last_notified_ms.is_none()),
+        since: since.map(fmt_time).unwrap_or_default(),
+        examples: if resolved {
+            Vec::new()
+        } else {
+            input.examples.get(&a.id).cloned().unwrap_or_default()
+        },
+    }
+}
+
+fn headline(v: &AlertView, resolved: bool) -> String {
+    if resolved && v.rule != "model_change" {
+        format!("{} back to {}", v.label, fmt_num(v.value))
+    } else if v.rule == "model_change" {
+        format!("model changed: {}", v.change)
+    } else {
+        format!("{} {}", v.label, v.change)
+    }
+}
+
+/// The subject line, one line and at most ~160 characters.
+fn title(stream: &str, firing: &[AlertView], resolved: &[AlertView], model_change: bool) -> String {
+    let (tag, first, rest) = if let Some(f) = firing.first() {
+        let tag = if firing.len() > 1 {
+            format!("[FIRING:{}]", firing.len())
+        } else {
+            "[FIRING]".into()
+        };
+        (tag, headline(f, false), firing.len() - 1)
+    } else {
+        let r = &resolved[0];
+        let tag = if resolved.len() > 1 {
+            format!("[RESOLVED:{}]", resolved.len())
+        } else {
+            "[RESOLVED]".into()
+        };
+        (tag, headline(r, true), resolved.len() - 1)
+    };
+    let mut t = format!("{tag} {stream}: {first}");
+    if rest > 0 {
+        t.push_str(&format!(" (+{rest} more)"));
+    }
+    if !firing.is_empty() && !resolved.is_empty() {
+        t.push_str(&format!("; {} resolved", resolved.len()));
+    }
+    if model_change && !firing.iter().any(|f| f.rule == "model_change") {
+        t.push_str(" [model changed]");
+    }
+    truncate(&one_line(&t), 160)
+}
+
+/// Builds the message for one channel.
+pub fn build(input: Input<'_>) -> Message {
+    let firing: Vec<AlertView> = input
+        .firing
+        .iter()
+        .map(|a| view(a, false, &input))
+        .collect();
+    let resolved: Vec<AlertView> = input
+        .resolved
+        .iter()
+        .map(|a| view(a, true, &input))
+        .collect();
+    let model_events = input
+        .model_events
+        .iter()
+        .map(|e| {
+            let old = e
+                .old_model
+                .clone()
+                .or(e.old_fingerprint.clone())
+                .unwrap_or_else(|| "?".into());
+            let new = e
+                .new_model
+                .clone()
+                .or(e.new_fingerprint.clone())
+                .unwrap_or_else(|| "?".into());
+            let change = if e.old_model == e.new_model {
+                format!(
+                    "{old} (fingerprint {} → {})",
+                    e.old_fingerprint.as_deref().unwrap_or("?"),
+                    e.new_fingerprint.as_deref().unwrap_or("?")
+                )
+            } else {
+                format!("{old} → {new}")
+            };
+            ModelEventView {
+                at: fmt_time(e.at_ms),
+                scope: e.scope.clone(),
+                requested_model: e.requested_model.clone(),
+                old_model: e.old_model.clone(),
+                new_model: e.new_model.clone(),
+                old_fingerprint: e.old_fingerprint.clone(),
+                new_fingerprint: e.new_fingerprint.clone(),
+                change: truncate(&one_line(&change), input.max_chars),
+            }
+        })
+        .collect();
+    let model_change = input.model_change || !input.model_events.is_empty() && !firing.is_empty();
+    Message {
+        status: if firing.is_empty() {
+            "resolved"
+        } else {
+            "firing"
+        }
+        .into(),
+        stream: input.stream.to_string(),
+        title: title(input.stream, &firing, &resolved, model_change),
+        link: link(input.base_url, input.stream),
+        firing,
+        resolved,
+        model_change,
+        model_events,
+        at: fmt_time(input.now_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_kills_crlf() {
+        assert_eq!(one_line("bot\r\nBcc: evil@x.com"), "bot Bcc: evil@x.com");
+        assert_eq!(one_line(" a\t\tb "), "a b");
+    }
+
+    #[test]
+    fn truncates_at_words_and_marks_it() {
+        assert_eq!(truncate("short", 10), "short");
+        let t = truncate("the quick brown fox jumps over the lazy dog", 20);
+        assert!(t.ends_with('…') && t.chars().count() <= 20, "{t}");
+        assert_eq!(t, "the quick brown fox…");
+        assert_eq!(truncate("ééééééééééé", 5).chars().count(), 5);
+    }
+
+    #[test]
+    fn links_encode_names() {
+        assert_eq!(
+            link(Some("https://c.example/"), "support-bot").unwrap(),
+            "https://c.example/streams/support-bot"
+        );
+        assert_eq!(
+            link(Some("https://c.example"), "suite:refund policy").unwrap(),
+            "https://c.example/suites/refund%20policy"
+        );
+        assert_eq!(
+            link(Some("http://x"), "a/b?c").unwrap(),
+            "http://x/streams/a%2Fb%3Fc"
+        );
+        assert_eq!(link(None, "s"), None);
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(fmt_num(4.2213), "4.22");
+        assert_eq!(fmt_num(0.1134), "0.113");
+        assert_eq!(fmt_num(1840.4), "1840");
+        assert_eq!(fmt_num(f64::NAN), "n/a");
+    }
+}

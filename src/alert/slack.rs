@@ -1,0 +1,142 @@
+//! Slack incoming webhooks: a Block Kit message with the same facts as the email.
+//!
+//! Every piece of text is `mrkdwn` and goes through [`escape`]: Slack's
+//! control sequences all start with `<` (`<!channel>`, `<@U123>`,
+//! `<http://evil|click>`), so escaping `&`, `<` and `>` is what keeps a
+//! production answer from pinging a channel or planting a link. Only the
+//! status-page link is a real link, built from the operator's base URL.
+
+use serde_json::{Value, json};
+
+use super::message::{AlertView, Message};
+use crate::config::Secret;
+
+/// Slack's limit on a section's text.
+const SECTION_MAX: usize = 3000;
+/// Slack's limit on blocks per message.
+const BLOCKS_MAX: usize = 50;
+
+/// Escapes text for Slack `mrkdwn`: `&`, `<`, `>` become entities, and
+/// triple backticks cannot close the code block an example sits in.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace("```", "ˋˋˋ")
+}
+
+fn section(text: String) -> Value {
+    json!({ "type": "section", "text": { "type": "mrkdwn", "text": super::message::truncate(&text, SECTION_MAX) } })
+}
+
+fn alert_section(a: &AlertView, resolved: bool) -> Value {
+    let head = if resolved {
+        format!(
+            "*{}*: back to {} (baseline {})",
+            escape(&a.label),
+            escape(&a.value_text),
+            escape(&a.baseline_text)
+        )
+    } else {
+        format!(
+            "*{}*: {}  [{}{}]",
+            escape(&a.label),
+            escape(&a.change),
+            escape(&a.severity),
+            if a.new { ", new" } else { "" }
+        )
+    };
+    section(format!(
+        "{head}\n_{}_ · rule `{}` · since {}",
+        escape(&a.summary),
+        escape(&a.rule),
+        escape(&a.since)
+    ))
+}
+
+/// The Block Kit payload for `msg`.
+pub fn payload(msg: &Message) -> Value {
+    let mut blocks = Vec::new();
+    let mut head = format!("*{}*", escape(&msg.title));
+    if let Some(link) = &msg.link {
+        let url = link
+            .replace('<', "%3C")
+            .replace('>', "%3E")
+            .replace('|', "%7C");
+        head.push_str(&format!("\n<{url}|Open the status page>"));
+    }
+    blocks.push(section(head));
+    if msg.model_change {
+        let mut t = format!(
+            ":warning: The model behind `{}` changed; the shifts below may follow from it.",
+            escape(&msg.stream)
+        );
+        for e in &msg.model_events {
+            t.push_str(&format!(
+                "\n• {} · {} ({}): {}",
+                escape(&e.at),
+                escape(&e.scope),
+                escape(&e.requested_model),
+                escape(&e.change)
+            ));
+        }
+        blocks.push(section(t));
+    }
+    if !msg.firing.is_empty() {
+        blocks.push(json!({ "type": "divider" }));
+    }
+    for a in &msg.firing {
+        blocks.push(alert_section(a, false));
+        for (i, e) in a.examples.iter().enumerate() {
+            let mut t = format!("*Example {}*: {}", i + 1, escape(&e.title));
+            for f in &e.fields {
+                t.push_str(&format!(
+                    "\n*{}:*\n```{}```",
+                    escape(&f.label),
+                    escape(&f.text)
+                ));
+            }
+            blocks.push(section(t));
+        }
+    }
+    if !msg.resolved.is_empty() {
+        blocks.push(json!({ "type": "divider" }));
+        blocks.push(section(":white_check_mark: *Resolved*".into()));
+        for a in &msg.resolved {
+            blocks.push(alert_section(a, true));
+        }
+    }
+    blocks.push(json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": format!("canaryd · {}", escape(&msg.at)) } ] }));
+    if blocks.len() > BLOCKS_MAX {
+        let last = blocks.pop();
+        blocks.truncate(BLOCKS_MAX - 2);
+        blocks.push(section("_(more examples on the status page)_".into()));
+        blocks.extend(last);
+    }
+    json!({ "text": escape(&msg.title), "blocks": blocks })
+}
+
+/// Posts a stored payload to the webhook URL. Errors never contain the URL
+/// (it is the credential).
+pub async fn send(
+    client: &reqwest::Client,
+    url: &Secret,
+    body: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    super::webhook::post(client, url.expose(), &[], body, timeout, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_mentions_and_links() {
+        assert_eq!(
+            escape("<!channel> & <@U123> <http://evil|click>"),
+            "&lt;!channel&gt; &amp; &lt;@U123&gt; &lt;http://evil|click&gt;"
+        );
+        assert_eq!(escape("a```b"), "aˋˋˋb");
+    }
+}
