@@ -1,5 +1,6 @@
-//! End to end in a real browser: headless Chromium loads the overview and a
-//! stream page from a running daemon with data, at laptop and phone widths.
+//! End to end in a real browser: headless Chromium loads the overview, a
+//! stream page (and the suite, response and alerts pages) from a running
+//! daemon with data, at laptop and phone widths.
 //! The rendered DOM must contain the charts (and no injected element), and
 //! the screenshots are kept under `target/screenshots/` for a human to look at.
 //!
@@ -122,7 +123,8 @@ async fn overview_and_stream_page_render_in_chromium() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    web_data::seed(&store, web_data::now_ms()).await;
+    let seeded = web_data::seed(&store, web_data::now_ms()).await;
+    web_data::seed_alerts(&store, web_data::now_ms()).await;
     store.close().await;
     let cfg = write_tree(&[("canaryd.yaml", &web_data::config(&db_path))]);
     let app = Spawned::start(&["serve"], cfg.path(), &[]);
@@ -143,6 +145,12 @@ async fn overview_and_stream_page_render_in_chromium() {
             format!("{}/suites/{}", app.base_url, web_data::SUITE),
             1,
         ),
+        (
+            "response",
+            format!("{}/responses/{}", app.base_url, seeded.xss_response),
+            0,
+        ),
+        ("alerts", format!("{}/alerts", app.base_url), 0),
     ];
     let shots = screenshot_dir();
     let dom_browser = browser.clone();
