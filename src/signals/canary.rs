@@ -59,7 +59,9 @@ pub fn canary_regression(suite: &str, obs: &[CanaryObs], w: &Windows, cfg: &Dete
             }
             let first_fail = hist[hist.len() - fails_at_end];
             let passes_before = hist[..hist.len() - fails_at_end].iter().rev().take_while(|o| o.outcome == "pass").count();
-            if passes_before >= c.recent_passes as usize && first_fail.at_ms >= w.current.0 {
+            let base: Vec<_> = hist.iter().filter(|o| contains(w.baseline, o.at_ms)).collect();
+            let base_fail = base.iter().filter(|o| o.outcome != "pass").count() as f64 / base.len().max(1) as f64;
+            if passes_before >= c.recent_passes as usize && first_fail.at_ms >= w.current.0 && base_fail <= c.max_flaky_rate {
                 flipped.push(*case);
             }
         }

@@ -106,7 +106,7 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &De
             let n = e.n as f64;
             (t, n * d * (dot(&centroid(e), &u) - mu0 - d / 2.0) / var)
         }));
-        if chart.alarm(cfg.sequential.h)
+        if chart.alarm(cfg.sequential.threshold())
             && let Some(since) = chart.since_ms
         {
             let seg = data.embedding_sum((since, w.sequential.1));

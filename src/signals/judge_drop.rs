@@ -47,7 +47,7 @@ pub fn judge_score_drop(stream: &str, judge: &str, hours: &BTreeMap<i64, Moments
         let base_hours: Vec<Moments> = hours.range(w.baseline.0..w.baseline.1).map(|(_, m)| *m).collect();
         let var = base.var() * normal_dispersion(&base_hours, base.mean(), base.var());
         let chart = cusum(hours.range(w.sequential.0..w.sequential.1).map(|(&h, m)| (h, normal_llr(*m, base.mean(), -c.min_drop, var))));
-        if chart.alarm(cfg.sequential.h)
+        if chart.alarm(cfg.sequential.threshold())
             && let Some(since) = chart.since_ms
         {
             let seg = total((since, w.sequential.1));
@@ -86,7 +86,7 @@ mod tests {
 
     fn run(step: f64, per_hour: u32, step_hours: i64, seed: u64) -> Verdict {
         let mut g = Gen::new(seed);
-        let hours = score_hours(&mut g, NOW - 192 * HOUR_MS, NOW, per_hour, 4.1, |h| if h >= NOW - step_hours * HOUR_MS { step } else { 0.0 });
+        let hours = score_hours(&mut g, NOW - 192 * HOUR_MS, NOW, per_hour, 3.5, |h| if h >= NOW - step_hours * HOUR_MS { step } else { 0.0 });
         judge_score_drop("s", "groundedness", &hours, &Windows::new(NOW, &DetectorConfig::default()), &DetectorConfig::default())
     }
 

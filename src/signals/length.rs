@@ -101,7 +101,7 @@ pub fn length_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &Detec
         let d = cfg.sequential.length_shift_sd * t0.var().sqrt();
         for shift in [d, -d] {
             let chart = cusum(data.hours.range(w.sequential.0..w.sequential.1).map(|(&t, h)| (t, normal_llr(h.tokens, t0.mean(), shift, var))));
-            if chart.alarm(cfg.sequential.h)
+            if chart.alarm(cfg.sequential.threshold())
                 && let Some(since) = chart.since_ms
             {
                 let seg = data.histogram((since, w.sequential.1));
@@ -170,7 +170,8 @@ mod tests {
             let mut draw = |n: usize| {
                 let mut h = [0u64; BINS];
                 for _ in 0..n {
-                    h[crate::signals::rollup::length_bin((120.0 + 40.0 * g.normal()) as i64)] += 1;
+                    // Long-tailed like real output lengths: many sparse bins.
+                    h[crate::signals::rollup::length_bin((5.0 + 0.8 * g.normal()).exp() as i64)] += 1;
                 }
                 h
             };

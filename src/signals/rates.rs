@@ -74,7 +74,7 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, w: &Windows, c
         }
         for target in targets.into_iter().filter(|t| *t < 1.0) {
             let chart = cusum(data.hours.range(w.sequential.0..w.sequential.1).map(|(&t, h)| (t, bernoulli_llr(h.n, events(rule, h), base_rate, target) / phi)));
-            if chart.alarm(cfg.sequential.h)
+            if chart.alarm(cfg.sequential.threshold())
                 && let Some(since) = chart.since_ms
             {
                 let (ns, ks) = rate((since, w.sequential.1));

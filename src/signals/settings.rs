@@ -147,6 +147,9 @@ pub struct CanaryConfig {
     pub min_pass_rate_drop: f64,
     /// Agreement-with-pinned drop (absolute) that fires.
     pub min_agreement_drop: f64,
+    /// Cases failing more often than this in the baseline are flaky: their
+    /// single failures do not fire, only the pass rate does.
+    pub max_flaky_rate: f64,
 }
 
 impl Default for CanaryConfig {
@@ -155,6 +158,7 @@ impl Default for CanaryConfig {
             recent_passes: 3,
             min_pass_rate_drop: 0.1,
             min_agreement_drop: 0.2,
+            max_flaky_rate: 0.1,
         }
     }
 }
@@ -165,10 +169,17 @@ impl Default for CanaryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SequentialConfig {
     pub enabled: bool,
-    /// Alarm threshold on the log-likelihood-ratio CUSUM. The in-control
-    /// average run length is at least e^h hours per chart: 14 ≈ 1.2 M hours,
-    /// enough for 100 charts over a decade at less than one false alarm.
-    pub h: f64,
+    /// Hours between false sequential alarms for the whole deployment (all
+    /// charts together). The in-control run length of a log-likelihood
+    /// CUSUM with threshold h is at least e^h hours per chart, so with m
+    /// charts h = ln(arl_hours · m): Bonferroni for sequential tests; the
+    /// delay grows only with the logarithm of the number of charts.
+    pub arl_hours: f64,
+    /// A fixed threshold instead of the one derived from `arl_hours`.
+    pub h: Option<f64>,
+    /// Charts evaluated together (set by `evaluate`, not configurable).
+    #[serde(skip)]
+    pub charts: usize,
     /// Hours of history the CUSUM is run over (it restarts from zero there).
     pub lookback_hours: u32,
     /// Length shift, in baseline standard deviations of the length, a
@@ -180,10 +191,19 @@ impl Default for SequentialConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            h: 14.0,
+            arl_hours: 24.0 * 365.0,
+            h: None,
+            charts: 1,
             lookback_hours: 24,
             length_shift_sd: 0.3,
         }
+    }
+}
+
+impl SequentialConfig {
+    /// The CUSUM alarm threshold.
+    pub fn threshold(&self) -> f64 {
+        self.h.unwrap_or_else(|| (self.arl_hours.max(1.0) * self.charts.max(1) as f64).ln())
     }
 }
 

@@ -235,7 +235,7 @@ pub fn two_proportions(k1: u64, n1: u64, k2: u64, n2: u64) -> f64 {
         return 1.0;
     }
     let z = (k1 as f64 / n1 as f64 - k2 as f64 / n2 as f64) / se;
-    2.0 * normal_cdf(-z.abs())
+    (2.0 * normal_cdf(-z.abs())).min(1.0)
 }
 
 fn ln_choose(n: u64, k: u64) -> f64 {
