@@ -14,3 +14,4 @@ pub mod judge;
 pub mod provider;
 pub mod signals;
 pub mod store;
+pub mod telemetry;

@@ -32,6 +32,10 @@ pub struct Snapshot {
 /// Runs every detector; findings sorted by (stream, rule, dimension).
 pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> Vec<Finding> {
     let w = Windows::new(now_ms, cfg);
+    // The CUSUM threshold accounts for every chart run together.
+    let mut cfg = cfg.clone();
+    cfg.sequential.charts = snap.streams.values().map(charts).sum::<usize>().max(1);
+    let cfg = &cfg;
     let mut verdicts: Vec<Verdict> = Vec::new();
     for (stream, data) in &snap.streams {
         for (judge, hours) in &data.scores {
@@ -80,6 +84,12 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
     }
     findings.sort_by(|a, b| (&a.stream, a.rule, &a.dimension).cmp(&(&b.stream, b.rule, &b.dimension)));
     findings
+}
+
+/// Sequential charts a stream runs: one per judge, refusal up and down,
+/// truncation up, length up and down, embedding.
+fn charts(data: &StreamRollups) -> usize {
+    data.scores.len() + if data.hours.is_empty() { 0 } else { 5 } + usize::from(!data.embedding.is_empty())
 }
 
 /// Loads what the windows at `now_ms` need and evaluates it.

@@ -10,6 +10,7 @@ mod canary;
 mod leases;
 mod models;
 mod responses;
+mod retention;
 mod signals;
 
 use std::str::FromStr;
@@ -23,6 +24,7 @@ use sqlx::sqlite::{
 pub use canary::*;
 pub use models::*;
 pub use responses::*;
+pub use retention::{BATCH as RETENTION_BATCH, Swept};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]
