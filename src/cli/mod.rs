@@ -1,8 +1,10 @@
 //! The command line: one subcommand per file, each a thin layer over the library.
 
+mod backtest;
 mod check;
 mod migrate;
 mod serve;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,9 +38,9 @@ pub enum Command {
     /// Run the OpenAI-compatible provider simulator.
     Sim(Reserved),
     /// Replay recorded traffic through the detectors.
-    Backtest(Reserved),
+    Backtest(backtest::Args),
     /// Show the health of every stream and suite.
-    Status(Reserved),
+    Status(status::Args),
     /// Start a self-contained demo with simulated traffic and a staged model update.
     Demo(Reserved),
     /// List alerts and their notifications.
@@ -73,10 +75,10 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Check(args) => check::run(config.as_deref(), args).await,
             Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
+            Command::Backtest(args) => backtest::run(config.as_deref(), args).await,
+            Command::Status(args) => status::run(config.as_deref(), args).await,
             Command::Run(_)
             | Command::Sim(_)
-            | Command::Backtest(_)
-            | Command::Status(_)
             | Command::Demo(_)
             | Command::Alerts(_)
             | Command::Silence(_) => Err(anyhow::anyhow!(

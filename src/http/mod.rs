@@ -1,5 +1,7 @@
 //! The HTTP surface of the daemon: health, ingest and API routes.
 
+mod status_api;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +14,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(status_api::routes())
         .route("/metrics", get(metrics))
         .with_state(app)
 }

@@ -19,6 +19,7 @@ pub mod judge_drop;
 pub mod length;
 pub mod model_change;
 pub mod rates;
+pub mod report;
 pub mod rollup;
 pub mod sequential;
 mod settings;
