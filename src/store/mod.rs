@@ -10,6 +10,7 @@ mod canary;
 mod leases;
 mod models;
 mod responses;
+pub mod rollups;
 
 use std::str::FromStr;
 use std::time::Duration;
