@@ -13,4 +13,5 @@ pub mod ingest;
 pub mod judge;
 pub mod provider;
 pub mod signals;
+pub mod sim;
 pub mod store;

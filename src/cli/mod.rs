@@ -3,6 +3,7 @@
 mod check;
 mod migrate;
 mod serve;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,7 +35,7 @@ pub enum Command {
     /// Run one canary suite now and print its results.
     Run(Reserved),
     /// Run the OpenAI-compatible provider simulator.
-    Sim(Reserved),
+    Sim(sim::Args),
     /// Replay recorded traffic through the detectors.
     Backtest(Reserved),
     /// Show the health of every stream and suite.
@@ -73,8 +74,8 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Check(args) => check::run(config.as_deref(), args).await,
             Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
+            Command::Sim(args) => sim::run(args).await,
             Command::Run(_)
-            | Command::Sim(_)
             | Command::Backtest(_)
             | Command::Status(_)
             | Command::Demo(_)
