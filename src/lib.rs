@@ -13,5 +13,6 @@ pub mod ingest;
 pub mod judge;
 pub mod provider;
 pub mod signals;
+pub mod sim;
 pub mod store;
 pub mod telemetry;

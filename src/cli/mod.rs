@@ -4,6 +4,7 @@ mod backtest;
 mod check;
 mod migrate;
 mod serve;
+mod sim;
 mod status;
 
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub enum Command {
     /// Run one canary suite now and print its results.
     Run(Reserved),
     /// Run the OpenAI-compatible provider simulator.
-    Sim(Reserved),
+    Sim(sim::Args),
     /// Replay recorded traffic through the detectors.
     Backtest(backtest::Args),
     /// Show the health of every stream and suite.
@@ -77,8 +78,8 @@ pub fn main() -> ExitCode {
             Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
             Command::Backtest(args) => backtest::run(config.as_deref(), args).await,
             Command::Status(args) => status::run(config.as_deref(), args).await,
+            Command::Sim(args) => sim::run(args).await,
             Command::Run(_)
-            | Command::Sim(_)
             | Command::Demo(_)
             | Command::Alerts(_)
             | Command::Silence(_) => Err(anyhow::anyhow!(

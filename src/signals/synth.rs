@@ -284,7 +284,8 @@ pub struct Planted {
     pub to_ms: i64,
 }
 
-/// The standard scenario of the backtest test and the demo: `days` days from
+/// The standard scenario of the backtest test and the demo: `days` days (at
+/// least 15 for every change to revert and resolve) from
 /// `start_ms`, five streams, four planted regressions that start after the
 /// baseline has filled and are reverted two days later, one stationary
 /// stream, and a surge of apologetic-but-helpful answers that must not read
@@ -303,11 +304,11 @@ pub fn scenario(start_ms: i64, days: i64, per_hour: f64) -> (Vec<StreamSpec>, Ve
     let mut planted = Vec::new();
     for (name, rule, kind, from) in plan {
         let to = from + 2 * day;
-        specs.push(StreamSpec::stationary(name, per_hour).with(kind, from, to));
+        specs.push(StreamSpec { scored_share: 1.0, ..StreamSpec::stationary(name, per_hour) }.with(kind, from, to));
         planted.push(Planted { stream: name.into(), rule, from_ms: from, to_ms: to });
     }
-    let _ = days;
     specs.push(StreamSpec::stationary("billing", per_hour).with(ChangeKind::Apologetic(0.4), at(9, 0), at(11, 0)));
-    specs.push(StreamSpec::stationary("faq", per_hour));
+    specs.push(StreamSpec { scored_share: 1.0, ..StreamSpec::stationary("faq", per_hour) });
+    planted.retain(|p| p.to_ms + day <= start_ms + days * day);
     (specs, planted)
 }

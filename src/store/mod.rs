@@ -11,6 +11,7 @@ mod leases;
 mod models;
 mod responses;
 mod retention;
+pub mod rollups;
 mod signals;
 
 use std::str::FromStr;
