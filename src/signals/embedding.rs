@@ -10,7 +10,7 @@
 use super::baseline;
 use super::finding::{Rule, Severity};
 use super::rollup::{EmbeddingSum, StreamRollups};
-use super::sequential::cusum;
+use super::sequential::{baseline_precise, cusum};
 use super::stats::chi2_sf;
 use super::verdict::{Verdict, verdict};
 use super::window::Windows;
@@ -102,11 +102,13 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &De
         }
         let var = s / h;
         let d = -mu0 * (1.0 - c.max_cosine);
+        let precise = baseline_precise((var / n0).sqrt(), d);
         let chart = cusum(data.embedding.range(w.sequential.0..w.sequential.1).filter(|(_, e)| e.sum.len() == u.len()).map(|(&t, e)| {
             let n = e.n as f64;
             (t, n * d * (dot(&centroid(e), &u) - mu0 - d / 2.0) / var)
         }));
-        if chart.alarm(cfg.sequential.threshold())
+        if precise
+            && chart.alarm(cfg.sequential.threshold())
             && let Some(since) = chart.since_ms
         {
             let seg = data.embedding_sum((since, w.sequential.1));

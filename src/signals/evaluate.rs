@@ -86,10 +86,10 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
     findings
 }
 
-/// Sequential charts a stream runs: one per judge, refusal up and down,
-/// truncation up, length up and down, embedding.
+/// Sequential charts a stream runs: one per judge, refusal two up and one
+/// down, truncation two up, length up and down, embedding.
 fn charts(data: &StreamRollups) -> usize {
-    data.scores.len() + if data.hours.is_empty() { 0 } else { 5 } + usize::from(!data.embedding.is_empty())
+    data.scores.len() + if data.hours.is_empty() { 0 } else { 7 } + usize::from(!data.embedding.is_empty())
 }
 
 /// Loads what the windows at `now_ms` need and evaluates it.

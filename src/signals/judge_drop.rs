@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::finding::{Rule, Severity};
 use super::rollup::sum_range;
-use super::sequential::{cusum, normal_dispersion, normal_llr};
+use super::sequential::{baseline_precise, cusum, normal_dispersion, normal_llr};
 use super::stats::{Moments, welch_less};
 use super::verdict::{Verdict, verdict};
 use super::window::Windows;
@@ -43,7 +43,7 @@ pub fn judge_score_drop(stream: &str, judge: &str, hours: &BTreeMap<i64, Moments
     // baseline inflated by its hour-to-hour overdispersion.
     let mut seq_note = String::new();
     let mut direct = false;
-    if cfg.sequential.enabled && base.var() > 0.0 {
+    if cfg.sequential.enabled && base.var() > 0.0 && baseline_precise((base.var() / base.n).sqrt(), c.min_drop) {
         let base_hours: Vec<Moments> = hours.range(w.baseline.0..w.baseline.1).map(|(_, m)| *m).collect();
         let var = base.var() * normal_dispersion(&base_hours, base.mean(), base.var());
         let chart = cusum(hours.range(w.sequential.0..w.sequential.1).map(|(&h, m)| (h, normal_llr(*m, base.mean(), -c.min_drop, var))));

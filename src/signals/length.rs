@@ -9,7 +9,7 @@
 use super::baseline;
 use super::finding::{Rule, Severity};
 use super::rollup::{BINS, StreamRollups};
-use super::sequential::{cusum, normal_dispersion, normal_llr};
+use super::sequential::{baseline_precise, cusum, normal_dispersion, normal_llr};
 use super::stats::{Moments, chi2_isf, chi2_sf};
 use super::verdict::{Verdict, verdict};
 use super::window::Windows;
@@ -95,7 +95,7 @@ pub fn length_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &Detec
 
     let mut direct = false;
     let mut note = String::new();
-    if cfg.sequential.enabled && t0.var() > 0.0 {
+    if cfg.sequential.enabled && t0.var() > 0.0 && baseline_precise((t0.var() / t0.n).sqrt(), cfg.sequential.length_shift_sd * t0.var().sqrt()) {
         let base_hours: Vec<Moments> = kept.iter().flat_map(|&(a, b)| data.hours.range(a..b).map(|(_, h)| h.tokens)).collect();
         let var = t0.var() * normal_dispersion(&base_hours, t0.mean(), t0.var());
         let d = cfg.sequential.length_shift_sd * t0.var().sqrt();

@@ -7,7 +7,7 @@
 use super::baseline;
 use super::finding::{Rule, Severity};
 use super::rollup::{HourCounts, StreamRollups};
-use super::sequential::{bernoulli_llr, binomial_dispersion, cusum};
+use super::sequential::{baseline_precise, bernoulli_llr, binomial_dispersion, cusum};
 use super::stats::two_proportions;
 use super::verdict::{Verdict, verdict};
 use super::window::Windows;
@@ -58,17 +58,20 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, w: &Windows, c
     let se = (p1 * (1.0 - p1) / n1 as f64 + p0 * (1.0 - p0) / n0 as f64).sqrt();
     let window_effect = if c.both_directions { delta.abs() + se >= c.min_abs_change } else { delta + se >= c.min_abs_change };
 
-    // Sequential: one chart up, one down (when the lower rate is positive).
+    // Sequential: charts up, and one down (when the lower rate is positive).
     let mut direct = false;
     let mut note = String::new();
-    if cfg.sequential.enabled {
+    let base_se = (p0 * (1.0 - p0) / n0 as f64).sqrt();
+    if cfg.sequential.enabled && baseline_precise(base_se, c.min_abs_change) {
         let base_rate = (k0 as f64 + 0.5) / (n0 as f64 + 1.0);
         let hours: Vec<(u64, u64)> = kept
             .iter()
             .flat_map(|&(a, b)| data.hours.range(a..b).map(|(_, h)| (h.n, events(rule, h))))
             .collect();
         let phi = binomial_dispersion(hours, base_rate);
-        let mut targets = vec![base_rate + c.min_abs_change];
+        // Up: one chart tuned to the minimum change, one to a spike three
+        // times as large (a CUSUM is fastest for the shift it is tuned to).
+        let mut targets = vec![base_rate + c.min_abs_change, base_rate + 3.0 * c.min_abs_change];
         if c.both_directions && base_rate - c.min_abs_change > 0.0 {
             targets.push(base_rate - c.min_abs_change);
         }

@@ -64,6 +64,14 @@ pub fn bernoulli_llr(n: u64, k: u64, p0: f64, p1: f64) -> f64 {
     k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).ln()
 }
 
+/// A CUSUM compares with a baseline estimated from data; when that estimate
+/// is as uncertain as the shift it looks for, the chart alarms on the
+/// estimate's error (seen on a day-old baseline). Charts run only when the
+/// baseline's standard error is at most a quarter of the shift.
+pub fn baseline_precise(standard_error: f64, shift: f64) -> bool {
+    standard_error.is_finite() && standard_error <= shift.abs() / 4.0
+}
+
 /// Hour-to-hour variance of hourly means relative to what `var`/n predicts
 /// (at least 1). Needs a day of hours; otherwise assumes none.
 pub fn normal_dispersion<'a>(hours: impl IntoIterator<Item = &'a Moments>, mu0: f64, var: f64) -> f64 {

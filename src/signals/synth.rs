@@ -183,7 +183,7 @@ impl StreamSpec {
             name: name.to_string(),
             per_hour,
             diurnal: 0.6,
-            score_mean: 4.0,
+            score_mean: 3.5,
             scored_share: 0.5,
             refusal_rate: 0.03,
             truncation_rate: 0.01,
