@@ -51,8 +51,11 @@ pub fn judge_score_drop(stream: &str, judge: &str, hours: &BTreeMap<i64, Moments
             && let Some(since) = chart.since_ms
         {
             let seg = total((since, w.sequential.1));
+            // The segment since the change point is short, so its mean is
+            // noisy: it must reach the threshold within two standard errors
+            // (the CUSUM threshold already carries the significance).
             let seg_se = (seg.var() / seg.n.max(1.0)).sqrt();
-            if seg.n as u64 >= c.min_samples && base.mean() - seg.mean() + seg_se >= c.min_drop {
+            if seg.n as u64 >= c.min_samples && base.mean() - seg.mean() + 2.0 * seg_se >= c.min_drop {
                 direct = true;
                 seq_note = format!("; CUSUM {:.1} since {}: mean {:.2} (n={})", chart.stat, super::fmt_time(since), seg.mean(), seg.n);
             }

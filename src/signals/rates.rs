@@ -61,7 +61,10 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, w: &Windows, c
     // Sequential: charts up, and one down (when the lower rate is positive).
     let mut direct = false;
     let mut note = String::new();
-    let base_se = (p0 * (1.0 - p0) / n0 as f64).sqrt();
+    // The baseline's standard error at the larger of the two rates: a
+    // baseline that saw few events by chance must not look precise.
+    let p_hi = p0.max(p1);
+    let base_se = (p_hi * (1.0 - p_hi) / n0 as f64).sqrt();
     if cfg.sequential.enabled && baseline_precise(base_se, c.min_abs_change) {
         let base_rate = (k0 as f64 + 0.5) / (n0 as f64 + 1.0);
         let hours: Vec<(u64, u64)> = kept
@@ -83,7 +86,7 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, w: &Windows, c
                 let (ns, ks) = rate((since, w.sequential.1));
                 let seg = ks as f64 / ns.max(1) as f64;
                 let se = (base_rate * (1.0 - base_rate) / ns.max(1) as f64).sqrt();
-                if ns >= c.min_samples.min(50) && (seg - base_rate).signum() == (target - base_rate).signum() && (seg - base_rate).abs() + se >= c.min_abs_change {
+                if ns >= c.min_samples.min(50) && (seg - base_rate).signum() == (target - base_rate).signum() && (seg - base_rate).abs() + 2.0 * se >= c.min_abs_change {
                     direct = true;
                     note = format!("; CUSUM {:.1} since {}: {:.1} % (n={ns})", chart.stat, super::fmt_time(since), 100.0 * seg);
                 }
