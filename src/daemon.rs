@@ -120,12 +120,20 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
         }
         let now = now_ms();
         let ttl = 2 * period.as_millis() as i64 + 30_000;
-        if !matches!(app.store.try_lease("detectors", &app.instance_id, now, ttl).await, Ok(true)) {
+        if !matches!(
+            app.store
+                .try_lease("detectors", &app.instance_id, now, ttl)
+                .await,
+            Ok(true)
+        ) {
             continue;
         }
         match crate::signals::report::run_once(&app.store, now, cfg).await {
             Ok(findings) => {
-                let firing = findings.iter().filter(|f| f.status == crate::signals::Status::Firing).count();
+                let firing = findings
+                    .iter()
+                    .filter(|f| f.status == crate::signals::Status::Firing)
+                    .count();
                 tracing::info!(findings = findings.len(), firing, "detectors evaluated");
             }
             Err(e) => tracing::warn!("detector evaluation failed: {e}"),

@@ -79,12 +79,9 @@ pub fn main() -> ExitCode {
             Command::Backtest(args) => backtest::run(config.as_deref(), args).await,
             Command::Status(args) => status::run(config.as_deref(), args).await,
             Command::Sim(args) => sim::run(args).await,
-            Command::Run(_)
-            | Command::Demo(_)
-            | Command::Alerts(_)
-            | Command::Silence(_) => Err(anyhow::anyhow!(
-                "this command is not available in this build yet"
-            )),
+            Command::Run(_) | Command::Demo(_) | Command::Alerts(_) | Command::Silence(_) => Err(
+                anyhow::anyhow!("this command is not available in this build yet"),
+            ),
         }
     });
     match result {

@@ -24,11 +24,15 @@ pub enum Format {
 
 pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
     let path = crate::config::resolve_path(config_flag);
-    let config = crate::config::load(&path).map_err(|d| anyhow::anyhow!("invalid config:\n{d}"))?.config;
+    let config = crate::config::load(&path)
+        .map_err(|d| anyhow::anyhow!("invalid config:\n{d}"))?
+        .config;
     let store = Store::connect(&config.database).await?;
     store.migrate().await.context("applying migrations")?;
     let now = crate::daemon::now_ms();
-    let report = report::current(&store, now, &config.detectors).await.context("evaluating detectors")?;
+    let report = report::current(&store, now, &config.detectors)
+        .await
+        .context("evaluating detectors")?;
     store.close().await;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -64,7 +64,14 @@ type Key = (Rule, String, Option<String>);
 /// Evaluates at `from_ms`, `from_ms + every_ms`, … up to `to_ms` inclusive
 /// and returns the state changes in time order. Informational findings (a
 /// lone model change) are reported like the others.
-pub fn replay(snap: &Snapshot, from_ms: i64, to_ms: i64, every_ms: i64, cfg: &DetectorConfig, mut on_step: impl FnMut(i64, &[Finding])) -> Vec<Event> {
+pub fn replay(
+    snap: &Snapshot,
+    from_ms: i64,
+    to_ms: i64,
+    every_ms: i64,
+    cfg: &DetectorConfig,
+    mut on_step: impl FnMut(i64, &[Finding]),
+) -> Vec<Event> {
     let mut firing: BTreeMap<Key, Finding> = BTreeMap::new();
     let mut events = Vec::new();
     let mut now = from_ms;
@@ -81,11 +88,17 @@ pub fn replay(snap: &Snapshot, from_ms: i64, to_ms: i64, every_ms: i64, cfg: &De
                 seen.insert(key, f);
             }
         }
-        let ended: Vec<Key> = firing.keys().filter(|k| !seen.contains_key(*k)).cloned().collect();
+        let ended: Vec<Key> = firing
+            .keys()
+            .filter(|k| !seen.contains_key(*k))
+            .cloned()
+            .collect();
         for key in ended {
             if let Some(last) = firing.remove(&key) {
                 // Report the resolve with the current (non-firing) values when present.
-                let now_finding = findings.iter().find(|f| (f.rule, &f.stream, &f.dimension) == (key.0, &key.1, &key.2));
+                let now_finding = findings
+                    .iter()
+                    .find(|f| (f.rule, &f.stream, &f.dimension) == (key.0, &key.1, &key.2));
                 let mut e = Event::from("resolved", now_finding.unwrap_or(&last));
                 e.at = fmt_time(now);
                 e.at_ms = now;
@@ -104,9 +117,16 @@ pub fn replay(snap: &Snapshot, from_ms: i64, to_ms: i64, every_ms: i64, cfg: &De
 #[derive(Debug, thiserror::Error)]
 pub enum BacktestError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {source}")]
-    Record { path: String, line: usize, source: crate::ingest::RecordError },
+    Record {
+        path: String,
+        line: usize,
+        source: crate::ingest::RecordError,
+    },
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
     #[error("{0} holds no records")]
@@ -148,11 +168,20 @@ pub async fn run(
 ) -> Result<Summary, BacktestError> {
     use std::io::BufRead;
     let path = input.display().to_string();
-    let io = |source| BacktestError::Io { path: path.clone(), source };
-    let dir = std::env::temp_dir().join(format!("canaryd-backtest-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+    let io = |source| BacktestError::Io {
+        path: path.clone(),
+        source,
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "canaryd-backtest-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     std::fs::create_dir_all(&dir).map_err(io)?;
     let _scratch = Scratch(dir.clone());
-    let store = crate::store::Store::connect(&format!("sqlite://{}", dir.join("scratch.db").display())).await?;
+    let store =
+        crate::store::Store::connect(&format!("sqlite://{}", dir.join("scratch.db").display()))
+            .await?;
     store.migrate().await?;
 
     let started = std::time::Instant::now();
@@ -161,8 +190,13 @@ pub async fn run(
     let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
     let mut batch = Vec::with_capacity(BATCH);
     // Precomputed scores and embeddings are used as given; nothing is judged.
-    let judging = crate::judge::JudgingConfig { enabled: false, ..config.judging.clone() };
-    let flush = async |batch: &mut Vec<crate::ingest::Record>, summary: &mut Summary| -> Result<(), BacktestError> {
+    let judging = crate::judge::JudgingConfig {
+        enabled: false,
+        ..config.judging.clone()
+    };
+    let flush = async |batch: &mut Vec<crate::ingest::Record>,
+                       summary: &mut Summary|
+           -> Result<(), BacktestError> {
         let rows = crate::ingest::prepare(batch, received_ms, &judging);
         let out = store.insert_responses(&rows).await?;
         summary.records += out.accepted;
@@ -175,7 +209,11 @@ pub async fn run(
         if line.trim().is_empty() {
             continue;
         }
-        let rec = crate::ingest::parse_one(i, &line).map_err(|source| BacktestError::Record { path: path.clone(), line: i + 1, source })?;
+        let rec = crate::ingest::parse_one(i, &line).map_err(|source| BacktestError::Record {
+            path: path.clone(),
+            line: i + 1,
+            source,
+        })?;
         let ts = rec.timestamp_ms.unwrap_or(received_ms);
         min_ts = min_ts.min(ts);
         max_ts = max_ts.max(ts);
@@ -194,7 +232,12 @@ pub async fn run(
 
     let started = std::time::Instant::now();
     let cfg = &config.detectors;
-    let snap = store.load_snapshot(min_ts - super::window::HOUR_MS, max_ts + super::window::HOUR_MS).await?;
+    let snap = store
+        .load_snapshot(
+            min_ts - super::window::HOUR_MS,
+            max_ts + super::window::HOUR_MS,
+        )
+        .await?;
     store.close().await;
     let first = super::window::floor_hour(min_ts) + every_ms.max(super::window::HOUR_MS);
     let last = super::window::ceil_hour(max_ts);

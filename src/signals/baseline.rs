@@ -23,9 +23,18 @@ pub fn days(w: &Windows) -> Vec<(i64, i64)> {
 
 /// Keeps the days whose statistic is within `tolerance` of the median day's
 /// (days without a statistic are kept; they add nothing anyway).
-pub fn keep_typical(days: &[(i64, i64)], stat: impl Fn((i64, i64)) -> Option<f64>, tolerance: f64) -> Vec<(i64, i64)> {
+pub fn keep_typical(
+    days: &[(i64, i64)],
+    stat: impl Fn((i64, i64)) -> Option<f64>,
+    tolerance: f64,
+) -> Vec<(i64, i64)> {
     let values: Vec<Option<f64>> = days.iter().map(|&d| stat(d)).collect();
-    let mut known: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+    let mut known: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     if known.len() < 3 {
         return days.to_vec();
     }

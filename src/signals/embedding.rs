@@ -7,6 +7,7 @@
 //! tr Σ·(1/n₁ + 1/n₀)·χ²(d)/d, tested conservatively with d = 1. Beside it, a
 //! CUSUM on the hourly centroids' projection onto the baseline direction.
 
+use super::DetectorConfig;
 use super::baseline;
 use super::finding::{Rule, Severity};
 use super::rollup::{EmbeddingSum, StreamRollups};
@@ -14,7 +15,6 @@ use super::sequential::{baseline_precise, cusum};
 use super::stats::chi2_sf;
 use super::verdict::{Verdict, verdict};
 use super::window::Windows;
-use super::DetectorConfig;
 
 fn centroid(e: &EmbeddingSum) -> Vec<f64> {
     e.sum.iter().map(|s| s / e.n.max(1) as f64).collect()
@@ -29,7 +29,12 @@ pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
     if d == 0.0 { 0.0 } else { dot(a, b) / d }
 }
 
-pub fn embedding_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &DetectorConfig) -> Verdict {
+pub fn embedding_drift(
+    stream: &str,
+    data: &StreamRollups,
+    w: &Windows,
+    cfg: &DetectorConfig,
+) -> Verdict {
     let c = &cfg.embedding_drift;
     let all = centroid(&data.embedding_sum(w.baseline));
     let days = baseline::days(w);
@@ -53,12 +58,28 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &De
         }
     }
     let cur = data.embedding_sum(w.current);
-    let insufficient = |why: String| Verdict::insufficient(Rule::EmbeddingDrift, stream, None, w.now_ms, c.max_cosine, cur.n, base.n, why);
+    let insufficient = |why: String| {
+        Verdict::insufficient(
+            Rule::EmbeddingDrift,
+            stream,
+            None,
+            w.now_ms,
+            c.max_cosine,
+            cur.n,
+            base.n,
+            why,
+        )
+    };
     if cur.n < c.min_samples || base.n < c.min_samples {
-        return insufficient(format!("{} embeddings in the window, {} in the baseline; need {} each", cur.n, base.n, c.min_samples));
+        return insufficient(format!(
+            "{} embeddings in the window, {} in the baseline; need {} each",
+            cur.n, base.n, c.min_samples
+        ));
     }
     if cur.sum.len() != base.sum.len() {
-        return insufficient("embedding dimensions changed: the baseline refills with the new embedder".into());
+        return insufficient(
+            "embedding dimensions changed: the baseline refills with the new embedder".into(),
+        );
     }
     let (c0, c1) = (centroid(&base), centroid(&cur));
     // Per-record spread from the scatter of hourly centroids.
@@ -73,13 +94,18 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &De
         }
     }
     if hours < 24.0 {
-        return insufficient(format!("{hours} baseline hours with embeddings; need 24 to measure centroid noise"));
+        return insufficient(format!(
+            "{hours} baseline hours with embeddings; need 24 to measure centroid noise"
+        ));
     }
     let tr = spread / hours;
     let (n0, n1) = (base.n as f64, cur.n as f64);
     let cos = cosine(&c1, &c0);
     let dist2: f64 = c1.iter().zip(&c0).map(|(x, y)| (x - y).powi(2)).sum();
-    let p = chi2_sf(dist2 / (tr * (1.0 / n1 + 1.0 / n0)).max(f64::MIN_POSITIVE), 1.0);
+    let p = chi2_sf(
+        dist2 / (tr * (1.0 / n1 + 1.0 / n0)).max(f64::MIN_POSITIVE),
+        1.0,
+    );
     let norm2 = dot(&c0, &c0);
     // The cosine two samples of the baseline population would show by chance.
     let expected = norm2 / ((norm2 + tr / n0) * (norm2 + tr / n1)).sqrt();
@@ -103,10 +129,15 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &De
         let var = s / h;
         let d = -mu0 * (1.0 - c.max_cosine);
         let precise = baseline_precise((var / n0).sqrt(), d);
-        let chart = cusum(data.embedding.range(w.sequential.0..w.sequential.1).filter(|(_, e)| e.sum.len() == u.len()).map(|(&t, e)| {
-            let n = e.n as f64;
-            (t, n * d * (dot(&centroid(e), &u) - mu0 - d / 2.0) / var)
-        }));
+        let chart = cusum(
+            data.embedding
+                .range(w.sequential.0..w.sequential.1)
+                .filter(|(_, e)| e.sum.len() == u.len())
+                .map(|(&t, e)| {
+                    let n = e.n as f64;
+                    (t, n * d * (dot(&centroid(e), &u) - mu0 - d / 2.0) / var)
+                }),
+        );
         if precise
             && chart.alarm(cfg.sequential.threshold())
             && let Some(since) = chart.since_ms
@@ -115,11 +146,19 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &De
             let seg_cos = cosine(&centroid(&seg), &c0);
             if seg.n >= c.min_samples && seg_cos < c.max_cosine {
                 direct = true;
-                note = format!("; CUSUM {:.1} since {}: cosine {seg_cos:.3}", chart.stat, super::fmt_time(since));
+                note = format!(
+                    "; CUSUM {:.1} since {}: cosine {seg_cos:.3}",
+                    chart.stat,
+                    super::fmt_time(since)
+                );
             }
         }
     }
-    let severity = if cos < c.max_cosine - 0.2 { Severity::Critical } else { Severity::Warning };
+    let severity = if cos < c.max_cosine - 0.2 {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
     verdict(
         Rule::EmbeddingDrift,
         stream,
@@ -132,7 +171,10 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &De
         window_effect,
         direct,
         cfg.alpha,
-        format!("centroid cosine {cos:.3} (no-drift expectation {expected:.3}, p={p:.2e}, n={}){note}", cur.n),
+        format!(
+            "centroid cosine {cos:.3} (no-drift expectation {expected:.3}, p={p:.2e}, n={}){note}",
+            cur.n
+        ),
     )
 }
 
@@ -150,8 +192,13 @@ mod tests {
     fn eval(seed: u64, per_hour: u32, step_hours: i64, shifted: &'static [usize]) -> Verdict {
         let mut g = Gen::new(seed);
         let from = NOW - step_hours * HOUR_MS;
-        let embedding = embedding_hours(&mut g, NOW - 192 * HOUR_MS, NOW, per_hour, |h| if h >= from { shifted } else { &USUAL });
-        let d = StreamRollups { embedding, ..Default::default() };
+        let embedding = embedding_hours(&mut g, NOW - 192 * HOUR_MS, NOW, per_hour, |h| {
+            if h >= from { shifted } else { &USUAL }
+        });
+        let d = StreamRollups {
+            embedding,
+            ..Default::default()
+        };
         let cfg = DetectorConfig::default();
         embedding_drift("s", &d, &Windows::new(NOW, &cfg), &cfg)
     }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::DetectorConfig;
 use super::canary::{CanaryObs, canary_regression};
 use super::embedding::embedding_drift;
 use super::finding::{Finding, Rule, Severity, Status};
@@ -17,7 +18,6 @@ use super::rollup::StreamRollups;
 use super::stats::benjamini_hochberg;
 use super::verdict::Verdict;
 use super::window::Windows;
-use super::DetectorConfig;
 use crate::store::{ModelEvent, Store, StoreError};
 
 /// Everything the detectors read, for some span of time.
@@ -53,14 +53,25 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
     for (suite, obs) in &snap.suites {
         verdicts.extend(canary_regression(suite, obs, &w, cfg));
     }
-    let subjects: Vec<String> = snap.streams.keys().cloned().chain(snap.suites.keys().map(|s| format!("suite:{s}"))).collect();
+    let subjects: Vec<String> = snap
+        .streams
+        .keys()
+        .cloned()
+        .chain(snap.suites.keys().map(|s| format!("suite:{s}")))
+        .collect();
     verdicts.extend(model_change(&snap.model_events, &subjects, &w));
 
     // False-discovery control across every window test of this evaluation.
     let tested: Vec<usize> = (0..verdicts.len())
-        .filter(|&i| verdicts[i].finding.status != Status::InsufficientData && verdicts[i].finding.p_value.is_some())
+        .filter(|&i| {
+            verdicts[i].finding.status != Status::InsufficientData
+                && verdicts[i].finding.p_value.is_some()
+        })
         .collect();
-    let p: Vec<f64> = tested.iter().map(|&i| verdicts[i].finding.p_value.unwrap_or(1.0)).collect();
+    let p: Vec<f64> = tested
+        .iter()
+        .map(|&i| verdicts[i].finding.p_value.unwrap_or(1.0))
+        .collect();
     let discoveries = benjamini_hochberg(&p, cfg.alpha);
     let mut significant = vec![false; verdicts.len()];
     for (&i, d) in tested.iter().zip(discoveries) {
@@ -73,27 +84,40 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
     let mut findings: Vec<Finding> = verdicts.into_iter().map(|v| v.finding).collect();
     let troubled: BTreeSet<String> = findings
         .iter()
-        .filter(|f| f.rule != Rule::ModelChange && f.status == Status::Firing && f.severity >= Severity::Warning)
+        .filter(|f| {
+            f.rule != Rule::ModelChange
+                && f.status == Status::Firing
+                && f.severity >= Severity::Warning
+        })
         .map(|f| f.stream.clone())
         .collect();
     for f in &mut findings {
-        if f.rule == Rule::ModelChange && f.status == Status::Firing && troubled.contains(&f.stream) {
+        if f.rule == Rule::ModelChange && f.status == Status::Firing && troubled.contains(&f.stream)
+        {
             f.severity = Severity::Warning;
-            f.summary.push_str(" — with other detectors firing on this stream");
+            f.summary
+                .push_str(" — with other detectors firing on this stream");
         }
     }
-    findings.sort_by(|a, b| (&a.stream, a.rule, &a.dimension).cmp(&(&b.stream, b.rule, &b.dimension)));
+    findings
+        .sort_by(|a, b| (&a.stream, a.rule, &a.dimension).cmp(&(&b.stream, b.rule, &b.dimension)));
     findings
 }
 
 /// Sequential charts a stream runs: one per judge, refusal two up and one
 /// down, truncation two up, length up and down, embedding.
 fn charts(data: &StreamRollups) -> usize {
-    data.scores.len() + if data.hours.is_empty() { 0 } else { 7 } + usize::from(!data.embedding.is_empty())
+    data.scores.len()
+        + if data.hours.is_empty() { 0 } else { 7 }
+        + usize::from(!data.embedding.is_empty())
 }
 
 /// Loads what the windows at `now_ms` need and evaluates it.
-pub async fn evaluate(store: &Store, now_ms: i64, cfg: &DetectorConfig) -> Result<Vec<Finding>, StoreError> {
+pub async fn evaluate(
+    store: &Store,
+    now_ms: i64,
+    cfg: &DetectorConfig,
+) -> Result<Vec<Finding>, StoreError> {
     let (from, to) = Windows::new(now_ms, cfg).span();
     let snap = store.load_snapshot(from, to.max(now_ms + 1)).await?;
     Ok(evaluate_snapshot(&snap, now_ms, cfg))

@@ -25,7 +25,12 @@ pub fn health_scores(findings: &[Finding], weights: &HealthWeights) -> BTreeMap<
     }
     penalty
         .into_iter()
-        .map(|(s, rules)| (s.to_string(), (100.0 - rules.values().sum::<f64>()).clamp(0.0, 100.0)))
+        .map(|(s, rules)| {
+            (
+                s.to_string(),
+                (100.0 - rules.values().sum::<f64>()).clamp(0.0, 100.0),
+            )
+        })
         .collect()
 }
 
@@ -59,12 +64,25 @@ mod tests {
                 f("a", Rule::JudgeScoreDrop, Status::Firing, Severity::Warning),
                 f("a", Rule::JudgeScoreDrop, Status::Firing, Severity::Warning),
                 f("a", Rule::ModelChange, Status::Firing, Severity::Info),
-                f("a", Rule::RefusalRateShift, Status::Firing, Severity::Critical),
-                f("b", Rule::LengthDrift, Status::InsufficientData, Severity::Info),
+                f(
+                    "a",
+                    Rule::RefusalRateShift,
+                    Status::Firing,
+                    Severity::Critical,
+                ),
+                f(
+                    "b",
+                    Rule::LengthDrift,
+                    Status::InsufficientData,
+                    Severity::Info,
+                ),
             ],
             &w,
         );
-        assert_eq!(h["a"], 100.0 - w.judge_score_drop - 1.5 * w.refusal_rate_shift);
+        assert_eq!(
+            h["a"],
+            100.0 - w.judge_score_drop - 1.5 * w.refusal_rate_shift
+        );
         assert_eq!(h["b"], 100.0);
     }
 }

@@ -5,16 +5,22 @@
 
 use std::collections::BTreeMap;
 
+use super::DetectorConfig;
 use super::finding::{Rule, Severity};
 use super::rollup::sum_range;
 use super::sequential::{baseline_precise, cusum, normal_dispersion, normal_llr};
 use super::stats::{Moments, welch_less};
 use super::verdict::{Verdict, verdict};
 use super::window::Windows;
-use super::DetectorConfig;
 
 /// Judges one stream's scores from one judge (`hours`: hour → moments).
-pub fn judge_score_drop(stream: &str, judge: &str, hours: &BTreeMap<i64, Moments>, w: &Windows, cfg: &DetectorConfig) -> Verdict {
+pub fn judge_score_drop(
+    stream: &str,
+    judge: &str,
+    hours: &BTreeMap<i64, Moments>,
+    w: &Windows,
+    cfg: &DetectorConfig,
+) -> Verdict {
     let c = &cfg.judge_score_drop;
     let total = |span| sum_range(hours, span, |a: &mut Moments, m| a.add(*m));
     let (base, cur) = (total(w.baseline), total(w.current));
@@ -28,7 +34,10 @@ pub fn judge_score_drop(stream: &str, judge: &str, hours: &BTreeMap<i64, Moments
             c.min_drop,
             n_cur,
             n_base,
-            format!("{judge}: {n_cur} scores in the window, {n_base} in the baseline; need {} each", c.min_samples),
+            format!(
+                "{judge}: {n_cur} scores in the window, {n_base} in the baseline; need {} each",
+                c.min_samples
+            ),
         );
     }
     let drop = base.mean() - cur.mean();
@@ -43,10 +52,20 @@ pub fn judge_score_drop(stream: &str, judge: &str, hours: &BTreeMap<i64, Moments
     // baseline inflated by its hour-to-hour overdispersion.
     let mut seq_note = String::new();
     let mut direct = false;
-    if cfg.sequential.enabled && base.var() > 0.0 && baseline_precise((base.var() / base.n).sqrt(), c.min_drop) {
-        let base_hours: Vec<Moments> = hours.range(w.baseline.0..w.baseline.1).map(|(_, m)| *m).collect();
+    if cfg.sequential.enabled
+        && base.var() > 0.0
+        && baseline_precise((base.var() / base.n).sqrt(), c.min_drop)
+    {
+        let base_hours: Vec<Moments> = hours
+            .range(w.baseline.0..w.baseline.1)
+            .map(|(_, m)| *m)
+            .collect();
         let var = base.var() * normal_dispersion(&base_hours, base.mean(), base.var());
-        let chart = cusum(hours.range(w.sequential.0..w.sequential.1).map(|(&h, m)| (h, normal_llr(*m, base.mean(), -c.min_drop, var))));
+        let chart = cusum(
+            hours
+                .range(w.sequential.0..w.sequential.1)
+                .map(|(&h, m)| (h, normal_llr(*m, base.mean(), -c.min_drop, var))),
+        );
         if chart.alarm(cfg.sequential.threshold())
             && let Some(since) = chart.since_ms
         {
@@ -55,13 +74,25 @@ pub fn judge_score_drop(stream: &str, judge: &str, hours: &BTreeMap<i64, Moments
             // noisy: it must reach the threshold within two standard errors
             // (the CUSUM threshold already carries the significance).
             let seg_se = (seg.var() / seg.n.max(1.0)).sqrt();
-            if seg.n as u64 >= c.min_samples && base.mean() - seg.mean() + 2.0 * seg_se >= c.min_drop {
+            if seg.n as u64 >= c.min_samples
+                && base.mean() - seg.mean() + 2.0 * seg_se >= c.min_drop
+            {
                 direct = true;
-                seq_note = format!("; CUSUM {:.1} since {}: mean {:.2} (n={})", chart.stat, super::fmt_time(since), seg.mean(), seg.n);
+                seq_note = format!(
+                    "; CUSUM {:.1} since {}: mean {:.2} (n={})",
+                    chart.stat,
+                    super::fmt_time(since),
+                    seg.mean(),
+                    seg.n
+                );
             }
         }
     }
-    let severity = if drop >= 2.0 * c.min_drop { Severity::Critical } else { Severity::Warning };
+    let severity = if drop >= 2.0 * c.min_drop {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
     verdict(
         Rule::JudgeScoreDrop,
         stream,
@@ -74,7 +105,11 @@ pub fn judge_score_drop(stream: &str, judge: &str, hours: &BTreeMap<i64, Moments
         window_effect,
         direct,
         cfg.alpha,
-        format!("{judge} {:.2} → {:.2} (p={p:.2e}, n={n_cur}){seq_note}", base.mean(), cur.mean()),
+        format!(
+            "{judge} {:.2} → {:.2} (p={p:.2e}, n={n_cur}){seq_note}",
+            base.mean(),
+            cur.mean()
+        ),
     )
 }
 
@@ -89,8 +124,20 @@ mod tests {
 
     fn run(step: f64, per_hour: u32, step_hours: i64, seed: u64) -> Verdict {
         let mut g = Gen::new(seed);
-        let hours = score_hours(&mut g, NOW - 192 * HOUR_MS, NOW, per_hour, 3.5, |h| if h >= NOW - step_hours * HOUR_MS { step } else { 0.0 });
-        judge_score_drop("s", "groundedness", &hours, &Windows::new(NOW, &DetectorConfig::default()), &DetectorConfig::default())
+        let hours = score_hours(&mut g, NOW - 192 * HOUR_MS, NOW, per_hour, 3.5, |h| {
+            if h >= NOW - step_hours * HOUR_MS {
+                step
+            } else {
+                0.0
+            }
+        });
+        judge_score_drop(
+            "s",
+            "groundedness",
+            &hours,
+            &Windows::new(NOW, &DetectorConfig::default()),
+            &DetectorConfig::default(),
+        )
     }
 
     #[test]
@@ -103,7 +150,9 @@ mod tests {
 
     #[test]
     fn a_step_of_the_threshold_is_caught() {
-        let caught = (0..20).filter(|&seed| run(-0.3, 20, 24, seed).finding.status == Status::Firing).count();
+        let caught = (0..20)
+            .filter(|&seed| run(-0.3, 20, 24, seed).finding.status == Status::Firing)
+            .count();
         assert!(caught >= 15, "a 0.3 step was caught in {caught}/20 windows");
     }
 

@@ -17,7 +17,12 @@ use super::{DetectorConfig, LengthConfig};
 
 /// KL divergence of `cur` from `base`, the G-test p-value, and the critical
 /// KL at level `alpha` for these sample sizes.
-pub fn kl_test(cur: &[u64; BINS], base: &[u64; BINS], c: &LengthConfig, alpha: f64) -> (f64, f64, f64) {
+pub fn kl_test(
+    cur: &[u64; BINS],
+    base: &[u64; BINS],
+    c: &LengthConfig,
+    alpha: f64,
+) -> (f64, f64, f64) {
     // Merge adjacent bins until each group holds min_bin_count pooled records.
     let mut groups: Vec<(f64, f64)> = Vec::new();
     let mut acc = (0.0, 0.0);
@@ -59,7 +64,12 @@ pub fn kl_test(cur: &[u64; BINS], base: &[u64; BINS], c: &LengthConfig, alpha: f
     (kl, p, chi2_isf(alpha, k - 1.0) / (2.0 * n_eff))
 }
 
-pub fn length_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &DetectorConfig) -> Verdict {
+pub fn length_drift(
+    stream: &str,
+    data: &StreamRollups,
+    w: &Windows,
+    cfg: &DetectorConfig,
+) -> Verdict {
     let c = &cfg.length_drift;
     let days = baseline::days(w);
     let all = data.histogram(w.baseline);
@@ -80,7 +90,19 @@ pub fn length_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &Detec
     let cur = data.histogram(w.current);
     let (n1, n0) = (cur.iter().sum::<u64>(), base.iter().sum::<u64>());
     if n1 < c.min_samples || n0 < c.min_samples {
-        return Verdict::insufficient(Rule::LengthDrift, stream, None, w.now_ms, c.min_kl, n1, n0, format!("{n1} lengths in the window, {n0} in the baseline; need {} each", c.min_samples));
+        return Verdict::insufficient(
+            Rule::LengthDrift,
+            stream,
+            None,
+            w.now_ms,
+            c.min_kl,
+            n1,
+            n0,
+            format!(
+                "{n1} lengths in the window, {n0} in the baseline; need {} each",
+                c.min_samples
+            ),
+        );
     }
     let (kl, p, critical) = kl_test(&cur, &base, c, cfg.alpha);
     let window_effect = kl >= c.min_kl;
@@ -95,25 +117,49 @@ pub fn length_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &Detec
 
     let mut direct = false;
     let mut note = String::new();
-    if cfg.sequential.enabled && t0.var() > 0.0 && baseline_precise((t0.var() / t0.n).sqrt(), cfg.sequential.length_shift_sd * t0.var().sqrt()) {
-        let base_hours: Vec<Moments> = kept.iter().flat_map(|&(a, b)| data.hours.range(a..b).map(|(_, h)| h.tokens)).collect();
+    if cfg.sequential.enabled
+        && t0.var() > 0.0
+        && baseline_precise(
+            (t0.var() / t0.n).sqrt(),
+            cfg.sequential.length_shift_sd * t0.var().sqrt(),
+        )
+    {
+        let base_hours: Vec<Moments> = kept
+            .iter()
+            .flat_map(|&(a, b)| data.hours.range(a..b).map(|(_, h)| h.tokens))
+            .collect();
         let var = t0.var() * normal_dispersion(&base_hours, t0.mean(), t0.var());
         let d = cfg.sequential.length_shift_sd * t0.var().sqrt();
         for shift in [d, -d] {
-            let chart = cusum(data.hours.range(w.sequential.0..w.sequential.1).map(|(&t, h)| (t, normal_llr(h.tokens, t0.mean(), shift, var))));
+            let chart = cusum(
+                data.hours
+                    .range(w.sequential.0..w.sequential.1)
+                    .map(|(&t, h)| (t, normal_llr(h.tokens, t0.mean(), shift, var))),
+            );
             if chart.alarm(cfg.sequential.threshold())
                 && let Some(since) = chart.since_ms
             {
                 let seg = data.histogram((since, w.sequential.1));
                 let (seg_kl, seg_p, _) = kl_test(&seg, &base, c, cfg.alpha);
-                if seg.iter().sum::<u64>() >= c.min_samples.min(50) && seg_kl >= c.min_kl && seg_p < cfg.alpha {
+                if seg.iter().sum::<u64>() >= c.min_samples.min(50)
+                    && seg_kl >= c.min_kl
+                    && seg_p < cfg.alpha
+                {
                     direct = true;
-                    note = format!("; CUSUM {:.1} since {}: KL {seg_kl:.3}", chart.stat, super::fmt_time(since));
+                    note = format!(
+                        "; CUSUM {:.1} since {}: KL {seg_kl:.3}",
+                        chart.stat,
+                        super::fmt_time(since)
+                    );
                 }
             }
         }
     }
-    let severity = if kl >= 3.0 * c.min_kl { Severity::Critical } else { Severity::Warning };
+    let severity = if kl >= 3.0 * c.min_kl {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
     verdict(
         Rule::LengthDrift,
         stream,
@@ -126,7 +172,11 @@ pub fn length_drift(stream: &str, data: &StreamRollups, w: &Windows, cfg: &Detec
         window_effect,
         direct,
         cfg.alpha,
-        format!("KL {kl:.3} (noise level {critical:.3}, p={p:.2e}); mean length {:.0} → {:.0} tokens{note}", t0.mean(), t1.mean()),
+        format!(
+            "KL {kl:.3} (noise level {critical:.3}, p={p:.2e}); mean length {:.0} → {:.0} tokens{note}",
+            t0.mean(),
+            t1.mean()
+        ),
     )
 }
 
@@ -142,8 +192,20 @@ mod tests {
     fn eval(seed: u64, per_hour: u32, step_hours: i64, factor: f64) -> Verdict {
         let mut g = Gen::new(seed);
         let from = NOW - step_hours * HOUR_MS;
-        let (hours, length) = count_hours(&mut g, NOW - 192 * HOUR_MS, NOW, per_hour, |_| (0.03, 0.01), |h| if h >= from { 120.0 * factor } else { 120.0 }, 40.0);
-        let d = StreamRollups { hours, length, ..Default::default() };
+        let (hours, length) = count_hours(
+            &mut g,
+            NOW - 192 * HOUR_MS,
+            NOW,
+            per_hour,
+            |_| (0.03, 0.01),
+            |h| if h >= from { 120.0 * factor } else { 120.0 },
+            40.0,
+        );
+        let d = StreamRollups {
+            hours,
+            length,
+            ..Default::default()
+        };
         let cfg = DetectorConfig::default();
         length_drift("s", &d, &Windows::new(NOW, &cfg), &cfg)
     }
@@ -162,7 +224,11 @@ mod tests {
     fn kl_alone_would_fire_on_small_samples() {
         // The note's measurement: a fixed KL cut fires on no-drift windows at
         // small n; the significance requirement is what keeps them quiet.
-        let raw = LengthConfig { min_bin_count: 0, smoothing: 1e-4, ..LengthConfig::default() };
+        let raw = LengthConfig {
+            min_bin_count: 0,
+            smoothing: 1e-4,
+            ..LengthConfig::default()
+        };
         let c = LengthConfig::default();
         let mut g = Gen::new(9);
         let mut fixed_cut = 0;
@@ -171,23 +237,32 @@ mod tests {
                 let mut h = [0u64; BINS];
                 for _ in 0..n {
                     // Long-tailed like real output lengths: many sparse bins.
-                    h[crate::signals::rollup::length_bin((5.0 + 0.8 * g.normal()).exp() as i64)] += 1;
+                    h[crate::signals::rollup::length_bin((5.0 + 0.8 * g.normal()).exp() as i64)] +=
+                        1;
                 }
                 h
             };
             let (base, cur) = (draw(700), draw(100));
             fixed_cut += usize::from(kl_test(&cur, &base, &raw, 0.01).0 >= 0.15);
             let (kl, p, _) = kl_test(&cur, &base, &c, 0.01);
-            assert!(p >= 0.01 || kl < 0.15, "a significant KL on no-drift data: {kl} p={p}");
+            assert!(
+                p >= 0.01 || kl < 0.15,
+                "a significant KL on no-drift data: {kl} p={p}"
+            );
         }
-        assert!(fixed_cut > 5, "expected a fixed KL ≥ 0.15 to misfire, got {fixed_cut}/100");
+        assert!(
+            fixed_cut > 5,
+            "expected a fixed KL ≥ 0.15 to misfire, got {fixed_cut}/100"
+        );
     }
 
     #[test]
     fn a_length_shift_is_caught() {
         // 1.2× longer output over the day (KL ≈ 0.18, about the threshold);
         // and a 1.5× shift seen by the CUSUM within 3 hours.
-        let caught = (0..10).filter(|&s| eval(s, 40, 24, 1.2).finding.status == Status::Firing).count();
+        let caught = (0..10)
+            .filter(|&s| eval(s, 40, 24, 1.2).finding.status == Status::Firing)
+            .count();
         assert!(caught >= 8, "a 1.2x length shift caught {caught}/10");
         assert!(eval(2, 40, 3, 1.5).direct);
     }

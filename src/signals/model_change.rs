@@ -69,7 +69,20 @@ pub fn model_change(events: &[ModelEvent], subjects: &[String], w: &Windows) -> 
     }
     for s in subjects {
         if !groups.keys().any(|(g, _)| g == s) {
-            out.push(verdict(Rule::ModelChange, s, None, w.now_ms, (0.0, 0.0, 1.0), None, (0, 0), Severity::Info, false, false, 0.0, "no model change seen".into()));
+            out.push(verdict(
+                Rule::ModelChange,
+                s,
+                None,
+                w.now_ms,
+                (0.0, 0.0, 1.0),
+                None,
+                (0, 0),
+                Severity::Info,
+                false,
+                false,
+                0.0,
+                "no model change seen".into(),
+            ));
         }
     }
     out
@@ -78,8 +91,8 @@ pub fn model_change(events: &[ModelEvent], subjects: &[String], w: &Windows) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signals::{DetectorConfig, Status};
     use crate::signals::window::HOUR_MS;
+    use crate::signals::{DetectorConfig, Status};
 
     fn event(scope: &str, at_ms: i64) -> ModelEvent {
         ModelEvent {
@@ -98,13 +111,30 @@ mod tests {
     fn a_recent_change_is_informational_and_an_old_one_is_not_reported() {
         let now = 100 * HOUR_MS;
         let w = Windows::new(now, &DetectorConfig::default());
-        let v = model_change(&[event("stream:bot", now - HOUR_MS), event("suite:refunds:live", now - 48 * HOUR_MS)], &["bot".into(), "quiet".into()], &w);
+        let v = model_change(
+            &[
+                event("stream:bot", now - HOUR_MS),
+                event("suite:refunds:live", now - 48 * HOUR_MS),
+            ],
+            &["bot".into(), "quiet".into()],
+            &w,
+        );
         let bot = v.iter().find(|x| x.finding.stream == "bot").unwrap();
         assert_eq!(bot.finding.status, Status::Firing);
         assert_eq!(bot.finding.severity, Severity::Info);
-        let suite = v.iter().find(|x| x.finding.stream == "suite:refunds").unwrap();
+        let suite = v
+            .iter()
+            .find(|x| x.finding.stream == "suite:refunds")
+            .unwrap();
         assert_eq!(suite.finding.status, Status::Ok);
         assert_eq!(suite.finding.dimension.as_deref(), Some("live"));
-        assert_eq!(v.iter().find(|x| x.finding.stream == "quiet").unwrap().finding.status, Status::Ok);
+        assert_eq!(
+            v.iter()
+                .find(|x| x.finding.stream == "quiet")
+                .unwrap()
+                .finding
+                .status,
+            Status::Ok
+        );
     }
 }

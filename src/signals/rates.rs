@@ -22,7 +22,13 @@ fn events(rule: Rule, h: &HourCounts) -> u64 {
 }
 
 /// Evaluates `rule` (refusal or truncation) for one stream.
-pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, w: &Windows, cfg: &DetectorConfig) -> Verdict {
+pub fn rate_shift(
+    rule: Rule,
+    stream: &str,
+    data: &StreamRollups,
+    w: &Windows,
+    cfg: &DetectorConfig,
+) -> Verdict {
     let c: &RateConfig = match rule {
         Rule::TruncationRate => &cfg.truncation_rate,
         _ => &cfg.refusal_rate_shift,
@@ -47,16 +53,36 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, w: &Windows, c
         k0 += k;
     }
     let (n1, k1) = rate(w.current);
-    let what = if rule == Rule::TruncationRate { "truncated" } else { "refused" };
+    let what = if rule == Rule::TruncationRate {
+        "truncated"
+    } else {
+        "refused"
+    };
     if n1 < c.min_samples || n0 < c.min_samples {
-        return Verdict::insufficient(rule, stream, None, w.now_ms, c.min_abs_change, n1, n0, format!("{n1} records in the window, {n0} in the baseline; need {} each", c.min_samples));
+        return Verdict::insufficient(
+            rule,
+            stream,
+            None,
+            w.now_ms,
+            c.min_abs_change,
+            n1,
+            n0,
+            format!(
+                "{n1} records in the window, {n0} in the baseline; need {} each",
+                c.min_samples
+            ),
+        );
     }
     let (p0, p1) = (k0 as f64 / n0 as f64, k1 as f64 / n1 as f64);
     let delta = p1 - p0;
     let p = two_proportions(k1, n1, k0, n0);
     // As for scores: the change must reach the threshold within one standard error.
     let se = (p1 * (1.0 - p1) / n1 as f64 + p0 * (1.0 - p0) / n0 as f64).sqrt();
-    let window_effect = if c.both_directions { delta.abs() + se >= c.min_abs_change } else { delta + se >= c.min_abs_change };
+    let window_effect = if c.both_directions {
+        delta.abs() + se >= c.min_abs_change
+    } else {
+        delta + se >= c.min_abs_change
+    };
 
     // Sequential: charts up, and one down (when the lower rate is positive).
     let mut direct = false;
@@ -74,26 +100,50 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, w: &Windows, c
         let phi = binomial_dispersion(hours, base_rate);
         // Up: one chart tuned to the minimum change, one to a spike three
         // times as large (a CUSUM is fastest for the shift it is tuned to).
-        let mut targets = vec![base_rate + c.min_abs_change, base_rate + 3.0 * c.min_abs_change];
+        let mut targets = vec![
+            base_rate + c.min_abs_change,
+            base_rate + 3.0 * c.min_abs_change,
+        ];
         if c.both_directions && base_rate - c.min_abs_change > 0.0 {
             targets.push(base_rate - c.min_abs_change);
         }
         for target in targets.into_iter().filter(|t| *t < 1.0) {
-            let chart = cusum(data.hours.range(w.sequential.0..w.sequential.1).map(|(&t, h)| (t, bernoulli_llr(h.n, events(rule, h), base_rate, target) / phi)));
+            let chart = cusum(
+                data.hours
+                    .range(w.sequential.0..w.sequential.1)
+                    .map(|(&t, h)| {
+                        (
+                            t,
+                            bernoulli_llr(h.n, events(rule, h), base_rate, target) / phi,
+                        )
+                    }),
+            );
             if chart.alarm(cfg.sequential.threshold())
                 && let Some(since) = chart.since_ms
             {
                 let (ns, ks) = rate((since, w.sequential.1));
                 let seg = ks as f64 / ns.max(1) as f64;
                 let se = (base_rate * (1.0 - base_rate) / ns.max(1) as f64).sqrt();
-                if ns >= c.min_samples.min(50) && (seg - base_rate).signum() == (target - base_rate).signum() && (seg - base_rate).abs() + 2.0 * se >= c.min_abs_change {
+                if ns >= c.min_samples.min(50)
+                    && (seg - base_rate).signum() == (target - base_rate).signum()
+                    && (seg - base_rate).abs() + 2.0 * se >= c.min_abs_change
+                {
                     direct = true;
-                    note = format!("; CUSUM {:.1} since {}: {:.1} % (n={ns})", chart.stat, super::fmt_time(since), 100.0 * seg);
+                    note = format!(
+                        "; CUSUM {:.1} since {}: {:.1} % (n={ns})",
+                        chart.stat,
+                        super::fmt_time(since),
+                        100.0 * seg
+                    );
                 }
             }
         }
     }
-    let severity = if delta.abs() >= 4.0 * c.min_abs_change { Severity::Critical } else { Severity::Warning };
+    let severity = if delta.abs() >= 4.0 * c.min_abs_change {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
     verdict(
         rule,
         stream,
@@ -106,7 +156,11 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, w: &Windows, c
         window_effect,
         direct,
         cfg.alpha,
-        format!("{what} {:.1} % → {:.1} % (p={p:.2e}, n={n1}){note}", 100.0 * p0, 100.0 * p1),
+        format!(
+            "{what} {:.1} % → {:.1} % (p={p:.2e}, n={n1}){note}",
+            100.0 * p0,
+            100.0 * p1
+        ),
     )
 }
 
@@ -121,8 +175,26 @@ mod tests {
 
     fn data(seed: u64, per_hour: u32, step_from: i64, refusal: f64, trunc: f64) -> StreamRollups {
         let mut g = Gen::new(seed);
-        let (hours, length) = count_hours(&mut g, NOW - 200 * HOUR_MS, NOW, per_hour, |h| if h >= step_from { (refusal, trunc) } else { (0.03, 0.01) }, |_| 100.0, 30.0);
-        StreamRollups { hours, length, ..Default::default() }
+        let (hours, length) = count_hours(
+            &mut g,
+            NOW - 200 * HOUR_MS,
+            NOW,
+            per_hour,
+            |h| {
+                if h >= step_from {
+                    (refusal, trunc)
+                } else {
+                    (0.03, 0.01)
+                }
+            },
+            |_| 100.0,
+            30.0,
+        );
+        StreamRollups {
+            hours,
+            length,
+            ..Default::default()
+        }
     }
 
     fn eval(rule: Rule, d: &StreamRollups) -> Verdict {
@@ -144,26 +216,51 @@ mod tests {
     #[test]
     fn a_step_of_the_threshold_size_is_caught_both_ways() {
         // +2 points (the threshold) over a day at 60 records an hour.
-        let up = (0..20).filter(|&s| eval(Rule::RefusalRateShift, &data(s, 60, NOW - 24 * HOUR_MS, 0.05, 0.01)).finding.status == Status::Firing).count();
+        let up = (0..20)
+            .filter(|&s| {
+                eval(
+                    Rule::RefusalRateShift,
+                    &data(s, 60, NOW - 24 * HOUR_MS, 0.05, 0.01),
+                )
+                .finding
+                .status
+                    == Status::Firing
+            })
+            .count();
         assert!(up >= 15, "refusal rise caught {up}/20");
-        let down = eval(Rule::RefusalRateShift, &data(1, 60, NOW - 24 * HOUR_MS, 0.0, 0.01));
+        let down = eval(
+            Rule::RefusalRateShift,
+            &data(1, 60, NOW - 24 * HOUR_MS, 0.0, 0.01),
+        );
         assert_eq!(down.finding.status, Status::Firing, "{:?}", down.finding);
-        let trunc = eval(Rule::TruncationRate, &data(2, 60, NOW - 24 * HOUR_MS, 0.03, 0.05));
+        let trunc = eval(
+            Rule::TruncationRate,
+            &data(2, 60, NOW - 24 * HOUR_MS, 0.03, 0.05),
+        );
         assert_eq!(trunc.finding.status, Status::Firing, "{:?}", trunc.finding);
         // Truncation only fires on a rise.
-        let fewer = eval(Rule::TruncationRate, &data(3, 60, NOW - 24 * HOUR_MS, 0.03, 0.0));
+        let fewer = eval(
+            Rule::TruncationRate,
+            &data(3, 60, NOW - 24 * HOUR_MS, 0.03, 0.0),
+        );
         assert_eq!(fewer.finding.status, Status::Ok, "{:?}", fewer.finding);
     }
 
     #[test]
     fn a_spike_is_caught_within_hours() {
-        let v = eval(Rule::RefusalRateShift, &data(4, 60, NOW - 3 * HOUR_MS, 0.15, 0.01));
+        let v = eval(
+            Rule::RefusalRateShift,
+            &data(4, 60, NOW - 3 * HOUR_MS, 0.15, 0.01),
+        );
         assert!(v.direct, "{:?}", v.finding);
     }
 
     #[test]
     fn too_few_records_is_insufficient_data() {
-        let v = eval(Rule::RefusalRateShift, &data(5, 2, NOW - 24 * HOUR_MS, 0.5, 0.01));
+        let v = eval(
+            Rule::RefusalRateShift,
+            &data(5, 2, NOW - 24 * HOUR_MS, 0.5, 0.01),
+        );
         assert_eq!(v.finding.status, Status::InsufficientData);
     }
 }

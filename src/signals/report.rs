@@ -45,7 +45,11 @@ pub fn build(findings: Vec<Finding>, now_ms: i64, cfg: &DetectorConfig) -> Statu
             .into_iter()
             .map(|(stream, detectors)| SubjectStatus {
                 health: health.get(&stream).copied().unwrap_or(100.0),
-                firing: detectors.iter().filter(|f| f.status == Status::Firing).cloned().collect(),
+                firing: detectors
+                    .iter()
+                    .filter(|f| f.status == Status::Firing)
+                    .cloned()
+                    .collect(),
                 stream,
                 detectors,
             })
@@ -54,16 +58,26 @@ pub fn build(findings: Vec<Finding>, now_ms: i64, cfg: &DetectorConfig) -> Statu
 }
 
 /// Evaluates now against the store and builds the report.
-pub async fn current(store: &Store, now_ms: i64, cfg: &DetectorConfig) -> Result<StatusReport, StoreError> {
+pub async fn current(
+    store: &Store,
+    now_ms: i64,
+    cfg: &DetectorConfig,
+) -> Result<StatusReport, StoreError> {
     Ok(build(evaluate(store, now_ms, cfg).await?, now_ms, cfg))
 }
 
 /// One evaluation as the daemon runs it: evaluate, keep the latest verdicts
 /// and a health point per subject. Returns the findings for alerting.
-pub async fn run_once(store: &Store, now_ms: i64, cfg: &DetectorConfig) -> Result<Vec<Finding>, StoreError> {
+pub async fn run_once(
+    store: &Store,
+    now_ms: i64,
+    cfg: &DetectorConfig,
+) -> Result<Vec<Finding>, StoreError> {
     let findings = evaluate(store, now_ms, cfg).await?;
     store.save_findings(&findings).await?;
-    store.record_health(now_ms, &health_scores(&findings, &cfg.health)).await?;
+    store
+        .record_health(now_ms, &health_scores(&findings, &cfg.health))
+        .await?;
     Ok(findings)
 }
 
@@ -71,12 +85,26 @@ pub async fn run_once(store: &Store, now_ms: i64, cfg: &DetectorConfig) -> Resul
 pub fn render_text(r: &StatusReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let _ = writeln!(s, "status at {} (window {} h, baseline {} d)", r.at, r.window_hours, r.baseline_days);
+    let _ = writeln!(
+        s,
+        "status at {} (window {} h, baseline {} d)",
+        r.at, r.window_hours, r.baseline_days
+    );
     if r.subjects.is_empty() {
         let _ = writeln!(s, "no streams or suites with data yet");
     }
     for subj in &r.subjects {
-        let _ = writeln!(s, "\n{}  health {:.0}/100{}", subj.stream, subj.health, if subj.firing.is_empty() { String::new() } else { format!("  — {} firing", subj.firing.len()) });
+        let _ = writeln!(
+            s,
+            "\n{}  health {:.0}/100{}",
+            subj.stream,
+            subj.health,
+            if subj.firing.is_empty() {
+                String::new()
+            } else {
+                format!("  — {} firing", subj.firing.len())
+            }
+        );
         for f in &subj.detectors {
             let status = match f.status {
                 Status::Firing => format!("FIRING ({})", f.severity.as_str()),

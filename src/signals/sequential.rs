@@ -74,7 +74,11 @@ pub fn baseline_precise(standard_error: f64, shift: f64) -> bool {
 
 /// Hour-to-hour variance of hourly means relative to what `var`/n predicts
 /// (at least 1). Needs a day of hours; otherwise assumes none.
-pub fn normal_dispersion<'a>(hours: impl IntoIterator<Item = &'a Moments>, mu0: f64, var: f64) -> f64 {
+pub fn normal_dispersion<'a>(
+    hours: impl IntoIterator<Item = &'a Moments>,
+    mu0: f64,
+    var: f64,
+) -> f64 {
     let (mut s, mut h) = (0.0, 0.0);
     for m in hours {
         if m.n >= 1.0 && var > 0.0 {
@@ -83,7 +87,11 @@ pub fn normal_dispersion<'a>(hours: impl IntoIterator<Item = &'a Moments>, mu0: 
             h += 1.0;
         }
     }
-    if h < 24.0 { 1.0 } else { (s / (h - 1.0)).max(1.0) }
+    if h < 24.0 {
+        1.0
+    } else {
+        (s / (h - 1.0)).max(1.0)
+    }
 }
 
 /// Pearson dispersion of hourly counts `(n, k)` around rate `p0` (at least 1).
@@ -96,7 +104,11 @@ pub fn binomial_dispersion(hours: impl IntoIterator<Item = (u64, u64)>, p0: f64)
             h += 1.0;
         }
     }
-    if h < 24.0 { 1.0 } else { (s / (h - 1.0)).max(1.0) }
+    if h < 24.0 {
+        1.0
+    } else {
+        (s / (h - 1.0)).max(1.0)
+    }
 }
 
 #[cfg(test)]
@@ -133,7 +145,9 @@ mod tests {
     fn dispersion_is_one_for_pure_sampling_noise() {
         let hours: Vec<Moments> = (0..48).map(|_| hour(25.0, 4.0)).collect();
         assert_eq!(normal_dispersion(&hours, 4.0, 1.0), 1.0);
-        let wobbly: Vec<Moments> = (0..48).map(|h| hour(25.0, if h % 2 == 0 { 3.5 } else { 4.5 })).collect();
+        let wobbly: Vec<Moments> = (0..48)
+            .map(|h| hour(25.0, if h % 2 == 0 { 3.5 } else { 4.5 }))
+            .collect();
         assert!(normal_dispersion(&wobbly, 4.0, 1.0) > 5.0);
     }
 }

@@ -203,7 +203,8 @@ impl Default for SequentialConfig {
 impl SequentialConfig {
     /// The CUSUM alarm threshold.
     pub fn threshold(&self) -> f64 {
-        self.h.unwrap_or_else(|| (self.arl_hours.max(1.0) * self.charts.max(1) as f64).ln())
+        self.h
+            .unwrap_or_else(|| (self.arl_hours.max(1.0) * self.charts.max(1) as f64).ln())
     }
 }
 

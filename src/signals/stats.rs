@@ -190,7 +190,11 @@ impl Moments {
         self.sumsq += o.sumsq;
     }
     pub fn mean(&self) -> f64 {
-        if self.n > 0.0 { self.sum / self.n } else { f64::NAN }
+        if self.n > 0.0 {
+            self.sum / self.n
+        } else {
+            f64::NAN
+        }
     }
     /// Unbiased variance; 0 with fewer than two samples.
     pub fn var(&self) -> f64 {
@@ -223,9 +227,14 @@ pub fn two_proportions(k1: u64, n1: u64, k2: u64, n2: u64) -> f64 {
     }
     let n = (n1 + n2) as f64;
     let k = (k1 + k2) as f64;
-    let expected_min = [n1 as f64 * k / n, n1 as f64 * (n - k) / n, n2 as f64 * k / n, n2 as f64 * (n - k) / n]
-        .into_iter()
-        .fold(f64::INFINITY, f64::min);
+    let expected_min = [
+        n1 as f64 * k / n,
+        n1 as f64 * (n - k) / n,
+        n2 as f64 * k / n,
+        n2 as f64 * (n - k) / n,
+    ]
+    .into_iter()
+    .fold(f64::INFINITY, f64::min);
     if expected_min < 5.0 {
         return fisher_exact(k1, n1 - k1, k2, n2 - k2);
     }

@@ -56,13 +56,24 @@ impl Gen {
 
 /// Hourly score moments over `[from, to)`, `per_hour` scores an hour, mean
 /// `mean + shift(hour)`.
-pub fn score_hours(g: &mut Gen, from: i64, to: i64, per_hour: u32, mean: f64, shift: impl Fn(i64) -> f64) -> BTreeMap<i64, Moments> {
+pub fn score_hours(
+    g: &mut Gen,
+    from: i64,
+    to: i64,
+    per_hour: u32,
+    mean: f64,
+    shift: impl Fn(i64) -> f64,
+) -> BTreeMap<i64, Moments> {
     let mut out = BTreeMap::new();
     for h in (from..to).step_by(HOUR_MS as usize) {
         let mut m = Moments::default();
         for _ in 0..per_hour {
             let s = g.score(mean + shift(h));
-            m.add(Moments { n: 1.0, sum: s, sumsq: s * s });
+            m.add(Moments {
+                n: 1.0,
+                sum: s,
+                sumsq: s * s,
+            });
         }
         out.insert(h, m);
     }
@@ -91,7 +102,11 @@ pub fn count_hours(
             c.refusals += u64::from(g.chance(refusal));
             c.truncations += u64::from(g.chance(trunc));
             let t = (len_mean(h) + len_sd * g.normal()).round().max(1.0);
-            c.tokens.add(Moments { n: 1.0, sum: t, sumsq: t * t });
+            c.tokens.add(Moments {
+                n: 1.0,
+                sum: t,
+                sumsq: t * t,
+            });
             hist[length_bin(t as i64)] += 1;
         }
         hours.insert(h, c);
@@ -113,14 +128,26 @@ pub fn topic_vector(i: usize) -> Vec<f64> {
 /// One embedding: a topic drawn from `topics` plus isotropic noise.
 pub fn embedding(g: &mut Gen, topics: &[usize]) -> Vec<f64> {
     let t = topics[(g.uniform() * topics.len() as f64) as usize % topics.len()];
-    topic_vector(t).into_iter().map(|x| x + 0.35 * g.normal()).collect()
+    topic_vector(t)
+        .into_iter()
+        .map(|x| x + 0.35 * g.normal())
+        .collect()
 }
 
 /// Hourly embedding sums, topics chosen per hour.
-pub fn embedding_hours<'a>(g: &mut Gen, from: i64, to: i64, per_hour: u32, topics: impl Fn(i64) -> &'a [usize]) -> BTreeMap<i64, EmbeddingSum> {
+pub fn embedding_hours<'a>(
+    g: &mut Gen,
+    from: i64,
+    to: i64,
+    per_hour: u32,
+    topics: impl Fn(i64) -> &'a [usize],
+) -> BTreeMap<i64, EmbeddingSum> {
     let mut out = BTreeMap::new();
     for h in (from..to).step_by(HOUR_MS as usize) {
-        let mut e = EmbeddingSum { n: 0, sum: vec![0.0; EMBED_DIMS] };
+        let mut e = EmbeddingSum {
+            n: 0,
+            sum: vec![0.0; EMBED_DIMS],
+        };
         for _ in 0..per_hour {
             for (s, x) in e.sum.iter_mut().zip(embedding(g, topics(h))) {
                 *s += x;
@@ -195,12 +222,19 @@ impl StreamSpec {
     }
 
     pub fn with(mut self, kind: ChangeKind, from_ms: i64, to_ms: i64) -> StreamSpec {
-        self.changes.push(Change { kind, from_ms, to_ms });
+        self.changes.push(Change {
+            kind,
+            from_ms,
+            to_ms,
+        });
         self
     }
 
     fn active(&self, t: i64) -> impl Iterator<Item = &ChangeKind> {
-        self.changes.iter().filter(move |c| t >= c.from_ms && t < c.to_ms).map(|c| &c.kind)
+        self.changes
+            .iter()
+            .filter(move |c| t >= c.from_ms && t < c.to_ms)
+            .map(|c| &c.kind)
     }
 }
 
@@ -223,13 +257,18 @@ pub fn records(specs: &[StreamSpec], from_ms: i64, to_ms: i64, seed: u64) -> Vec
     for h in (from_ms..to_ms).step_by(HOUR_MS as usize) {
         let hour_of_day = (h / HOUR_MS).rem_euclid(24) as f64;
         for s in specs {
-            let volume = s.per_hour * (1.0 + s.diurnal * (2.0 * std::f64::consts::PI * (hour_of_day - 9.0) / 24.0).cos());
+            let volume = s.per_hour
+                * (1.0
+                    + s.diurnal * (2.0 * std::f64::consts::PI * (hour_of_day - 9.0) / 24.0).cos());
             let n = g.poisson(volume.max(0.0));
-            let mut offsets: Vec<i64> = (0..n).map(|_| (g.uniform() * HOUR_MS as f64) as i64).collect();
+            let mut offsets: Vec<i64> = (0..n)
+                .map(|_| (g.uniform() * HOUR_MS as f64) as i64)
+                .collect();
             offsets.sort_unstable();
             for off in offsets {
                 let t = h + off;
-                let (mut score, mut refusal, mut trunc, mut len_f) = (s.score_mean, s.refusal_rate, s.truncation_rate, 1.0);
+                let (mut score, mut refusal, mut trunc, mut len_f) =
+                    (s.score_mean, s.refusal_rate, s.truncation_rate, 1.0);
                 let (mut topics, mut apologetic, mut model) = (&s.topics, 0.0, "gpt-4o-2024-08-06");
                 for c in s.active(t) {
                     match c {
@@ -243,14 +282,18 @@ pub fn records(specs: &[StreamSpec], from_ms: i64, to_ms: i64, seed: u64) -> Vec
                     }
                 }
                 serial += 1;
-                let tokens = ((s.length_mean + s.length_sd * g.normal()) * len_f).round().max(1.0) as i64;
+                let tokens = ((s.length_mean + s.length_sd * g.normal()) * len_f)
+                    .round()
+                    .max(1.0) as i64;
                 let is_refusal = g.chance(refusal);
                 let output = if is_refusal {
                     REFUSALS[serial as usize % REFUSALS.len()].to_string()
                 } else if g.chance(apologetic) {
                     APOLOGIES[serial as usize % APOLOGIES.len()].to_string()
                 } else {
-                    format!("Your order #{serial} is on its way; tracking details are in your account.")
+                    format!(
+                        "Your order #{serial} is on its way; tracking details are in your account."
+                    )
                 };
                 let truncated = !is_refusal && g.chance(trunc);
                 let mut r = json!({
@@ -295,20 +338,58 @@ pub fn scenario(start_ms: i64, days: i64, per_hour: f64) -> (Vec<StreamSpec>, Ve
     let at = |d: i64, h: i64| start_ms + d * day + h * HOUR_MS;
     use super::Rule::*;
     let plan = [
-        ("support-bot", JudgeScoreDrop, ChangeKind::ScoreShift(-0.4), at(9, 14)),
-        ("checkout", RefusalRateShift, ChangeKind::RefusalRate(0.15), at(9, 3)),
-        ("summarizer", LengthDrift, ChangeKind::LengthFactor(1.5), at(10, 9)),
-        ("search", EmbeddingDrift, ChangeKind::Topics(vec![3, 4, 1]), at(10, 20)),
+        (
+            "support-bot",
+            JudgeScoreDrop,
+            ChangeKind::ScoreShift(-0.4),
+            at(9, 14),
+        ),
+        (
+            "checkout",
+            RefusalRateShift,
+            ChangeKind::RefusalRate(0.15),
+            at(9, 3),
+        ),
+        (
+            "summarizer",
+            LengthDrift,
+            ChangeKind::LengthFactor(1.5),
+            at(10, 9),
+        ),
+        (
+            "search",
+            EmbeddingDrift,
+            ChangeKind::Topics(vec![3, 4, 1]),
+            at(10, 20),
+        ),
     ];
     let mut specs = Vec::new();
     let mut planted = Vec::new();
     for (name, rule, kind, from) in plan {
         let to = from + 2 * day;
-        specs.push(StreamSpec { scored_share: 1.0, ..StreamSpec::stationary(name, per_hour) }.with(kind, from, to));
-        planted.push(Planted { stream: name.into(), rule, from_ms: from, to_ms: to });
+        specs.push(
+            StreamSpec {
+                scored_share: 1.0,
+                ..StreamSpec::stationary(name, per_hour)
+            }
+            .with(kind, from, to),
+        );
+        planted.push(Planted {
+            stream: name.into(),
+            rule,
+            from_ms: from,
+            to_ms: to,
+        });
     }
-    specs.push(StreamSpec::stationary("billing", per_hour).with(ChangeKind::Apologetic(0.4), at(9, 0), at(11, 0)));
-    specs.push(StreamSpec { scored_share: 1.0, ..StreamSpec::stationary("faq", per_hour) });
+    specs.push(StreamSpec::stationary("billing", per_hour).with(
+        ChangeKind::Apologetic(0.4),
+        at(9, 0),
+        at(11, 0),
+    ));
+    specs.push(StreamSpec {
+        scored_share: 1.0,
+        ..StreamSpec::stationary("faq", per_hour)
+    });
     planted.retain(|p| p.to_ms + day <= start_ms + days * day);
     (specs, planted)
 }

@@ -26,7 +26,16 @@ impl Verdict {
     }
 
     /// A verdict with nothing to say yet (value and baseline 0: JSON has no NaN).
-    pub fn insufficient(rule: Rule, stream: &str, dimension: Option<&str>, at_ms: i64, threshold: f64, samples: u64, baseline_samples: u64, why: String) -> Verdict {
+    pub fn insufficient(
+        rule: Rule,
+        stream: &str,
+        dimension: Option<&str>,
+        at_ms: i64,
+        threshold: f64,
+        samples: u64,
+        baseline_samples: u64,
+        why: String,
+    ) -> Verdict {
         Verdict {
             finding: Finding {
                 rule,

@@ -19,7 +19,12 @@ pub struct Windows {
 
 /// The first hour start at or after `ms`.
 pub fn ceil_hour(ms: i64) -> i64 {
-    ms.div_euclid(HOUR_MS) * HOUR_MS + if ms.rem_euclid(HOUR_MS) == 0 { 0 } else { HOUR_MS }
+    ms.div_euclid(HOUR_MS) * HOUR_MS
+        + if ms.rem_euclid(HOUR_MS) == 0 {
+            0
+        } else {
+            HOUR_MS
+        }
 }
 
 pub fn floor_hour(ms: i64) -> i64 {

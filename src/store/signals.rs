@@ -25,31 +25,74 @@ impl Store {
         for (stream, hour, n, refusals, truncations, sum, sumsq) in hourly {
             snap.streams.entry(stream).or_default().hours.insert(
                 hour,
-                HourCounts { n: n as u64, refusals: refusals as u64, truncations: truncations as u64, tokens: Moments { n: n as f64, sum, sumsq } },
+                HourCounts {
+                    n: n as u64,
+                    refusals: refusals as u64,
+                    truncations: truncations as u64,
+                    tokens: Moments {
+                        n: n as f64,
+                        sum,
+                        sumsq,
+                    },
+                },
             );
         }
         let lengths: Vec<(String, i64, i64, i64)> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT stream, hour_ms, bin, n FROM rollup_length WHERE hour_ms >= $1 AND hour_ms < $2",
         ).bind(from_ms).bind(to_ms).fetch_all(pool).await)?;
         for (stream, hour, bin, n) in lengths {
-            let bins = snap.streams.entry(stream).or_default().length.entry(hour).or_insert([0; BINS]);
+            let bins = snap
+                .streams
+                .entry(stream)
+                .or_default()
+                .length
+                .entry(hour)
+                .or_insert([0; BINS]);
             bins[(bin.max(0) as usize).min(BINS - 1)] += n as u64;
         }
         let scores: Vec<(String, String, i64, i64, f64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT stream, judge, hour_ms, n, sum, sumsq FROM rollup_scores WHERE hour_ms >= $1 AND hour_ms < $2",
         ).bind(from_ms).bind(to_ms).fetch_all(pool).await)?;
         for (stream, judge, hour, n, sum, sumsq) in scores {
-            snap.streams.entry(stream).or_default().scores.entry(judge).or_default().insert(hour, Moments { n: n as f64, sum, sumsq });
+            snap.streams
+                .entry(stream)
+                .or_default()
+                .scores
+                .entry(judge)
+                .or_default()
+                .insert(
+                    hour,
+                    Moments {
+                        n: n as f64,
+                        sum,
+                        sumsq,
+                    },
+                );
         }
         let embeddings: Vec<(String, i64, i64, i64, Vec<u8>)> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT stream, hour_ms, n, dims, sum FROM rollup_embedding WHERE hour_ms >= $1 AND hour_ms < $2",
         ).bind(from_ms).bind(to_ms).fetch_all(pool).await)?;
         for (stream, hour, n, dims, blob) in embeddings {
             if blob.len() != dims as usize * 8 {
-                return Err(StoreError::Corrupt(format!("rollup_embedding {stream}@{hour}: {} bytes for {dims} dims", blob.len())));
+                return Err(StoreError::Corrupt(format!(
+                    "rollup_embedding {stream}@{hour}: {} bytes for {dims} dims",
+                    blob.len()
+                )));
             }
-            let v: Vec<f64> = blob.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
-            let e = snap.streams.entry(stream).or_default().embedding.entry(hour).or_insert_with(|| EmbeddingSum { n: 0, sum: vec![0.0; v.len()] });
+            let v: Vec<f64> = blob
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect();
+            let e = snap
+                .streams
+                .entry(stream)
+                .or_default()
+                .embedding
+                .entry(hour)
+                .or_insert_with(|| EmbeddingSum {
+                    n: 0,
+                    sum: vec![0.0; v.len()],
+                });
             if e.sum.len() == v.len() {
                 e.n += n as u64;
                 e.sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x);
@@ -59,9 +102,21 @@ impl Store {
             "SELECT run_id, suite, case_id, target, outcome, agrees_with_pinned, created_ms FROM canary_results WHERE created_ms >= $1 AND created_ms < $2",
         ).bind(from_ms).bind(to_ms).fetch_all(pool).await)?;
         for (run_id, suite, case_id, target, outcome, agrees_with_pinned, at_ms) in canary {
-            snap.suites.entry(suite).or_default().push(CanaryObs { run_id, case_id, target, outcome, agrees_with_pinned, at_ms });
+            snap.suites.entry(suite).or_default().push(CanaryObs {
+                run_id,
+                case_id,
+                target,
+                outcome,
+                agrees_with_pinned,
+                at_ms,
+            });
         }
-        snap.model_events = self.model_events("", from_ms).await?.into_iter().filter(|e| e.at_ms < to_ms).collect();
+        snap.model_events = self
+            .model_events("", from_ms)
+            .await?
+            .into_iter()
+            .filter(|e| e.at_ms < to_ms)
+            .collect();
         Ok(snap)
     }
 
@@ -79,7 +134,12 @@ impl Store {
     }
 
     /// The health series of `stream` in `[from_ms, to_ms)`, oldest first.
-    pub async fn health_series(&self, stream: &str, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, f64)>> {
+    pub async fn health_series(
+        &self,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, f64)>> {
         Ok(on_db!(self.db(), pool => sqlx::query_as(
             "SELECT at_ms, score FROM health_scores WHERE stream = $1 AND at_ms >= $2 AND at_ms < $3 ORDER BY at_ms",
         ).bind(stream).bind(from_ms).bind(to_ms).fetch_all(pool).await)?)
@@ -110,6 +170,11 @@ impl Store {
         let rows: Vec<(String,)> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT finding FROM signal_snapshots ORDER BY stream, rule, dimension",
         ).fetch_all(pool).await)?;
-        rows.into_iter().map(|(j,)| serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(format!("signal_snapshots: {e}")))).collect()
+        rows.into_iter()
+            .map(|(j,)| {
+                serde_json::from_str(&j)
+                    .map_err(|e| StoreError::Corrupt(format!("signal_snapshots: {e}")))
+            })
+            .collect()
     }
 }
