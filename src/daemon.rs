@@ -24,6 +24,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tokio::spawn(signal_watcher(shutdown.clone()));
     tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
+    tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
+    tokio::spawn(detectors_loop(app.clone(), shutdown.clone()));
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
     crate::telemetry::systemd::ready();
@@ -61,4 +63,87 @@ pub async fn signal_watcher(token: CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
     }
     token.cancel();
+}
+
+/// Milliseconds since the Unix epoch: the daemon's one reading of the clock,
+/// handed down to the logic as `now`.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Applies retention every few minutes on whichever replica holds the lease.
+async fn retention_loop(app: App, shutdown: CancellationToken) {
+    const DAY_MS: i64 = 86_400_000;
+    let period = std::time::Duration::from_secs(300);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        let held = app
+            .store
+            .try_lease(
+                "retention",
+                &app.instance_id,
+                now,
+                2 * period.as_millis() as i64,
+            )
+            .await;
+        if !matches!(held, Ok(true)) {
+            continue;
+        }
+        let r = &app.config.retention;
+        let raw_before = now - i64::from(r.raw_days) * DAY_MS;
+        let rollup_before = now - i64::from(r.rollup_days) * DAY_MS;
+        match app
+            .store
+            .sweep_retention(raw_before, rollup_before, 20)
+            .await
+        {
+            Ok(swept) if swept != Default::default() => tracing::info!(?swept, "retention applied"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("retention sweep failed: {e}"),
+        }
+    }
+}
+
+/// Evaluates every detector every `detectors.every_secs` on whichever
+/// replica holds the `detectors` lease, keeping the latest verdicts and the
+/// health series. (Alerting consumes the same findings.)
+async fn detectors_loop(app: App, shutdown: CancellationToken) {
+    let cfg = &app.config.detectors;
+    let period = std::time::Duration::from_secs(cfg.every_secs.max(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        let ttl = 2 * period.as_millis() as i64 + 30_000;
+        if !matches!(
+            app.store
+                .try_lease("detectors", &app.instance_id, now, ttl)
+                .await,
+            Ok(true)
+        ) {
+            continue;
+        }
+        match crate::signals::report::run_once(&app.store, now, cfg).await {
+            Ok(findings) => {
+                let firing = findings
+                    .iter()
+                    .filter(|f| f.status == crate::signals::Status::Firing)
+                    .count();
+                tracing::info!(findings = findings.len(), firing, "detectors evaluated");
+            }
+            Err(e) => tracing::warn!("detector evaluation failed: {e}"),
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod judge;
 pub mod provider;
 pub mod signals;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod web;

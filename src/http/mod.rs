@@ -2,6 +2,7 @@
 //! status pages (`crate::web`).
 
 mod alerts_api;
+mod status_api;
 
 use axum::Router;
 use axum::extract::State;
@@ -16,6 +17,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(alerts_api::routes())
+        .merge(status_api::routes())
         .route("/metrics", get(metrics))
         .with_state(app.clone())
         .merge(crate::web::router(app))

@@ -12,6 +12,9 @@ mod leases;
 mod models;
 mod pages;
 mod responses;
+mod retention;
+pub mod rollups;
+mod signals;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +29,7 @@ pub use canary::*;
 pub use models::*;
 pub use pages::*;
 pub use responses::*;
+pub use retention::{BATCH as RETENTION_BATCH, Swept};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]
