@@ -102,6 +102,8 @@ async fn pages_render_charts_escape_content_and_404_unknowns() {
         "{body}"
     );
 
+    assert!(body.contains("<h2>Detector verdicts</h2>"), "{body}");
+
     // A raw slash in the path reaches the same stream.
     let (status, _) = get(&format!("{base}/streams/chat/support%20v2")).await;
     assert_eq!(status, 200);
@@ -119,6 +121,7 @@ async fn pages_render_charts_escape_content_and_404_unknowns() {
     assert_no_injection("suite", &body);
     assert!(body.contains("<svg"), "pass-rate chart: {body}");
     assert!(body.contains("Case refund-policy"), "{body}");
+    assert!(body.contains("<h2>Detector verdicts</h2>"), "{body}");
     assert!(body.contains("differs from pinned"), "{body}");
     assert!(
         body.contains("&lt;img src=x onerror=alert(1)&gt;"),

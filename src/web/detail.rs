@@ -9,8 +9,11 @@ use serde_json::Value;
 
 use super::charts::{LineChart, Marker, Series, YFormat};
 use super::fmt::{enc, fmt_ago, fmt_num, fmt_time, model_change_label};
-use super::view::{ChartView, EventView, HealthCell, Periods, pass_rate};
+use super::view::{
+    ChartView, EventView, FindingView, HealthCell, Periods, findings_view, pass_rate,
+};
 use crate::alert::evidence::Example;
+use crate::signals::Finding;
 use crate::store::{
     AlertRow, CaseResultRow, ModelEvent, ResponseRow, RunRow, RunTargetCount, ScoreDetail,
 };
@@ -75,6 +78,7 @@ pub struct SuiteView {
     pub runs: Vec<RunView>,
     pub latest: Option<LatestRun>,
     pub events: Vec<EventView>,
+    pub findings: Vec<FindingView>,
 }
 
 /// Everything the suite page reads.
@@ -87,6 +91,8 @@ pub struct SuiteData {
     /// Results of the newest finished run.
     pub latest_results: Vec<CaseResultRow>,
     pub events: Vec<ModelEvent>,
+    /// The detectors' latest verdicts for `suite:<name>`.
+    pub findings: Vec<Finding>,
 }
 
 /// One expectation verdict as a line of text. The runner's JSON shape is
@@ -274,6 +280,7 @@ pub fn build_suite(d: &SuiteData, p: &Periods) -> SuiteView {
     SuiteView {
         name: d.suite.clone(),
         health: HealthCell::of(d.runs.iter().find_map(pass_rate)),
+        findings: findings_view(&d.findings, p.now_ms),
         pass_chart,
         runs,
         latest,

@@ -79,6 +79,7 @@ fn suite_view_puts_pinned_beside_live_and_counts_per_target() {
             result(2, "math", "pinned", "pass", None),
         ],
         events: vec![],
+        findings: vec![],
     };
     let v = build_suite(&d, &p);
     assert_eq!(v.health.text, "75");

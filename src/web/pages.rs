@@ -64,6 +64,18 @@ impl Web {
         }
     }
 
+    /// The detectors' latest verdicts for `stream`. A read failure only costs
+    /// the verdict table, so it is logged rather than failing the page.
+    async fn findings(&self, stream: &str) -> Vec<crate::signals::Finding> {
+        match self.app.store.latest_findings().await {
+            Ok(all) => all.into_iter().filter(|f| f.stream == stream).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read detector verdicts");
+                vec![]
+            }
+        }
+    }
+
     /// Alerts when the alerting tables exist; `None` means "not installed".
     async fn alert_rows(&self, limit: i64) -> Result<Option<Vec<AlertRow>>, PageError> {
         if !self.features().await?.alerts {
@@ -159,6 +171,7 @@ async fn stream_page(
             .await?,
         health: web.health(p.chart_from_ms).await?,
         alerts: web.alert_rows(1000).await?,
+        findings: web.findings(stream).await,
     };
     let mut ctx = context(stream, now);
     ctx.insert("v", &view::build_stream(&data, &p));
@@ -200,6 +213,7 @@ async fn suite_page(
         events: store
             .model_events(&format!("suite:{suite}:"), p.chart_from_ms)
             .await?,
+        findings: web.findings(&format!("suite:{suite}")).await,
         runs,
     };
     let mut ctx = context(suite, now);

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::charts::{self, Band, HistBin, LineChart, Marker, Series, YFormat};
 use super::fmt::{enc, fmt_ago, fmt_num, fmt_time, model_change_label, snippet};
+use crate::signals::{Finding, Status};
 use crate::store::{
     AlertRow, EmbeddingHour, HealthPoint, HourRow, JudgedResponse, ModelEvent, RunRow, ScoreHourRow,
 };
@@ -341,6 +342,46 @@ pub struct StreamData {
     pub worst: Vec<JudgedResponse>,
     pub health: Option<Vec<HealthPoint>>,
     pub alerts: Option<Vec<AlertRow>>,
+    /// The detectors' latest verdicts for this stream.
+    pub findings: Vec<Finding>,
+}
+
+/// One detector verdict as a table row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingView {
+    pub rule: String,
+    pub dimension: String,
+    /// firing | ok | insufficient_data
+    pub status: &'static str,
+    pub severity: String,
+    pub summary: String,
+    pub when: String,
+}
+
+/// The detectors' verdicts, firing first, then by rule and dimension.
+pub fn findings_view(findings: &[Finding], now_ms: i64) -> Vec<FindingView> {
+    let rank = |s: Status| match s {
+        Status::Firing => 0,
+        Status::Ok => 1,
+        Status::InsufficientData => 2,
+    };
+    let mut sorted: Vec<&Finding> = findings.iter().collect();
+    sorted.sort_by_key(|f| (rank(f.status), f.rule, f.dimension.clone()));
+    sorted
+        .into_iter()
+        .map(|f| FindingView {
+            rule: f.rule.as_str().into(),
+            dimension: f.dimension.clone().unwrap_or_default(),
+            status: match f.status {
+                Status::Firing => "firing",
+                Status::Ok => "ok",
+                Status::InsufficientData => "insufficient_data",
+            },
+            severity: f.severity.as_str().into(),
+            summary: f.summary.clone(),
+            when: fmt_ago(now_ms, f.at_ms),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -412,6 +453,7 @@ pub struct StreamView {
     pub events: Vec<EventView>,
     pub worst: Vec<WorstRow>,
     pub firing: Option<usize>,
+    pub findings: Vec<FindingView>,
     pub responses_window: i64,
     pub period: String,
 }
@@ -679,6 +721,7 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
             })
             .collect(),
         firing: firing(d.alerts.as_deref(), &d.stream),
+        findings: findings_view(&d.findings, p.now_ms),
         responses_window: d
             .hourly
             .iter()

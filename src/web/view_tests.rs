@@ -298,3 +298,42 @@ fn stream_view_has_a_chart_per_judge_with_band_markers_and_links() {
     assert_eq!(v.events.len(), 1);
     assert_eq!(v.firing, None);
 }
+
+#[test]
+fn findings_are_listed_firing_first() {
+    use crate::signals::{Rule, Severity};
+    let f = |rule, status, summary: &str| Finding {
+        rule,
+        stream: "s".into(),
+        dimension: None,
+        status,
+        severity: Severity::Warning,
+        at_ms: NOW - HOUR_MS,
+        value: 0.0,
+        baseline: 0.0,
+        threshold: 0.0,
+        p_value: None,
+        samples: 0,
+        baseline_samples: 0,
+        summary: summary.into(),
+    };
+    let v = findings_view(
+        &[
+            f(Rule::JudgeScoreDrop, Status::Ok, "fine"),
+            f(Rule::LengthDrift, Status::InsufficientData, "too few"),
+            f(Rule::RefusalRateShift, Status::Firing, "<b>up</b>"),
+        ],
+        NOW,
+    );
+    let order: Vec<(&str, &str)> = v.iter().map(|x| (x.rule.as_str(), x.status)).collect();
+    assert_eq!(
+        order,
+        [
+            ("refusal_rate_shift", "firing"),
+            ("judge_score_drop", "ok"),
+            ("length_drift", "insufficient_data")
+        ]
+    );
+    assert_eq!(v[0].when, "1h ago");
+    assert_eq!(v[0].summary, "<b>up</b>", "escaped by the template");
+}
