@@ -26,6 +26,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
     let canaries = start_canaries(&app, shutdown.clone()).await?;
+    tokio::spawn(detectors_loop(app.clone(), shutdown.clone()));
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
     crate::telemetry::systemd::ready();
@@ -144,6 +145,46 @@ async fn retention_loop(app: App, shutdown: CancellationToken) {
             Ok(swept) if swept != Default::default() => tracing::info!(?swept, "retention applied"),
             Ok(_) => {}
             Err(e) => tracing::warn!("retention sweep failed: {e}"),
+        }
+    }
+}
+
+/// Evaluates every detector every `detectors.every_secs` on whichever
+/// replica holds the `detectors` lease, keeping the latest verdicts and the
+/// health series, then turning the findings into alert transitions.
+async fn detectors_loop(app: App, shutdown: CancellationToken) {
+    let cfg = &app.config.detectors;
+    let period = std::time::Duration::from_secs(cfg.every_secs.max(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        let ttl = 2 * period.as_millis() as i64 + 30_000;
+        if !matches!(
+            app.store
+                .try_lease("detectors", &app.instance_id, now, ttl)
+                .await,
+            Ok(true)
+        ) {
+            continue;
+        }
+        match crate::signals::report::run_once(&app.store, now, cfg).await {
+            Ok(findings) => {
+                let firing = findings
+                    .iter()
+                    .filter(|f| f.status == crate::signals::Status::Firing)
+                    .count();
+                tracing::info!(findings = findings.len(), firing, "detectors evaluated");
+                let alerts = crate::alert::settings_for(&app.config);
+                if let Err(e) = crate::alert::process(&app.store, &findings, now, &alerts).await {
+                    tracing::warn!("alert processing failed: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("detector evaluation failed: {e}"),
         }
     }
 }

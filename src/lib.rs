@@ -16,3 +16,4 @@ pub mod signals;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod web;

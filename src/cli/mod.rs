@@ -1,12 +1,14 @@
 //! The command line: one subcommand per file, each a thin layer over the library.
 
 mod alerts;
+mod backtest;
 mod check;
 mod migrate;
 mod run;
 mod serve;
 mod silence;
 mod sim;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,9 +42,9 @@ pub enum Command {
     /// Run the OpenAI-compatible provider simulator.
     Sim(sim::Args),
     /// Replay recorded traffic through the detectors.
-    Backtest(Reserved),
+    Backtest(backtest::Args),
     /// Show the health of every stream and suite.
-    Status(Reserved),
+    Status(status::Args),
     /// Start a self-contained demo with simulated traffic and a staged model update.
     Demo(Reserved),
     /// List alerts and their notifications.
@@ -77,11 +79,13 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Check(args) => check::run(config.as_deref(), args).await,
             Command::Migrate(args) => migrate::run(config.as_deref(), args).await,
-            Command::Run(args) => run::run(config.as_deref(), args).await,
+            Command::Backtest(args) => backtest::run(config.as_deref(), args).await,
+            Command::Status(args) => status::run(config.as_deref(), args).await,
             Command::Sim(args) => sim::run(args).await,
             Command::Alerts(args) => alerts::run(config.as_deref(), args).await,
             Command::Silence(args) => silence::run(config.as_deref(), args).await,
-            Command::Backtest(_) | Command::Status(_) | Command::Demo(_) => Err(anyhow::anyhow!(
+            Command::Run(args) => run::run(config.as_deref(), args).await,
+            Command::Demo(_) => Err(anyhow::anyhow!(
                 "this command is not available in this build yet"
             )),
         }

@@ -1,6 +1,8 @@
-//! The HTTP surface of the daemon: health, ingest and API routes.
+//! The HTTP surface of the daemon: health, ingest and API routes, and the
+//! status pages (`crate::web`).
 
 mod alerts_api;
+mod status_api;
 
 use axum::Router;
 use axum::extract::State;
@@ -14,9 +16,11 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .merge(alerts_api::routes())
-        .with_state(app)
+        .merge(status_api::routes())
+        .route("/metrics", get(metrics))
+        .with_state(app.clone())
+        .merge(crate::web::router(app))
 }
 
 /// Alive: the process answers.

@@ -1,6 +1,147 @@
-//! Production responses: the ingest API, OTLP traces and the cheap signals
-//! computed on every record.
+//! Production responses: the record format, the ingest API, OTLP traces and
+//! the cheap signals computed on every record (token count, refusal, finish
+//! reason, model identity).
 
+pub mod record;
+pub mod refusal;
 mod settings;
+pub mod tokens;
 
+use sha2::{Digest, Sha256};
+
+pub use record::{Input, Record, RecordError, parse_body, parse_one};
+pub use refusal::is_refusal;
 pub use settings::IngestConfig;
+
+use crate::judge::JudgingConfig;
+use crate::store::ResponseRow;
+
+/// Turns validated records into rows with their cheap signals: the output
+/// token count (given, else o200k_base), the refusal flag, and the
+/// rate-based sampling decision (`sampled`; hourly floors and caps are
+/// applied by the store, which knows the counts). CPU-bound: run it off the
+/// async executor for large batches.
+pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) -> Vec<ResponseRow> {
+    records
+        .iter()
+        .map(|r| {
+            let ts_ms = r.timestamp_ms.unwrap_or(received_ms);
+            let output_tokens = r.output_tokens.unwrap_or_else(|| tokens::count(&r.output));
+            let sampled = sample_point(r, ts_ms) < judging.rate(&r.stream);
+            ResponseRow {
+                id: 0,
+                ext_id: r.id.clone(),
+                stream: r.stream.clone(),
+                ts_ms,
+                received_ms,
+                prompt_version: r.prompt_version.clone(),
+                request_model: r.request_model.clone(),
+                response_model: r.response_model.clone(),
+                system_fingerprint: r.system_fingerprint.clone(),
+                input: r
+                    .input
+                    .as_ref()
+                    .map(|i| serde_json::to_string(i).expect("JSON values serialize")),
+                context: (!r.context.is_empty())
+                    .then(|| serde_json::to_string(&r.context).expect("strings serialize")),
+                output: r.output.clone(),
+                finish_reason: r.finish_reason.clone(),
+                input_tokens: r.input_tokens,
+                output_tokens,
+                latency_ms: r.latency_ms,
+                session_id: r.session_id.clone(),
+                tool_calls: r.tool_calls.as_ref().map(|t| t.to_string()),
+                refusal: is_refusal(&r.output),
+                sampled,
+                embedding: r.embedding.as_deref().map(embedding_bytes),
+                scores: r.scores.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// A point in [0, 1) fixed by the record: its id when it has one (so every
+/// replica and every retry of the same record decides alike), else its
+/// stream, time and output.
+pub fn sample_point(r: &Record, ts_ms: i64) -> f64 {
+    let mut h = Sha256::new();
+    match &r.id {
+        Some(id) => h.update(id.as_bytes()),
+        None => {
+            h.update(r.stream.as_bytes());
+            h.update([0]);
+            h.update(ts_ms.to_le_bytes());
+            h.update(r.output.as_bytes());
+        }
+    }
+    let d = h.finalize();
+    let x = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// An embedding as stored in `responses.embedding`: little-endian f32.
+pub fn embedding_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The inverse of [`embedding_bytes`].
+pub fn embedding_from_bytes(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_computes_signals_and_samples_by_id() {
+        let mut cfg = JudgingConfig {
+            sample_rate: 0.5,
+            ..Default::default()
+        };
+        let recs: Vec<Record> = (0..400)
+            .map(|i| Record {
+                id: Some(format!("r{i}")),
+                stream: "s".into(),
+                output: "I'm sorry, but I can't help with that.".into(),
+                ..Default::default()
+            })
+            .collect();
+        let rows = prepare(&recs, 1000, &cfg);
+        assert!(
+            rows.iter()
+                .all(|r| r.refusal && r.ts_ms == 1000 && r.output_tokens > 5)
+        );
+        let n = rows.iter().filter(|r| r.sampled).count();
+        assert!((150..250).contains(&n), "{n}");
+        // Deterministic: the same records sample alike, and a lower rate picks a subset.
+        assert_eq!(
+            prepare(&recs, 5, &cfg).iter().filter(|r| r.sampled).count(),
+            n
+        );
+        cfg.sample_rate = 0.1;
+        let low = prepare(&recs, 5, &cfg);
+        assert!(low.iter().zip(&rows).all(|(l, h)| !l.sampled || h.sampled));
+        cfg.enabled = false;
+        assert!(prepare(&recs, 5, &cfg).iter().all(|r| !r.sampled));
+    }
+
+    #[test]
+    fn given_token_counts_win_and_embeddings_round_trip() {
+        let r = Record {
+            stream: "s".into(),
+            output: "hello world".into(),
+            output_tokens: Some(99),
+            embedding: Some(vec![0.5, -1.0]),
+            ..Default::default()
+        };
+        let row = &prepare(&[r], 0, &JudgingConfig::default())[0];
+        assert_eq!(row.output_tokens, 99);
+        assert_eq!(
+            embedding_from_bytes(row.embedding.as_ref().unwrap()),
+            vec![0.5, -1.0]
+        );
+    }
+}

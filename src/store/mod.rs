@@ -10,8 +10,11 @@ mod alerts;
 mod canary;
 mod leases;
 mod models;
+mod pages;
 mod responses;
 mod retention;
+pub mod rollups;
+mod signals;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +27,7 @@ use sqlx::sqlite::{
 pub use alerts::*;
 pub use canary::*;
 pub use models::*;
+pub use pages::*;
 pub use responses::*;
 pub use retention::{BATCH as RETENTION_BATCH, Swept};
 

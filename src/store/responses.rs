@@ -1,7 +1,11 @@
-//! Ingested production responses.
+//! Ingested production responses: the batch write path that stores records,
+//! their roll-ups, precomputed scores and judge jobs in one transaction.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::rollups::{BatchRollup, f64_bytes, hour_of};
 use super::{Result, Store};
 use crate::on_db;
 
@@ -30,6 +34,11 @@ pub struct ResponseRow {
     pub sampled: bool,
     #[serde(skip)]
     pub embedding: Option<Vec<u8>>,
+    /// Precomputed judge scores sent with the record (judge name, score);
+    /// stored as `judge_scores` with source `precomputed`.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub scores: Vec<(String, f64)>,
 }
 
 /// What a batch insert did.
@@ -37,26 +46,67 @@ pub struct ResponseRow {
 pub struct InsertOutcome {
     pub accepted: u64,
     pub duplicates: u64,
+    /// Judge jobs enqueued for the accepted records.
+    #[serde(skip)]
+    pub jobs: u64,
 }
+
+/// Which judge jobs a batch enqueues. `judges_for` names the judges that
+/// apply to a row; `floor_cap` gives a stream's hourly (floor, cap) of
+/// records chosen for judging.
+pub struct JobPlan<'a> {
+    pub judges_for: &'a (dyn Fn(&ResponseRow) -> Vec<String> + Send + Sync),
+    pub floor_cap: &'a (dyn Fn(&str) -> (i64, i64) + Send + Sync),
+    pub now_ms: i64,
+}
+
+/// A row that judges apply to: (index in the batch, response id, judges).
+type Candidate = (usize, i64, Vec<String>);
 
 /// Rows per INSERT statement: well under SQLite's 32,766 bound parameters.
 const CHUNK: usize = 500;
 
 impl Store {
-    /// Inserts a batch in one transaction; a repeated `ext_id` is skipped and
-    /// counted as a duplicate. Committed before it returns.
+    /// Inserts a batch in one transaction with its roll-ups and precomputed
+    /// scores; a repeated `ext_id` (in the batch or already stored) is
+    /// skipped and counted as a duplicate. Committed before it returns.
     pub async fn insert_responses(&self, rows: &[ResponseRow]) -> Result<InsertOutcome> {
-        let mut accepted = 0u64;
-        on_db!(self.db(), pool => {
+        self.ingest_responses(rows, None).await
+    }
+
+    /// [`Store::insert_responses`], also choosing records for judging (the
+    /// rate decision in `sampled`, then the stream's hourly floor and cap)
+    /// and enqueuing their judge jobs, in the same transaction.
+    pub async fn ingest_responses(
+        &self,
+        rows: &[ResponseRow],
+        plan: Option<&JobPlan<'_>>,
+    ) -> Result<InsertOutcome> {
+        // Duplicates inside the batch are dropped here; the first one wins.
+        // Rows without an idempotency key get a generated one so that every
+        // inserted row can be matched to its id.
+        let mut seen = HashSet::new();
+        let mut unique: Vec<(usize, String)> = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            match &r.ext_id {
+                Some(e) if !seen.insert(e.as_str()) => {}
+                Some(e) => unique.push((i, e.clone())),
+                None => unique.push((i, format!("gen:{:032x}", rand::random::<u128>()))),
+            }
+        }
+        let mut jobs = 0u64;
+        let inserted: Vec<(usize, i64)> = on_db!(self.db(), pool => {
             let mut tx = pool.begin().await?;
-            for chunk in rows.chunks(CHUNK) {
+            let mut ids: HashMap<String, i64> = HashMap::with_capacity(unique.len());
+            for chunk in unique.chunks(CHUNK) {
                 let mut qb = sqlx::QueryBuilder::new(
                     "INSERT INTO responses (ext_id, stream, ts_ms, received_ms, prompt_version, request_model, response_model, \
                      system_fingerprint, input, context, output, finish_reason, input_tokens, output_tokens, latency_ms, session_id, \
                      tool_calls, refusal, sampled, embedding) ",
                 );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(&r.ext_id)
+                qb.push_values(chunk, |mut b, (i, ext)| {
+                    let r = &rows[*i];
+                    b.push_bind(ext)
                         .push_bind(&r.stream)
                         .push_bind(r.ts_ms)
                         .push_bind(r.received_ms)
@@ -77,14 +127,169 @@ impl Store {
                         .push_bind(r.sampled)
                         .push_bind(&r.embedding);
                 });
-                qb.push(" ON CONFLICT (ext_id) DO NOTHING");
-                accepted += qb.build().execute(&mut *tx).await?.rows_affected();
+                qb.push(" ON CONFLICT (ext_id) DO NOTHING RETURNING ext_id, id");
+                let got: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                ids.extend(got);
+            }
+            let inserted: Vec<(usize, i64)> = unique
+                .iter()
+                .filter_map(|(i, ext)| ids.get(ext).map(|id| (*i, *id)))
+                .collect();
+
+            // Judge sampling: per (stream, hour), lock the counter, apply
+            // the floor and cap in batch order, enqueue jobs.
+            if let Some(plan) = plan {
+                let mut groups: BTreeMap<(&str, i64), Vec<Candidate>> = BTreeMap::new();
+                for &(i, id) in &inserted {
+                    let judges = (plan.judges_for)(&rows[i]);
+                    if !judges.is_empty() {
+                        groups.entry((rows[i].stream.as_str(), hour_of(rows[i].ts_ms))).or_default().push((i, id, judges));
+                    }
+                }
+                let (mut flip_on, mut flip_off, mut new_jobs) = (Vec::new(), Vec::new(), Vec::new());
+                for ((stream, hour), members) in &groups {
+                    let (floor, cap) = (plan.floor_cap)(stream);
+                    let (mut n,): (i64,) = sqlx::query_as(
+                        "INSERT INTO judge_sample_hourly (stream, hour_ms, n) VALUES ($1, $2, 0) \
+                         ON CONFLICT (stream, hour_ms) DO UPDATE SET n = judge_sample_hourly.n RETURNING n",
+                    )
+                    .bind(*stream)
+                    .bind(*hour)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let before = n;
+                    for (i, id, judges) in members {
+                        let by_rate = rows[*i].sampled;
+                        let take = (by_rate && n < cap) || n < floor.min(cap);
+                        if take {
+                            n += 1;
+                            for j in judges {
+                                new_jobs.push((*id, j.as_str(), *i));
+                            }
+                        }
+                        match (by_rate, take) {
+                            (false, true) => flip_on.push(*id),
+                            (true, false) => flip_off.push(*id),
+                            _ => {}
+                        }
+                    }
+                    if n != before {
+                        sqlx::query("UPDATE judge_sample_hourly SET n = $1 WHERE stream = $2 AND hour_ms = $3")
+                            .bind(n)
+                            .bind(*stream)
+                            .bind(*hour)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                for (flag, ids) in [(true, &flip_on), (false, &flip_off)] {
+                    for chunk in ids.chunks(CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::new("UPDATE responses SET sampled = ");
+                        qb.push_bind(flag).push(" WHERE id IN (");
+                        let mut sep = qb.separated(", ");
+                        for id in chunk {
+                            sep.push_bind(*id);
+                        }
+                        qb.push(")");
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                }
+                for chunk in new_jobs.chunks(CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO judge_jobs (response_id, judge, stream, ts_ms, status, attempts, not_before_ms, created_ms) ",
+                    );
+                    qb.push_values(chunk, |mut b, (id, judge, i)| {
+                        b.push_bind(*id)
+                            .push_bind(*judge)
+                            .push_bind(&rows[*i].stream)
+                            .push_bind(rows[*i].ts_ms)
+                            .push_bind("pending")
+                            .push_bind(0i64)
+                            .push_bind(plan.now_ms)
+                            .push_bind(plan.now_ms);
+                    });
+                    qb.push(" ON CONFLICT (response_id, judge) DO NOTHING");
+                    jobs += qb.build().execute(&mut *tx).await?.rows_affected();
+                }
+            }
+
+            // Roll-ups and precomputed scores, last: the rows they lock are
+            // shared by concurrent writers, so hold them as briefly as possible.
+            let mut roll = BatchRollup::default();
+            let mut precomputed = Vec::new();
+            for &(i, id) in &inserted {
+                roll.add_response(&rows[i]);
+                for (judge, score) in &rows[i].scores {
+                    precomputed.push((id, i, judge.as_str(), *score));
+                }
+            }
+            for chunk in precomputed.chunks(CHUNK) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO judge_scores (response_id, stream, ts_ms, judge, judge_version, score, source, created_ms) ",
+                );
+                qb.push_values(chunk, |mut b, (id, i, judge, score)| {
+                    b.push_bind(*id)
+                        .push_bind(&rows[*i].stream)
+                        .push_bind(rows[*i].ts_ms)
+                        .push_bind(*judge)
+                        .push_bind(0i64)
+                        .push_bind(*score)
+                        .push_bind("precomputed")
+                        .push_bind(rows[*i].received_ms);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            let hourly: Vec<_> = roll.hourly.iter().collect();
+            for chunk in hourly.chunks(CHUNK) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "INSERT INTO rollup_hourly (stream, hour_ms, n, refusals, truncations, tokens_sum, tokens_sumsq) ",
+                );
+                qb.push_values(chunk, |mut b, ((stream, hour), h)| {
+                    b.push_bind(stream)
+                        .push_bind(*hour)
+                        .push_bind(h.n)
+                        .push_bind(h.refusals)
+                        .push_bind(h.truncations)
+                        .push_bind(h.tokens_sum)
+                        .push_bind(h.tokens_sumsq);
+                });
+                qb.push(
+                    " ON CONFLICT (stream, hour_ms) DO UPDATE SET n = rollup_hourly.n + excluded.n, \
+                     refusals = rollup_hourly.refusals + excluded.refusals, \
+                     truncations = rollup_hourly.truncations + excluded.truncations, \
+                     tokens_sum = rollup_hourly.tokens_sum + excluded.tokens_sum, \
+                     tokens_sumsq = rollup_hourly.tokens_sumsq + excluded.tokens_sumsq",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+            let length: Vec<_> = roll.length.iter().collect();
+            for chunk in length.chunks(CHUNK) {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO rollup_length (stream, hour_ms, bin, n) ");
+                qb.push_values(chunk, |mut b, ((stream, hour, bin), n)| {
+                    b.push_bind(stream).push_bind(*hour).push_bind(*bin).push_bind(**n);
+                });
+                qb.push(" ON CONFLICT (stream, hour_ms, bin) DO UPDATE SET n = rollup_length.n + excluded.n");
+                qb.build().execute(&mut *tx).await?;
+            }
+            super::rollups::upsert_score_rollups!(&mut *tx, &roll.scores);
+            for ((stream, hour, dims), (n, sum)) in &roll.embedding {
+                sqlx::query("INSERT INTO rollup_embedding (stream, hour_ms, n, dims, sum) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(stream)
+                    .bind(*hour)
+                    .bind(*n)
+                    .bind(*dims)
+                    .bind(f64_bytes(sum))
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
+            inserted
         });
+        let accepted = inserted.len() as u64;
         Ok(InsertOutcome {
             accepted,
             duplicates: rows.len() as u64 - accepted,
+            jobs,
         })
     }
 
@@ -99,5 +304,18 @@ impl Store {
         .fetch_one(pool)
         .await)?;
         Ok(n.0)
+    }
+
+    /// One stored response by id (judge worker, tests).
+    pub async fn response(&self, id: i64) -> Result<Option<ResponseRow>> {
+        let row = on_db!(self.db(), pool => sqlx::query_as::<_, ResponseRow>(
+            "SELECT id, ext_id, stream, ts_ms, received_ms, prompt_version, request_model, response_model, \
+             system_fingerprint, input, context, output, finish_reason, input_tokens, output_tokens, latency_ms, \
+             session_id, tool_calls, refusal, sampled, embedding FROM responses WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row)
     }
 }

@@ -1,0 +1,57 @@
+//! `GET /api/v1/status`: the status report (health, verdicts, firing) as
+//! JSON, evaluated at the time of the request.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::App;
+
+pub fn routes() -> Router<App> {
+    Router::new().route("/api/v1/status", get(status))
+}
+
+/// True when no API tokens are configured or the request carries one of them.
+fn authorized(app: &App, headers: &HeaderMap) -> bool {
+    let tokens = &app.config.ingest.tokens;
+    if tokens.is_empty() {
+        return true;
+    }
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    tokens
+        .iter()
+        .filter_map(|t| t.resolve().ok().flatten())
+        .any(|s| {
+            use subtle::ConstantTimeEq;
+            s.expose().as_bytes().ct_eq(given.as_bytes()).into()
+        })
+}
+
+async fn status(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !authorized(&app, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "missing or wrong bearer token"})),
+        )
+            .into_response();
+    }
+    let now = crate::daemon::now_ms();
+    match crate::signals::report::current(&app.store, now, &app.config.detectors).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "status evaluation failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Page handlers: read what the page needs (bounded queries), build the view
+//! model with the request's `now`, render.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use super::detail::{self, SuiteData};
+use super::view::{self, OverviewData, Periods, StreamData};
+use super::{PageError, Web, context};
+use crate::store::{AlertRow, HealthPoint};
+
+/// Charts cover 48 hours unless `?hours=` says otherwise (6 h to 14 days).
+const DEFAULT_HOURS: i64 = 48;
+/// Rows of the "worst recent judged responses" table.
+const WORST_ROWS: i64 = 10;
+/// Runs listed on a suite page.
+const RUN_HISTORY: i64 = 50;
+/// Open alerts whose evidence the alerts page gathers.
+const MAX_EVIDENCE: usize = 20;
+
+#[derive(Debug, Deserialize)]
+pub struct RangeQuery {
+    hours: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn periods(web: &Web, now_ms: i64, q: &RangeQuery) -> Periods {
+    let d = &web.app.config.detectors;
+    Periods::new(
+        now_ms,
+        q.hours.unwrap_or(DEFAULT_HOURS).clamp(6, 14 * 24),
+        i64::from(d.window_hours),
+        i64::from(d.baseline_days),
+    )
+}
+
+fn respond(web: &Web, r: Result<Html<String>, PageError>, now_ms: i64) -> Response {
+    match r {
+        Ok(html) => html.into_response(),
+        Err(e) => web.fail(e, now_ms),
+    }
+}
+
+impl Web {
+    /// The detectors' health series when their table exists. A query failure
+    /// (say, a schema this build does not know) degrades to the provisional
+    /// indicator rather than taking the page down.
+    async fn health(&self, since_ms: i64) -> Result<Option<Vec<HealthPoint>>, PageError> {
+        if !self.features().await?.health_scores {
+            return Ok(None);
+        }
+        match self.app.store.health_scores(since_ms).await {
+            Ok(h) => Ok(Some(h)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read health_scores; showing provisional health");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The detectors' latest verdicts for `stream`. A read failure only costs
+    /// the verdict table, so it is logged rather than failing the page.
+    async fn findings(&self, stream: &str) -> Vec<crate::signals::Finding> {
+        match self.app.store.latest_findings().await {
+            Ok(all) => all.into_iter().filter(|f| f.stream == stream).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read detector verdicts");
+                vec![]
+            }
+        }
+    }
+
+    /// Alerts when the alerting tables exist; `None` means "not installed".
+    async fn alert_rows(&self, limit: i64) -> Result<Option<Vec<AlertRow>>, PageError> {
+        if !self.features().await?.alerts {
+            return Ok(None);
+        }
+        match self.app.store.list_alerts(limit).await {
+            Ok(a) => Ok(Some(a)),
+            Err(e) => Err(PageError::Internal(format!("reading alerts: {e}"))),
+        }
+    }
+}
+
+pub async fn overview(State(web): State<Web>, Query(q): Query<RangeQuery>) -> Response {
+    let now = now_ms();
+    let r = overview_page(&web, now, &q).await;
+    respond(&web, r, now)
+}
+
+async fn overview_page(web: &Web, now: i64, q: &RangeQuery) -> Result<Html<String>, PageError> {
+    let p = periods(web, now, q);
+    let store = &web.app.store;
+    let mut suites = vec![];
+    for s in store.suite_names().await? {
+        let runs = store.recent_runs(&s, RUN_HISTORY).await?;
+        suites.push((s, runs));
+    }
+    let data = OverviewData {
+        streams: store.active_streams(p.data_from_ms()).await?,
+        hourly: store
+            .hourly_rollups(None, p.data_from_ms(), p.end_ms)
+            .await?,
+        scores: store
+            .score_rollups(None, p.data_from_ms(), p.end_ms)
+            .await?,
+        health: web.health(p.chart_from_ms).await?,
+        latest_events: store.latest_model_events().await?,
+        alerts: web.alert_rows(1000).await?,
+        suites,
+    };
+    let mut ctx = context("Overview", now);
+    ctx.insert("v", &view::build_overview(&data, &p));
+    ctx.insert("hours", &((p.end_ms - p.chart_from_ms) / view::HOUR_MS));
+    web.render("overview.html", &ctx)
+}
+
+pub async fn stream(
+    State(web): State<Web>,
+    Path(stream): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let now = now_ms();
+    let r = stream_page(&web, now, &stream, &q).await;
+    respond(&web, r, now)
+}
+
+async fn stream_page(
+    web: &Web,
+    now: i64,
+    stream: &str,
+    q: &RangeQuery,
+) -> Result<Html<String>, PageError> {
+    let store = &web.app.store;
+    if !store.stream_exists(stream).await? {
+        return Err(PageError::NotFound(format!("No stream named {stream:?}.")));
+    }
+    let p = periods(web, now, q);
+    let scope = format!("stream:{stream}");
+    let data = StreamData {
+        stream: stream.to_string(),
+        hourly: store
+            .hourly_rollups(Some(stream), p.data_from_ms(), p.end_ms)
+            .await?,
+        scores: store
+            .score_rollups(Some(stream), p.data_from_ms(), p.end_ms)
+            .await?,
+        length_current: store
+            .length_histogram(stream, p.window_from_ms, p.end_ms)
+            .await?,
+        length_baseline: store
+            .length_histogram(stream, p.baseline_from_ms, p.window_from_ms)
+            .await?,
+        embeddings: store
+            .embedding_rollups(stream, p.data_from_ms(), p.end_ms)
+            .await?,
+        events: store
+            .model_events(&scope, p.chart_from_ms)
+            .await?
+            .into_iter()
+            .filter(|e| e.scope == scope)
+            .collect(),
+        worst: store
+            .worst_judged(stream, p.window_from_ms, WORST_ROWS)
+            .await?,
+        health: web.health(p.chart_from_ms).await?,
+        alerts: web.alert_rows(1000).await?,
+        findings: web.findings(stream).await,
+    };
+    let mut ctx = context(stream, now);
+    ctx.insert("v", &view::build_stream(&data, &p));
+    web.render("stream.html", &ctx)
+}
+
+pub async fn suite(
+    State(web): State<Web>,
+    Path(suite): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let now = now_ms();
+    let r = suite_page(&web, now, &suite, &q).await;
+    respond(&web, r, now)
+}
+
+async fn suite_page(
+    web: &Web,
+    now: i64,
+    suite: &str,
+    q: &RangeQuery,
+) -> Result<Html<String>, PageError> {
+    let store = &web.app.store;
+    let runs = store.recent_runs(suite, RUN_HISTORY).await?;
+    let Some(oldest) = runs.last() else {
+        return Err(PageError::NotFound(format!(
+            "No runs of a suite named {suite:?}."
+        )));
+    };
+    let p = periods(web, now, q);
+    let latest_results = match runs.iter().find(|r| r.finished_ms.is_some()) {
+        Some(r) => store.run_results(r.id).await?,
+        None => vec![],
+    };
+    let data = SuiteData {
+        suite: suite.to_string(),
+        counts: store.run_target_counts(suite, oldest.id).await?,
+        latest_results,
+        events: store
+            .model_events(&format!("suite:{suite}:"), p.chart_from_ms)
+            .await?,
+        findings: web.findings(&format!("suite:{suite}")).await,
+        runs,
+    };
+    let mut ctx = context(suite, now);
+    ctx.insert("v", &detail::build_suite(&data, &p));
+    web.render("suite.html", &ctx)
+}
+
+pub async fn response(State(web): State<Web>, Path(id): Path<String>) -> Response {
+    let now = now_ms();
+    let r = response_page(&web, now, &id).await;
+    respond(&web, r, now)
+}
+
+async fn response_page(web: &Web, now: i64, id: &str) -> Result<Html<String>, PageError> {
+    let not_found = || PageError::NotFound(format!("No response with id {id:?}."));
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let store = &web.app.store;
+    let row = store.response_by_id(id).await?.ok_or_else(not_found)?;
+    let scores = store.response_scores(id).await?;
+    let mut ctx = context(&format!("Response {id}"), now);
+    ctx.insert("v", &detail::build_response(&row, &scores));
+    web.render("response.html", &ctx)
+}
+
+pub async fn alerts(State(web): State<Web>) -> Response {
+    let now = now_ms();
+    let r = alerts_page(&web, now).await;
+    respond(&web, r, now)
+}
+
+async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
+    let rows = web.alert_rows(500).await?;
+    // Evidence (the worst examples) for the open alerts: one query each, so bounded.
+    let cfg = crate::alert::settings_for(&web.app.config);
+    let mut examples = BTreeMap::new();
+    let open = rows
+        .iter()
+        .flatten()
+        .filter(|a| a.state == "firing" || a.state == "pending");
+    for a in open.take(MAX_EVIDENCE) {
+        match crate::alert::evidence::examples(&web.app.store, a, &cfg, now).await {
+            Ok(ex) => {
+                examples.insert(a.id, ex);
+            }
+            Err(e) => tracing::warn!(alert = a.id, error = %e, "cannot gather alert evidence"),
+        }
+    }
+    let mut ctx = context("Alerts", now);
+    ctx.insert("installed", &rows.is_some());
+    ctx.insert(
+        "alerts",
+        &detail::build_alerts(rows.as_deref().unwrap_or_default(), &examples, now),
+    );
+    web.render("alerts.html", &ctx)
+}
