@@ -26,6 +26,7 @@ impl Verdict {
     }
 
     /// A verdict with nothing to say yet (value and baseline 0: JSON has no NaN).
+    #[allow(clippy::too_many_arguments)]
     pub fn insufficient(
         rule: Rule,
         stream: &str,
