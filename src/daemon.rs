@@ -18,17 +18,23 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    crate::telemetry::install();
     let app = App::new(config, store.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_watcher(shutdown.clone()));
+    tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
+    tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
+    tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
+    crate::telemetry::systemd::ready();
     let router = crate::http::router(app);
     let token = shutdown.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await
         .context("HTTP server failed")?;
+    crate::telemetry::systemd::stopping();
     store.close().await;
     tracing::info!("canaryd stopped");
     Ok(())
@@ -49,4 +55,51 @@ pub async fn signal_watcher(token: CancellationToken) {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
     }
     token.cancel();
+}
+
+/// Milliseconds since the Unix epoch: the daemon's one reading of the clock,
+/// handed down to the logic as `now`.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Applies retention every few minutes on whichever replica holds the lease.
+async fn retention_loop(app: App, shutdown: CancellationToken) {
+    const DAY_MS: i64 = 86_400_000;
+    let period = std::time::Duration::from_secs(300);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        let held = app
+            .store
+            .try_lease(
+                "retention",
+                &app.instance_id,
+                now,
+                2 * period.as_millis() as i64,
+            )
+            .await;
+        if !matches!(held, Ok(true)) {
+            continue;
+        }
+        let r = &app.config.retention;
+        let raw_before = now - i64::from(r.raw_days) * DAY_MS;
+        let rollup_before = now - i64::from(r.rollup_days) * DAY_MS;
+        match app
+            .store
+            .sweep_retention(raw_before, rollup_before, 20)
+            .await
+        {
+            Ok(swept) if swept != Default::default() => tracing::info!(?swept, "retention applied"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("retention sweep failed: {e}"),
+        }
+    }
 }

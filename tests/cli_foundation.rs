@@ -171,6 +171,11 @@ fn serve_answers_health_checks() {
     assert_eq!(body.trim(), "ok");
     let ready = reqwest::blocking_get(&format!("{}/readyz", app.base_url));
     assert_eq!(ready.trim(), "ready");
+    let metrics = reqwest::blocking_get(&format!("{}/metrics", app.base_url));
+    assert!(
+        metrics.contains("# TYPE canaryd_provider_errors_total counter"),
+        "{metrics}"
+    );
 }
 
 mod reqwest {

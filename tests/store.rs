@@ -246,3 +246,35 @@ async fn leases_exclude_other_holders_until_expiry() {
         assert!(store.try_lease("detectors", "a", 1701, 1000).await.unwrap());
     });
 }
+
+#[tokio::test]
+async fn retention_removes_old_raw_data_in_batches_and_keeps_recent() {
+    for_each_backend!(|store, backend| {
+        let row = |ts| ResponseRow {
+            stream: "bot".into(),
+            ts_ms: ts,
+            received_ms: ts,
+            output: "x".into(),
+            output_tokens: 1,
+            ..Default::default()
+        };
+        let old: Vec<_> = (0..(canaryd::store::RETENTION_BATCH + 10))
+            .map(row)
+            .collect();
+        store.insert_responses(&old).await.unwrap();
+        store.insert_responses(&[row(1_000_000)]).await.unwrap();
+        let swept = store.sweep_retention(500_000, 0, 1).await.unwrap();
+        assert_eq!(
+            swept.responses,
+            canaryd::store::RETENTION_BATCH as u64,
+            "{backend}: one bounded batch"
+        );
+        let swept = store.sweep_retention(500_000, 0, 10).await.unwrap();
+        assert_eq!(swept.responses, 10, "{backend}");
+        assert_eq!(
+            store.count_responses("bot", 0, i64::MAX).await.unwrap(),
+            1,
+            "{backend}: recent data kept"
+        );
+    });
+}

@@ -13,6 +13,8 @@ pub use secret::{Secret, SecretError, SecretRef};
 
 /// Environment variable that overrides the `database` key.
 pub const DATABASE_URL_ENV: &str = "CANARYD_DATABASE_URL";
+/// Environment variable that overrides the `listen` key (containers).
+pub const LISTEN_ENV: &str = "CANARYD_LISTEN";
 /// Environment variable naming the config file when `--config` is absent.
 pub const CONFIG_ENV: &str = "CANARYD_CONFIG";
 
@@ -66,7 +68,21 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, Diagnostics> {
     {
         config.database = url;
     }
-    let diags = validate(path, &config);
+    let mut diags = Diagnostics::default();
+    if let Ok(listen) = std::env::var(LISTEN_ENV)
+        && !listen.is_empty()
+    {
+        match listen.parse() {
+            Ok(addr) => config.listen = addr,
+            Err(e) => diags.push(Diagnostic::error(
+                path,
+                0,
+                0,
+                format!("{LISTEN_ENV}={listen:?}: {e}"),
+            )),
+        }
+    }
+    diags.extend(validate(path, &config));
     if diags.has_errors() {
         return Err(diags);
     }

@@ -12,6 +12,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(app)
 }
 
@@ -29,4 +30,15 @@ async fn readyz(State(app): State<App>) -> (StatusCode, String) {
             format!("database unreachable: {e}\n"),
         ),
     }
+}
+
+/// Prometheus text exposition of canaryd's own metrics.
+async fn metrics() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry::render(),
+    )
 }

@@ -11,6 +11,7 @@ mod leases;
 mod models;
 mod responses;
 pub mod rollups;
+mod retention;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use sqlx::sqlite::{
 pub use canary::*;
 pub use models::*;
 pub use responses::*;
+pub use retention::{BATCH as RETENTION_BATCH, Swept};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]

@@ -1,0 +1,75 @@
+//! Retention: raw texts go after `raw_days`, roll-ups and scores after
+//! `rollup_days`. Deletes run in bounded batches so a large backlog never
+//! holds a long lock or a huge transaction.
+
+use super::{Result, Store};
+use crate::on_db;
+
+/// Rows removed by one sweep, per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    pub responses: u64,
+    pub canary_answers: u64,
+    pub rollups: u64,
+}
+
+/// Largest number of rows one statement touches.
+pub const BATCH: i64 = 5_000;
+
+impl Store {
+    /// Deletes up to `max_batches` batches of each kind older than the cutoffs.
+    /// Returns what was removed; call again while it removes full batches.
+    pub async fn sweep_retention(
+        &self,
+        raw_before_ms: i64,
+        rollup_before_ms: i64,
+        max_batches: u32,
+    ) -> Result<Swept> {
+        let mut swept = Swept::default();
+        for _ in 0..max_batches {
+            let n = on_db!(self.db(), pool => sqlx::query(
+                "DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
+            )
+            .bind(raw_before_ms)
+            .bind(BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected());
+            swept.responses += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+        for _ in 0..max_batches {
+            // Canary verdicts and counts are kept; only the long texts go.
+            let n = on_db!(self.db(), pool => sqlx::query(
+                "UPDATE canary_results SET answer = NULL, request = '[]' WHERE id IN \
+                 (SELECT id FROM canary_results WHERE created_ms < $1 AND answer IS NOT NULL LIMIT $2)",
+            )
+            .bind(raw_before_ms)
+            .bind(BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected());
+            swept.canary_answers += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+        for table in [
+            "rollup_hourly",
+            "rollup_length",
+            "rollup_scores",
+            "rollup_embedding",
+        ] {
+            // Roll-up tables are small (per stream and hour); one statement each.
+            let sql = format!("DELETE FROM {table} WHERE hour_ms < $1");
+            swept.rollups += on_db!(self.db(), pool => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(rollup_before_ms)
+                .execute(pool)
+                .await?
+                .rows_affected());
+        }
+        Ok(swept)
+    }
+}
