@@ -13,6 +13,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::ingest::routes(app.config.ingest.max_body_bytes))
         .with_state(app)
 }
 
