@@ -7,6 +7,7 @@
 //! drift apart. Where dialects differ the body matches on [`Db`] itself.
 
 mod canary;
+mod judge;
 mod leases;
 mod models;
 mod responses;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
 };
 
 pub use canary::*;
+pub use judge::*;
 pub use models::*;
 pub use responses::*;
 pub use retention::{BATCH as RETENTION_BATCH, Swept};
