@@ -240,3 +240,21 @@ async fn a_malformed_judge_answer_is_a_judge_error_not_a_score() {
     assert_eq!(scalar(&store, "SELECT COUNT(*) FROM rollup_scores").await, 0);
     drop(daemon);
 }
+
+#[tokio::test]
+async fn sampled_records_without_embeddings_are_embedded_with_the_embedder() {
+    let db = TestDb::sqlite().await;
+    let dir = write_tree(&[("scenario.yaml", SCENARIO)]);
+    let sim = start_sim(dir.path());
+    let extra = "  embedder: { provider: sim, model: text-embedding-3-small }\njudging: { sample_rate: 1.0, canary_interval_secs: 0, embedder: embedder }\n";
+    std::fs::write(dir.path().join("canaryd.yaml"), config_yaml(&sim.base_url, "judge-model", extra)).unwrap();
+    let daemon = Spawned::start(&["serve", "--config", "canaryd.yaml"], dir.path(), &[("CANARYD_DATABASE_URL", &db.url)]);
+    post(&daemon.base_url, records(5, "e")).await;
+    let store = Store::connect(&db.url).await.unwrap();
+    wait_until(&store, "embeddings", Duration::from_secs(30), async |s| {
+        scalar(s, "SELECT COUNT(*) FROM responses WHERE embedding IS NOT NULL").await == 5
+    })
+    .await;
+    assert_eq!(scalar(&store, "SELECT CAST(SUM(n) AS BIGINT) FROM rollup_embedding").await, 5);
+    drop(daemon);
+}

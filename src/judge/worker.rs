@@ -25,8 +25,10 @@ const ANSWER_TOKENS: i64 = 400;
 /// Runs until `shutdown`: the queue loop and the judge-canary schedule.
 pub async fn run(app: App, providers: Providers, shutdown: CancellationToken) {
     let canaries = tokio::spawn(canary_loop(app.clone(), providers.clone(), shutdown.clone()));
+    let embeds = tokio::spawn(embed_loop(app.clone(), providers.clone(), shutdown.clone()));
     queue_loop(app, providers, shutdown).await;
     let _ = canaries.await;
+    let _ = embeds.await;
 }
 
 async fn queue_loop(app: App, providers: Providers, shutdown: CancellationToken) {
@@ -236,6 +238,59 @@ pub async fn run_canaries(app: &App, providers: &Providers, judges: &[Judge], no
             if let Err(e) = app.store.insert_judge_canary_score(&judge.name, now_ms, &out).await {
                 tracing::warn!("storing judge canary failed: {e}");
             }
+        }
+    }
+}
+
+/// Embeds sampled records that arrived without an embedding, in batches,
+/// with the configured `judging.embedder` model.
+async fn embed_loop(app: App, providers: Providers, shutdown: CancellationToken) {
+    let Some(model_name) = app.config.judging.embedder.clone() else {
+        return;
+    };
+    let (provider, model) = match providers.resolve(&model_name) {
+        Ok((p, m)) => (p.clone(), m.model.clone()),
+        Err(e) => {
+            tracing::error!("embedder not started: {e}");
+            return;
+        }
+    };
+    let mut after = 0i64;
+    loop {
+        let batch = match app.store.responses_to_embed(after, 64).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("listing responses to embed failed: {e}");
+                Vec::new()
+            }
+        };
+        let mut wait = Duration::from_secs(1);
+        if !batch.is_empty() {
+            let texts: Vec<String> = batch.iter().map(|r| r.3.clone()).collect();
+            match provider.embed(&model, &texts).await {
+                Ok(vectors) => {
+                    let items: Vec<_> = batch
+                        .iter()
+                        .zip(vectors)
+                        .map(|((id, stream, ts, _), v)| (*id, stream.clone(), *ts, v))
+                        .collect();
+                    match app.store.store_embeddings(&items).await {
+                        Ok(()) => {
+                            after = batch.last().map(|r| r.0).unwrap_or(after);
+                            wait = Duration::ZERO;
+                        }
+                        Err(e) => tracing::warn!("storing embeddings failed: {e}"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = e.kind(), "embedding call failed: {e}");
+                    wait = Duration::from_secs(10);
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

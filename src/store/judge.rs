@@ -282,3 +282,55 @@ impl Store {
         Ok(c)
     }
 }
+
+impl Store {
+    /// Sampled responses without an embedding, after `after_id`, oldest first:
+    /// (id, stream, ts_ms, output).
+    pub async fn responses_to_embed(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, i64, String)>> {
+        let rows = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT id, stream, ts_ms, output FROM responses WHERE id > $1 AND sampled AND embedding IS NULL ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows)
+    }
+
+    /// Stores computed embeddings and adds them to `rollup_embedding` (one
+    /// partial-sum row per (stream, hour) of the batch), counting only rows
+    /// that had none, so two replicas embedding the same row add it once.
+    pub async fn store_embeddings(&self, items: &[(i64, String, i64, Vec<f32>)]) -> Result<()> {
+        on_db!(self.db(), pool => {
+            let mut tx = pool.begin().await?;
+            let mut roll = BatchRollup::default();
+            for (id, stream, ts_ms, v) in items {
+                let n = sqlx::query("UPDATE responses SET embedding = $1 WHERE id = $2 AND embedding IS NULL")
+                    .bind(crate::ingest::embedding_bytes(v))
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 1 {
+                    roll.add_embedding(stream, *ts_ms, v);
+                }
+            }
+            for ((stream, hour, dims), (n, sum)) in &roll.embedding {
+                sqlx::query("INSERT INTO rollup_embedding (stream, hour_ms, n, dims, sum) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(stream)
+                    .bind(*hour)
+                    .bind(*n)
+                    .bind(*dims)
+                    .bind(super::rollups::f64_bytes(sum))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
