@@ -109,7 +109,12 @@ async fn load(url: &str, secs: u64, conns: usize) -> (u64, f64) {
             tokio::spawn(async move {
                 let mut seq = 0u64;
                 while Instant::now() < deadline {
-                    let r = http.post(&url).body(body(seq, c)).send().await.expect("post");
+                    let r = http
+                        .post(&url)
+                        .body(body(seq, c))
+                        .send()
+                        .await
+                        .expect("post");
                     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
                     let v: serde_json::Value = r.json().await.unwrap();
                     done.fetch_add(v["accepted"].as_u64().unwrap(), Ordering::Relaxed);
@@ -141,8 +146,14 @@ async fn bench(name: &str, db_url: &str, secs: u64, conns: usize) {
 
 #[tokio::main]
 async fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let conns: usize = std::env::var("BENCH_CONNS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let conns: usize = std::env::var("BENCH_CONNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
     let only = std::env::var("BENCH_BACKEND").unwrap_or_default();
     if only.is_empty() || only == "sqlite" {
         let dir = tempfile::tempdir().unwrap();
@@ -154,18 +165,26 @@ async fn main() {
         let admin = std::env::var("CANARYD_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
         let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
-            println!("postgres   skipped: cannot connect to {}", canaryd::config::redact_url(&admin));
+            println!(
+                "postgres   skipped: cannot connect to {}",
+                canaryd::config::redact_url(&admin)
+            );
             return;
         };
         let name = format!("canaryd_bench_{:08x}", rand::random::<u32>());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         let url = match admin.rfind('/') {
             Some(i) if i > admin.find("://").unwrap() + 2 => format!("{}/{name}", &admin[..i]),
             _ => format!("{admin}/{name}"),
         };
         bench("postgres", &url, secs, conns).await;
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }

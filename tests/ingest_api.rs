@@ -31,7 +31,10 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
         let daemon = Spawned::start(
             &["serve", "--config", "canaryd.yaml"],
             dir.path(),
-            &[("CANARYD_DATABASE_URL", &db.url), ("CANARYD_TEST_INGEST_TOKEN", "s3cret-token")],
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("CANARYD_TEST_INGEST_TOKEN", "s3cret-token"),
+            ],
         );
         let url = format!("{}/v1/responses", daemon.base_url);
         let http = reqwest::Client::new();
@@ -45,13 +48,29 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
         let r = http.post(&url).body(batch).send().await.unwrap();
         assert_eq!(r.status(), 401, "{b}");
         assert_eq!(r.headers()["www-authenticate"], "Bearer");
-        let r = http.post(&url).bearer_auth("s3cret-tokeN").body(batch).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-tokeN")
+            .body(batch)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{b}");
 
-        let r = http.post(&url).bearer_auth("s3cret-token").body(batch).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body(batch)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202, "{b}");
         let v: serde_json::Value = r.json().await.unwrap();
-        assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(2), Some(1)), "{b}: {v}");
+        assert_eq!(
+            (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+            (Some(2), Some(1)),
+            "{b}: {v}"
+        );
 
         // NDJSON, gzip-compressed, one id already stored.
         let nd = "{\"id\": \"a2\", \"stream\": \"support\", \"output\": \"again\"}\n{\"id\": \"a3\", \"stream\": \"support\", \"output\": \"new\"}\n";
@@ -66,20 +85,49 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
             .unwrap();
         assert_eq!(r.status(), 202, "{b}");
         let v: serde_json::Value = r.json().await.unwrap();
-        assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(1), Some(1)), "{b}: {v}");
+        assert_eq!(
+            (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+            (Some(1), Some(1)),
+            "{b}: {v}"
+        );
 
         // A bad record rejects the whole batch with its index and field.
         let bad = r#"[{"id": "b1", "stream": "support", "output": "fine"},
                       {"id": "b2", "stream": "support", "output": "fine", "latency_ms": "slow"}]"#;
-        let r = http.post(&url).bearer_auth("s3cret-token").body(bad).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body(bad)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "{b}");
         let v: serde_json::Value = r.json().await.unwrap();
-        assert_eq!((v["index"].as_u64(), v["field"].as_str()), (Some(1), Some("latency_ms")), "{b}: {v}");
-        assert!(v["error"].as_str().unwrap().starts_with("record 1: latency_ms:"), "{v}");
+        assert_eq!(
+            (v["index"].as_u64(), v["field"].as_str()),
+            (Some(1), Some("latency_ms")),
+            "{b}: {v}"
+        );
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("record 1: latency_ms:"),
+            "{v}"
+        );
 
         // Over the body limit (after decompression too).
-        let big = format!("{{\"stream\": \"s\", \"output\": \"{}\"}}", "x".repeat(30_000));
-        let r = http.post(&url).bearer_auth("s3cret-token").body(big.clone()).send().await.unwrap();
+        let big = format!(
+            "{{\"stream\": \"s\", \"output\": \"{}\"}}",
+            "x".repeat(30_000)
+        );
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 413, "{b}");
         let r = http
             .post(&url)
@@ -89,17 +137,28 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 413, "{b}: a small gzip body that inflates past the limit");
+        assert_eq!(
+            r.status(),
+            413,
+            "{b}: a small gzip body that inflates past the limit"
+        );
 
         let store = Store::connect(&db.url).await.unwrap();
-        assert_eq!(store.count_responses("support", 0, i64::MAX).await.unwrap(), 3, "{b}");
+        assert_eq!(
+            store.count_responses("support", 0, i64::MAX).await.unwrap(),
+            3,
+            "{b}"
+        );
         let refusals: (i64,) = canaryd::on_db!(store.db(), pool => sqlx::query_as(
             "SELECT CAST(SUM(refusals) AS BIGINT) FROM rollup_hourly WHERE stream = 'support'").fetch_one(pool).await.unwrap());
         assert_eq!(refusals.0, 1, "{b}");
         let ev: (i64,) = canaryd::on_db!(store.db(), pool => sqlx::query_as(
             "SELECT COUNT(*) FROM model_identity WHERE scope = 'stream:support'").fetch_one(pool).await.unwrap());
         assert_eq!(ev.0, 1, "{b}: identity recorded");
-        assert!(!daemon.stderr().contains("s3cret-token"), "the token never reaches the logs");
+        assert!(
+            !daemon.stderr().contains("s3cret-token"),
+            "the token never reaches the logs"
+        );
         store.close().await;
         drop(daemon);
         db.cleanup().await;

@@ -15,7 +15,19 @@ use canaryd::on_db;
 use canaryd::store::Store;
 use common::{Spawned, TestDb, write_tree};
 
-const CONFIG: &str = "listen: 127.0.0.1:0\njudges: ./none\ningest:\n  tokens: [{ env: OTLP_TEST_TOKEN }]\n";
+/// stream, output, request_model, response_model, output_tokens, refusal, finish_reason
+type Row = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    bool,
+    Option<String>,
+);
+
+const CONFIG: &str =
+    "listen: 127.0.0.1:0\njudges: ./none\ningest:\n  tokens: [{ env: OTLP_TEST_TOKEN }]\n";
 
 /// A Python with the OpenTelemetry SDK and OTLP/HTTP exporter, or why not.
 fn python_with_sdk() -> Result<PathBuf, String> {
@@ -35,7 +47,10 @@ fn python_with_sdk() -> Result<PathBuf, String> {
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)))
+            Err(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     };
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
@@ -48,14 +63,20 @@ fn python_with_sdk() -> Result<PathBuf, String> {
         "opentelemetry-sdk",
         "opentelemetry-exporter-otlp-proto-http",
     ]))?;
-    if has_sdk(&py) { Ok(py) } else { Err("SDK still not importable after install".into()) }
+    if has_sdk(&py) {
+        Ok(py)
+    } else {
+        Err("SDK still not importable after install".into())
+    }
 }
 
 #[tokio::test]
 async fn official_python_exporter_and_otlp_json_land_as_records() {
     let py = match python_with_sdk() {
         Ok(p) => p,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("cannot install the OpenTelemetry SDK: {e}"),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("cannot install the OpenTelemetry SDK: {e}")
+        }
         Err(e) => {
             eprintln!("\n*** SKIPPING: cannot install the OpenTelemetry Python SDK: {e}\n");
             return;
@@ -68,10 +89,18 @@ async fn official_python_exporter_and_otlp_json_land_as_records() {
         let daemon = Spawned::start(
             &["serve", "--config", "canaryd.yaml"],
             dir.path(),
-            &[("CANARYD_DATABASE_URL", &db.url), ("OTLP_TEST_TOKEN", "otel-token")],
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("OTLP_TEST_TOKEN", "otel-token"),
+            ],
         );
         let endpoint = format!("{}/v1/traces", daemon.base_url);
-        let out = Command::new(&py).arg(script).arg(&endpoint).arg("otel-token").output().unwrap();
+        let out = Command::new(&py)
+            .arg(script)
+            .arg(&endpoint)
+            .arg("otel-token")
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{b}: exporter failed: {}{}\n{}",
@@ -80,8 +109,16 @@ async fn official_python_exporter_and_otlp_json_land_as_records() {
             daemon.stderr()
         );
         // A wrong token is refused.
-        let out = Command::new(&py).arg(script).arg(&endpoint).arg("wrong").output().unwrap();
-        assert!(!out.status.success(), "{b}: unauthenticated export must fail");
+        let out = Command::new(&py)
+            .arg(script)
+            .arg(&endpoint)
+            .arg("wrong")
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{b}: unauthenticated export must fail"
+        );
 
         // OTLP/JSON, answered in JSON.
         let json = r#"{"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-bot"}}]},
@@ -99,19 +136,38 @@ async fn official_python_exporter_and_otlp_json_land_as_records() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{b}");
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
 
         let store = Store::connect(&db.url).await.unwrap();
-        let rows: Vec<(String, String, Option<String>, Option<String>, i64, bool, Option<String>)> = on_db!(store.db(), pool => sqlx::query_as(
+        let rows: Vec<Row> = on_db!(store.db(), pool => sqlx::query_as(
             "SELECT stream, output, request_model, response_model, output_tokens, refusal, finish_reason FROM responses ORDER BY stream, output")
             .fetch_all(pool).await.unwrap());
-        assert_eq!(rows.len(), 3, "{b}: two GenAI spans from the SDK (the HTTP span ignored) and one JSON span: {rows:?}");
+        assert_eq!(
+            rows.len(),
+            3,
+            "{b}: two GenAI spans from the SDK (the HTTP span ignored) and one JSON span: {rows:?}"
+        );
         assert_eq!(rows[0].0, "json-bot");
         assert_eq!(rows[0].4, 3);
-        let refusal = rows.iter().find(|r| r.1.starts_with("I'm sorry")).expect("old-style span");
+        let refusal = rows
+            .iter()
+            .find(|r| r.1.starts_with("I'm sorry"))
+            .expect("old-style span");
         assert!(refusal.5 && refusal.0 == "otel-bot", "{b}: {refusal:?}");
-        let chat = rows.iter().find(|r| r.1 == "It shipped on Monday.").expect("semconv span");
-        assert_eq!((chat.3.as_deref(), chat.4, chat.6.as_deref()), (Some("gpt-4o-2024-08-06"), 7, Some("stop")), "{b}");
+        let chat = rows
+            .iter()
+            .find(|r| r.1 == "It shipped on Monday.")
+            .expect("semconv span");
+        assert_eq!(
+            (chat.3.as_deref(), chat.4, chat.6.as_deref()),
+            (Some("gpt-4o-2024-08-06"), 7, Some("stop")),
+            "{b}"
+        );
         store.close().await;
         drop(daemon);
         db.cleanup().await;

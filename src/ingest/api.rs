@@ -115,21 +115,39 @@ pub async fn store_records(
     Ok(outcome)
 }
 
+/// (stream, requested model, response model, fingerprint, latest time).
+type Sighting<'a> = (
+    &'a str,
+    &'a str,
+    &'a Option<String>,
+    &'a Option<String>,
+    i64,
+);
+
 /// Records which model answered, once per distinct (stream, requested
 /// model, response model, fingerprint) in the batch, in order of first
 /// appearance, so a change inside a batch is still an event.
 async fn observe_identities(app: &App, rows: &[ResponseRow]) -> Result<(), StoreError> {
-    let mut seen: Vec<(&str, &str, &Option<String>, &Option<String>, i64)> = Vec::new();
+    let mut seen: Vec<Sighting> = Vec::new();
     for r in rows {
         if r.response_model.is_none() && r.system_fingerprint.is_none() {
             continue;
         }
         let requested = r.request_model.as_deref().unwrap_or("*");
         match seen.iter_mut().find(|s| {
-            s.0 == r.stream && s.1 == requested && *s.2 == r.response_model && *s.3 == r.system_fingerprint
+            s.0 == r.stream
+                && s.1 == requested
+                && *s.2 == r.response_model
+                && *s.3 == r.system_fingerprint
         }) {
             Some(s) => s.4 = s.4.max(r.ts_ms),
-            None => seen.push((&r.stream, requested, &r.response_model, &r.system_fingerprint, r.ts_ms)),
+            None => seen.push((
+                &r.stream,
+                requested,
+                &r.response_model,
+                &r.system_fingerprint,
+                r.ts_ms,
+            )),
         }
     }
     for (stream, requested, model, fp, at) in seen {

@@ -25,9 +25,9 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use serde_json::Value;
 
+use super::Record;
 use super::api::{IngestError, authorize, store_records};
 use super::record::{Input, content_text};
-use super::Record;
 use crate::app::App;
 
 pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
@@ -46,7 +46,8 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
     let request = match request {
         Ok(r) => r,
         Err(e) => {
-            return IngestError::BadRequest(format!("not an OTLP trace export: {e}")).into_response();
+            return IngestError::BadRequest(format!("not an OTLP trace export: {e}"))
+                .into_response();
         }
     };
     let records = to_records(&request, &app.config.ingest.stream_attribute);
@@ -58,7 +59,9 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
 
 /// The success answer, in the request's encoding.
 fn answer(json: bool) -> Response {
-    let resp = ExportTraceServiceResponse { partial_success: None };
+    let resp = ExportTraceServiceResponse {
+        partial_success: None,
+    };
     if json {
         (
             StatusCode::OK,
@@ -130,7 +133,9 @@ fn as_json(v: &AnyValue) -> Value {
         Some(any_value::Value::StringValue(s)) => {
             serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
         }
-        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(as_json).collect()),
+        Some(any_value::Value::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(as_json).collect())
+        }
         Some(any_value::Value::KvlistValue(kv)) => Value::Object(
             kv.values
                 .iter()
@@ -155,10 +160,17 @@ fn messages(v: Value) -> Vec<Value> {
     items
         .into_iter()
         .map(|m| {
-            let role = m.get("role").and_then(Value::as_str).unwrap_or("user").to_string();
+            let role = m
+                .get("role")
+                .and_then(Value::as_str)
+                .unwrap_or("user")
+                .to_string();
             let text = match m.get("parts") {
                 Some(parts) => content_text(Some(parts)),
-                None => content_text(m.get("content").or(m.get("message").and_then(|x| x.get("content")))),
+                None => content_text(
+                    m.get("content")
+                        .or(m.get("message").and_then(|x| x.get("content"))),
+                ),
             };
             serde_json::json!({"role": role, "content": text})
         })
@@ -172,7 +184,11 @@ fn joined(msgs: &[Value]) -> String {
         .join("\n")
 }
 
-fn span_record(span: &Span, resource: &HashMap<&str, &AnyValue>, stream_attribute: &str) -> Option<Record> {
+fn span_record(
+    span: &Span,
+    resource: &HashMap<&str, &AnyValue>,
+    stream_attribute: &str,
+) -> Option<Record> {
     let a = attr_map(&span.attributes);
     if !a.keys().any(|k| k.starts_with("gen_ai.")) {
         return None;
@@ -190,9 +206,15 @@ fn span_record(span: &Span, resource: &HashMap<&str, &AnyValue>, stream_attribut
         input_msgs = messages(as_json(v));
     } else {
         for i in 0.. {
-            let Some(c) = get(&format!("gen_ai.prompt.{i}.content")) else { break };
-            let role = get(&format!("gen_ai.prompt.{i}.role")).and_then(as_string).unwrap_or("user".into());
-            input_msgs.push(serde_json::json!({"role": role, "content": as_string(c).unwrap_or_default()}));
+            let Some(c) = get(&format!("gen_ai.prompt.{i}.content")) else {
+                break;
+            };
+            let role = get(&format!("gen_ai.prompt.{i}.role"))
+                .and_then(as_string)
+                .unwrap_or("user".into());
+            input_msgs.push(
+                serde_json::json!({"role": role, "content": as_string(c).unwrap_or_default()}),
+            );
         }
     }
     let mut output = get("gen_ai.output.messages")
@@ -210,11 +232,22 @@ fn span_record(span: &Span, resource: &HashMap<&str, &AnyValue>, stream_attribut
                 }
             }
             "gen_ai.content.completion" if output.is_none() => {
-                output = e.get("gen_ai.completion").map(|v| joined(&messages(as_json(v))));
+                output = e
+                    .get("gen_ai.completion")
+                    .map(|v| joined(&messages(as_json(v))));
             }
-            "gen_ai.system.message" | "gen_ai.user.message" | "gen_ai.assistant.message" | "gen_ai.tool.message" => {
-                let role = ev.name.trim_start_matches("gen_ai.").trim_end_matches(".message");
-                let text = e.get("content").and_then(|v| as_string(v)).unwrap_or_default();
+            "gen_ai.system.message"
+            | "gen_ai.user.message"
+            | "gen_ai.assistant.message"
+            | "gen_ai.tool.message" => {
+                let role = ev
+                    .name
+                    .trim_start_matches("gen_ai.")
+                    .trim_end_matches(".message");
+                let text = e
+                    .get("content")
+                    .and_then(|v| as_string(v))
+                    .unwrap_or_default();
                 input_msgs.push(serde_json::json!({"role": role, "content": text}));
             }
             "gen_ai.choice" if output.is_none() => {
@@ -227,10 +260,18 @@ fn span_record(span: &Span, resource: &HashMap<&str, &AnyValue>, stream_attribut
         }
     }
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let end = if span.end_time_unix_nano > 0 { span.end_time_unix_nano } else { span.start_time_unix_nano };
+    let end = if span.end_time_unix_nano > 0 {
+        span.end_time_unix_nano
+    } else {
+        span.start_time_unix_nano
+    };
     Some(Record {
-        id: Some(format!("otel:{}:{}", hex(&span.trace_id), hex(&span.span_id))),
-        timestamp_ms: (end > 0).then(|| (end / 1_000_000) as i64),
+        id: Some(format!(
+            "otel:{}:{}",
+            hex(&span.trace_id),
+            hex(&span.span_id)
+        )),
+        timestamp_ms: (end > 0).then_some((end / 1_000_000) as i64),
         stream,
         prompt_version: None,
         request_model: get("gen_ai.request.model").and_then(as_string),
@@ -242,11 +283,18 @@ fn span_record(span: &Span, resource: &HashMap<&str, &AnyValue>, stream_attribut
         context: Vec::new(),
         output: output.unwrap_or_default(),
         finish_reason: get("gen_ai.response.finish_reasons").and_then(as_string),
-        input_tokens: get("gen_ai.usage.input_tokens").or(get("gen_ai.usage.prompt_tokens")).and_then(as_int),
-        output_tokens: get("gen_ai.usage.output_tokens").or(get("gen_ai.usage.completion_tokens")).and_then(as_int),
-        latency_ms: (span.end_time_unix_nano > span.start_time_unix_nano && span.start_time_unix_nano > 0)
+        input_tokens: get("gen_ai.usage.input_tokens")
+            .or(get("gen_ai.usage.prompt_tokens"))
+            .and_then(as_int),
+        output_tokens: get("gen_ai.usage.output_tokens")
+            .or(get("gen_ai.usage.completion_tokens"))
+            .and_then(as_int),
+        latency_ms: (span.end_time_unix_nano > span.start_time_unix_nano
+            && span.start_time_unix_nano > 0)
             .then(|| ((span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000) as i64),
-        session_id: get("gen_ai.conversation.id").or(get("session.id")).and_then(as_string),
+        session_id: get("gen_ai.conversation.id")
+            .or(get("session.id"))
+            .and_then(as_string),
         tool_calls: None,
         scores: Default::default(),
         embedding: None,
@@ -281,11 +329,20 @@ mod tests {
         let r = &recs[0];
         assert_eq!(r.stream, "support-bot");
         assert_eq!(r.output, "It shipped.");
-        assert_eq!(r.input.as_ref().unwrap().to_text(), "user: Where is my order?");
-        assert_eq!((r.input_tokens, r.output_tokens, r.latency_ms), (Some(812), Some(143), Some(930)));
+        assert_eq!(
+            r.input.as_ref().unwrap().to_text(),
+            "user: Where is my order?"
+        );
+        assert_eq!(
+            (r.input_tokens, r.output_tokens, r.latency_ms),
+            (Some(812), Some(143), Some(930))
+        );
         assert_eq!(r.finish_reason.as_deref(), Some("stop"));
         assert_eq!(r.response_model.as_deref(), Some("gpt-4o-2024-08-06"));
-        assert_eq!(r.id.as_deref(), Some("otel:5b8efff798038103d269b633813fc60c:eee19b7ec3c1b174"));
+        assert_eq!(
+            r.id.as_deref(),
+            Some("otel:5b8efff798038103d269b633813fc60c:eee19b7ec3c1b174")
+        );
         // The same export as protobuf decodes to the same records.
         let bytes = req.encode_to_vec();
         let back = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
@@ -303,6 +360,9 @@ mod tests {
         let req: ExportTraceServiceRequest = serde_json::from_str(body).unwrap();
         let r = &to_records(&req, "app.route")[0];
         assert_eq!((r.stream.as_str(), r.output.as_str()), ("faq", "Noon."));
-        assert_eq!(r.input.as_ref().unwrap().to_text(), "user: What time is it?");
+        assert_eq!(
+            r.input.as_ref().unwrap().to_text(),
+            "user: What time is it?"
+        );
     }
 }

@@ -24,7 +24,11 @@ const ANSWER_TOKENS: i64 = 400;
 
 /// Runs until `shutdown`: the queue loop and the judge-canary schedule.
 pub async fn run(app: App, providers: Providers, shutdown: CancellationToken) {
-    let canaries = tokio::spawn(canary_loop(app.clone(), providers.clone(), shutdown.clone()));
+    let canaries = tokio::spawn(canary_loop(
+        app.clone(),
+        providers.clone(),
+        shutdown.clone(),
+    ));
     let embeds = tokio::spawn(embed_loop(app.clone(), providers.clone(), shutdown.clone()));
     queue_loop(app, providers, shutdown).await;
     let _ = canaries.await;
@@ -42,7 +46,12 @@ async fn queue_loop(app: App, providers: Providers, shutdown: CancellationToken)
         let now = crate::daemon::now_ms();
         let jobs = match app
             .store
-            .claim_judge_jobs(&app.instance_id, now, lease_ms, cfg.concurrency.max(1) as i64)
+            .claim_judge_jobs(
+                &app.instance_id,
+                now,
+                lease_ms,
+                cfg.concurrency.max(1) as i64,
+            )
             .await
         {
             Ok(j) => j,
@@ -69,13 +78,14 @@ async fn queue_loop(app: App, providers: Providers, shutdown: CancellationToken)
 
 /// What a judge reads of a stored response.
 pub fn judge_input(row: &ResponseRow) -> JudgeInput {
-    let input = row.input.as_deref().map(|s| {
-        match serde_json::from_str::<serde_json::Value>(s) {
+    let input = row
+        .input
+        .as_deref()
+        .map(|s| match serde_json::from_str::<serde_json::Value>(s) {
             Ok(serde_json::Value::String(t)) => t,
             Ok(serde_json::Value::Array(msgs)) => crate::ingest::Input::Messages(msgs).to_text(),
             _ => s.to_string(),
-        }
-    });
+        });
     let context = row
         .context
         .as_deref()
@@ -94,7 +104,8 @@ pub fn judge_input(row: &ResponseRow) -> JudgeInput {
 fn estimate(prompt: &str, input_price: f64, output_price: f64) -> (i64, f64) {
     let prompt_tokens = crate::ingest::tokens::count(prompt) * 11 / 10 + 50;
     let tokens = 2 * (prompt_tokens + ANSWER_TOKENS);
-    let usd = 2.0 * (prompt_tokens as f64 * input_price + ANSWER_TOKENS as f64 * output_price) / 1e6;
+    let usd =
+        2.0 * (prompt_tokens as f64 * input_price + ANSWER_TOKENS as f64 * output_price) / 1e6;
     (tokens, usd)
 }
 
@@ -108,30 +119,53 @@ async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
                 error: Some(format!("judge `{}` is not loaded", job.judge)),
                 ..Default::default()
             };
-            return app.store.finish_judge_job(job, owner, &out, "failed", now).await.map(|_| ());
+            return app
+                .store
+                .finish_judge_job(job, owner, &out, "failed", now)
+                .await
+                .map(|_| ());
         };
         let Some(row) = app.store.response(job.response_id).await? else {
-            return app.store.skip_judge_job(job, owner, "response no longer stored", now).await;
+            return app
+                .store
+                .skip_judge_job(job, owner, "response no longer stored", now)
+                .await;
         };
         let input = judge_input(&row);
-        let (est_tokens, est_usd) = match (render(&judge.prompt, &input), providers.resolve(&judge.model)) {
+        let (est_tokens, est_usd) = match (
+            render(&judge.prompt, &input),
+            providers.resolve(&judge.model),
+        ) {
             (Ok(p), Ok((_, m))) => estimate(&p, m.input_cost_per_mtok, m.output_cost_per_mtok),
             _ => (0, 0.0),
         };
         if !app
             .store
-            .reserve_judge_spend(now, est_tokens, est_usd, cfg.daily_budget_tokens, cfg.daily_budget_usd)
+            .reserve_judge_spend(
+                now,
+                est_tokens,
+                est_usd,
+                cfg.daily_budget_tokens,
+                cfg.daily_budget_usd,
+            )
             .await?
         {
             tracing::warn!(judge = %judge.name, "daily judge budget reached; job skipped");
-            return app.store.skip_judge_job(job, owner, "daily judge budget reached", now).await;
+            return app
+                .store
+                .skip_judge_job(job, owner, "daily judge budget reached", now)
+                .await;
         }
         let verdict = score(providers, judge, &input).await;
         let done = crate::daemon::now_ms();
         match verdict {
             Ok(v) => {
                 app.store
-                    .adjust_judge_spend(now, (v.input_tokens + v.output_tokens) as i64 - est_tokens, v.cost_usd - est_usd)
+                    .adjust_judge_spend(
+                        now,
+                        (v.input_tokens + v.output_tokens) as i64 - est_tokens,
+                        v.cost_usd - est_usd,
+                    )
                     .await?;
                 let out = JudgeOutcome {
                     judge_version: v.judge_version,
@@ -143,31 +177,53 @@ async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
                     output_tokens: Some(v.output_tokens as i64),
                     cost_usd: Some(v.cost_usd),
                 };
-                app.store.finish_judge_job(job, owner, &out, "done", done).await.map(|_| ())
+                app.store
+                    .finish_judge_job(job, owner, &out, "done", done)
+                    .await
+                    .map(|_| ())
             }
             Err(JudgeError::Provider(e)) if e.is_retryable() && job.attempts < cfg.max_attempts => {
                 // Nothing was answered; give the reservation back.
-                app.store.adjust_judge_spend(now, -est_tokens, -est_usd).await?;
-                let backoff = cfg.retry_backoff_secs * 2f64.powi(job.attempts.clamp(1, 10) as i32 - 1);
+                app.store
+                    .adjust_judge_spend(now, -est_tokens, -est_usd)
+                    .await?;
+                let backoff =
+                    cfg.retry_backoff_secs * 2f64.powi(job.attempts.clamp(1, 10) as i32 - 1);
                 let at = done + (backoff * 1000.0) as i64;
-                tracing::info!(job = job.id, kind = e.kind(), "judge call failed; retrying later");
-                app.store.retry_judge_job(job, owner, at, &e.to_string()).await
+                tracing::info!(
+                    job = job.id,
+                    kind = e.kind(),
+                    "judge call failed; retrying later"
+                );
+                app.store
+                    .retry_judge_job(job, owner, at, &e.to_string())
+                    .await
             }
             Err(e) => {
                 // Malformed answers keep their reservation (tokens were spent).
-                let status = if matches!(e, JudgeError::Malformed(_)) { "done" } else { "failed" };
+                let status = if matches!(e, JudgeError::Malformed(_)) {
+                    "done"
+                } else {
+                    "failed"
+                };
                 let out = JudgeOutcome {
                     judge_version: judge.version,
                     error: Some(format!("{}: {e}", e.kind())),
                     ..Default::default()
                 };
-                app.store.finish_judge_job(job, owner, &out, status, done).await.map(|_| ())
+                app.store
+                    .finish_judge_job(job, owner, &out, status, done)
+                    .await
+                    .map(|_| ())
             }
         }
     }
     .await;
     if let Err(e) = result {
-        tracing::warn!(job = job.id, "judge job bookkeeping failed (lease will expire and it is retried): {e}");
+        tracing::warn!(
+            job = job.id,
+            "judge job bookkeeping failed (lease will expire and it is retried): {e}"
+        );
     }
 }
 
@@ -189,7 +245,12 @@ async fn canary_loop(app: App, providers: Providers, shutdown: CancellationToken
         // The lease lasts one period minus a margin, so exactly one replica
         // runs each period.
         let ttl = (period.as_millis() as i64 * 9 / 10).max(1000);
-        if !matches!(app.store.try_lease("judge-canaries", &app.instance_id, now, ttl).await, Ok(true)) {
+        if !matches!(
+            app.store
+                .try_lease("judge-canaries", &app.instance_id, now, ttl)
+                .await,
+            Ok(true)
+        ) {
             continue;
         }
         run_canaries(&app, &providers, &app.ingest.judges, now).await;
@@ -235,7 +296,11 @@ pub async fn run_canaries(app: &App, providers: &Providers, judges: &[Judge], no
                     ..Default::default()
                 },
             };
-            if let Err(e) = app.store.insert_judge_canary_score(&judge.name, now_ms, &out).await {
+            if let Err(e) = app
+                .store
+                .insert_judge_canary_score(&judge.name, now_ms, &out)
+                .await
+            {
                 tracing::warn!("storing judge canary failed: {e}");
             }
         }

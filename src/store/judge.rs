@@ -167,7 +167,13 @@ impl Store {
 
     /// Closes a held job without a score row (its record is gone, or the
     /// daily budget is spent).
-    pub async fn skip_judge_job(&self, job: &JudgeJob, owner: &str, reason: &str, now_ms: i64) -> Result<()> {
+    pub async fn skip_judge_job(
+        &self,
+        job: &JudgeJob,
+        owner: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<()> {
         on_db!(self.db(), pool => sqlx::query(
             "UPDATE judge_jobs SET status = 'skipped', last_error = $1, finished_ms = $2, lease_expires_ms = NULL \
              WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
@@ -239,7 +245,12 @@ impl Store {
 
     /// Stores the result of a judge canary (a fixed pair with a known
     /// expected score) as a `canary` score of stream `judge:<name>`.
-    pub async fn insert_judge_canary_score(&self, judge: &str, ts_ms: i64, outcome: &JudgeOutcome) -> Result<()> {
+    pub async fn insert_judge_canary_score(
+        &self,
+        judge: &str,
+        ts_ms: i64,
+        outcome: &JudgeOutcome,
+    ) -> Result<()> {
         on_db!(self.db(), pool => sqlx::query(
             "INSERT INTO judge_scores (stream, ts_ms, judge, judge_version, judge_model, score, reasoning, error, \
              input_tokens, output_tokens, cost_usd, source, created_ms) \

@@ -11,8 +11,8 @@ mod judge;
 mod leases;
 mod models;
 mod responses;
-pub mod rollups;
 mod retention;
+pub mod rollups;
 
 use std::str::FromStr;
 use std::time::Duration;
