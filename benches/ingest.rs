@@ -40,7 +40,7 @@ fn spawn(dir: &std::path::Path, db_url: &str) -> Daemon {
         .current_dir(dir)
         .env("CANARYD_DATABASE_URL", db_url)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn canaryd");
     let mut line = String::new();

@@ -107,6 +107,10 @@ pub async fn store_records(
         now_ms,
     };
     let use_plan = judging.enabled && !state.judges.is_empty();
+    let _serial = match app.store.backend() {
+        crate::store::Backend::Sqlite => Some(state.sqlite_writes.lock().await),
+        crate::store::Backend::Postgres => None,
+    };
     let outcome = app
         .store
         .ingest_responses(&rows, use_plan.then_some(&plan))

@@ -13,6 +13,11 @@ pub struct IngestState {
     /// refused (fail closed) and `serve` refuses to start.
     pub auth_error: Option<String>,
     pub judges: Vec<Judge>,
+    /// Serializes this process's ingest writes on SQLite. SQLite has one
+    /// writer anyway, and a transaction that reads before it writes (model
+    /// identity) fails at once with "database is locked" instead of waiting
+    /// when another write is in progress; queueing here costs nothing.
+    pub sqlite_writes: tokio::sync::Mutex<()>,
 }
 
 impl IngestState {
@@ -42,6 +47,7 @@ impl IngestState {
             tokens,
             auth_error,
             judges,
+            sqlite_writes: tokio::sync::Mutex::new(()),
         }
     }
 
