@@ -119,6 +119,9 @@ pub async fn store_records(
     Ok(outcome)
 }
 
+/// How often an unchanged model identity is written again.
+const IDENTITY_REFRESH_MS: i64 = 60_000;
+
 /// (stream, requested model, response model, fingerprint, latest time).
 type Sighting<'a> = (
     &'a str,
@@ -155,17 +158,35 @@ async fn observe_identities(app: &App, rows: &[ResponseRow]) -> Result<(), Store
         }
     }
     for (stream, requested, model, fp, at) in seen {
+        let scope = format!("stream:{stream}");
+        let key = (scope.clone(), requested.to_string());
+        {
+            // Unchanged and written within the last minute: nothing to learn.
+            let cache = app.ingest.identity_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((m, f, written)) = cache.get(&key)
+                && m == model
+                && f == fp
+                && (at - written).abs() < IDENTITY_REFRESH_MS
+            {
+                continue;
+            }
+        }
         let identity = ModelIdentity {
             response_model: model.clone(),
             system_fingerprint: fp.clone(),
         };
         if let Some(ev) = app
             .store
-            .observe_model(&format!("stream:{stream}"), requested, &identity, at)
+            .observe_model(&scope, requested, &identity, at)
             .await?
         {
             tracing::warn!(scope = %ev.scope, old = ?ev.old_model, new = ?ev.new_model, "model identity changed");
         }
+        app.ingest
+            .identity_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (model.clone(), fp.clone(), at));
     }
     Ok(())
 }
