@@ -162,7 +162,11 @@ async fn observe_identities(app: &App, rows: &[ResponseRow]) -> Result<(), Store
         let key = (scope.clone(), requested.to_string());
         {
             // Unchanged and written within the last minute: nothing to learn.
-            let cache = app.ingest.identity_cache.lock().unwrap_or_else(|e| e.into_inner());
+            let cache = app
+                .ingest
+                .identity_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some((m, f, written)) = cache.get(&key)
                 && m == model
                 && f == fp

@@ -25,7 +25,8 @@ pub struct IngestState {
 }
 
 /// (scope, requested model) → (response model, fingerprint, written at ms).
-pub type IdentityCache = std::collections::HashMap<(String, String), (Option<String>, Option<String>, i64)>;
+pub type IdentityCache =
+    std::collections::HashMap<(String, String), (Option<String>, Option<String>, i64)>;
 
 impl IngestState {
     /// Reads the tokens now; loads the judges directory (a missing
