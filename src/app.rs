@@ -12,11 +12,15 @@ pub struct App {
     pub store: Store,
     /// Identifies this replica in leases and run ownership.
     pub instance_id: Arc<str>,
+    /// Ingest tokens and loaded judges (see `ingest::IngestState`).
+    pub ingest: Arc<crate::ingest::IngestState>,
 }
 
 impl App {
     pub fn new(config: Config, store: Store) -> App {
+        let ingest = Arc::new(crate::ingest::IngestState::from_config(&config));
         App {
+            ingest,
             config: Arc::new(config),
             store,
             instance_id: instance_id().into(),

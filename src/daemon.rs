@@ -25,8 +25,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
+    if let Some(e) = &app.ingest.auth_error {
+        anyhow::bail!("ingest tokens: {e}");
+    }
     let canaries = start_canaries(&app, shutdown.clone()).await?;
     tokio::spawn(detectors_loop(app.clone(), shutdown.clone()));
+    tokio::task::spawn_blocking(crate::ingest::tokens::warm_up);
+    let judge_worker = start_judge_worker(&app, &shutdown);
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
     crate::telemetry::systemd::ready();
@@ -48,6 +53,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         tracing::error!("canary scheduler task failed: {e}");
     }
     let _ = notifier.await;
+    if let Some(w) = judge_worker {
+        let _ = w.await;
+    }
     store.close().await;
     tracing::info!("canaryd stopped");
     Ok(())
@@ -83,6 +91,31 @@ async fn start_canaries(
         clock: runner::system_clock(),
     };
     Ok(schedule::start(runner, app.config.clone(), names, shutdown).await?)
+}
+
+/// Starts the judge worker when judging is on and judges are loaded.
+fn start_judge_worker(
+    app: &App,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !app.config.judging.enabled || app.ingest.judges.is_empty() {
+        return None;
+    }
+    match crate::provider::Providers::from_config(&app.config) {
+        Ok(p) => Some(tokio::spawn(crate::judge::worker::run(
+            app.clone(),
+            p.map(|p| {
+                p.with_attempt_hook(std::sync::Arc::new(
+                    crate::telemetry::provider_attempt_failed,
+                ))
+            }),
+            shutdown.clone(),
+        ))),
+        Err(e) => {
+            tracing::error!("judge worker not started: {e}");
+            None
+        }
+    }
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

@@ -14,12 +14,18 @@ fn refusal_classifier_meets_precision_and_recall_on_labelled_set() {
     ))
     .expect("labelled set");
     let (mut tp, mut fp, mut fneg, mut tn) = (0, 0, 0, 0);
+    // The "heldout" lines were written after the classifier and never tuned on.
+    let mut heldout = [0usize; 4];
     let mut mistakes = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).expect("jsonl line");
         let t = v["text"].as_str().unwrap();
         let label = v["refusal"].as_bool().unwrap();
-        match (label, is_refusal(t)) {
+        let got = is_refusal(t);
+        if v["set"] == "heldout" {
+            heldout[usize::from(label) * 2 + usize::from(got)] += 1;
+        }
+        match (label, got) {
             (true, true) => tp += 1,
             (false, true) => {
                 fp += 1;
@@ -42,6 +48,13 @@ fn refusal_classifier_meets_precision_and_recall_on_labelled_set() {
     let recall = tp as f64 / (tp + fneg) as f64;
     eprintln!(
         "refusal classifier on {n} labelled answers: precision {precision:.3}, recall {recall:.3} (tp {tp}, fp {fp}, fn {fneg}, tn {tn})"
+    );
+    let [h_tn, h_fp, h_fn, h_tp] = heldout;
+    eprintln!(
+        "  of which held out: {} answers, precision {:.3}, recall {:.3}",
+        h_tn + h_fp + h_fn + h_tp,
+        h_tp as f64 / (h_tp + h_fp).max(1) as f64,
+        h_tp as f64 / (h_tp + h_fn).max(1) as f64
     );
     for m in &mistakes {
         eprintln!("  {m}");

@@ -19,6 +19,7 @@ pub fn router(app: App) -> Router {
         .merge(alerts_api::routes())
         .merge(status_api::routes())
         .route("/metrics", get(metrics))
+        .merge(crate::ingest::routes(app.config.ingest.max_body_bytes))
         .with_state(app.clone())
         .merge(crate::web::router(app))
 }

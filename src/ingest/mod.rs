@@ -2,9 +2,12 @@
 //! the cheap signals computed on every record (token count, refusal, finish
 //! reason, model identity).
 
+pub mod api;
+pub mod otlp;
 pub mod record;
 pub mod refusal;
 mod settings;
+mod state;
 pub mod tokens;
 
 use sha2::{Digest, Sha256};
@@ -12,6 +15,18 @@ use sha2::{Digest, Sha256};
 pub use record::{Input, Record, RecordError, parse_body, parse_one};
 pub use refusal::is_refusal;
 pub use settings::IngestConfig;
+pub use state::IngestState;
+
+/// The ingest routes, with the body limit (applied after gzip decoding, so
+/// a compressed bomb cannot exceed it either).
+pub fn routes(max_body_bytes: usize) -> axum::Router<crate::app::App> {
+    use axum::routing::post;
+    axum::Router::new()
+        .route("/v1/responses", post(api::post_responses))
+        .route("/v1/traces", post(otlp::post_traces))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+}
 
 use crate::judge::JudgingConfig;
 use crate::store::ResponseRow;

@@ -5,6 +5,7 @@ pub mod load;
 mod settings;
 pub mod spec;
 pub mod template;
+pub mod worker;
 
 pub use load::Judge;
-pub use settings::JudgingConfig;
+pub use settings::{JudgingConfig, StreamSampling};

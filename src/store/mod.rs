@@ -8,6 +8,7 @@
 
 mod alerts;
 mod canary;
+mod judge;
 mod leases;
 mod models;
 mod pages;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{
 
 pub use alerts::*;
 pub use canary::*;
+pub use judge::*;
 pub use models::*;
 pub use pages::*;
 pub use responses::*;

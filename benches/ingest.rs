@@ -1,0 +1,190 @@
+//! Sustained ingest throughput against the spawned release binary.
+//!
+//! `cargo bench --bench ingest` starts `canaryd serve` on SQLite and on
+//! PostgreSQL (`$CANARYD_TEST_POSTGRES_URL`, an admin URL; a fresh database
+//! is created and dropped), then posts batches of 100 records over HTTP
+//! from `BENCH_CONNS` concurrent clients (default 8) for `BENCH_SECS`
+//! seconds (default 20) and prints records/s and the daemon's peak RSS
+//! (VmHWM). Half the records carry `output_tokens`; the other half are
+//! counted with the o200k tokenizer, as in production. The load generator
+//! runs on the same machine.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 100;
+
+struct Daemon {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &std::path::Path, db_url: &str) -> Daemon {
+    std::fs::write(
+        dir.join("canaryd.yaml"),
+        "listen: 127.0.0.1:0\njudges: ./none\nlog: { level: warn }\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args(["serve", "--config", "canaryd.yaml"])
+        .current_dir(dir)
+        .env("CANARYD_DATABASE_URL", db_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn canaryd");
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    while !line.contains("http://") {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            panic!("canaryd exited before listening");
+        }
+    }
+    let url = line[line.find("http://").unwrap()..].trim().to_string();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Daemon { child, url }
+}
+
+fn vm_hwm_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const ANSWERS: [&str; 4] = [
+    "Your order #4412 shipped on Monday and should arrive by Thursday. You can track it from the Orders page; the carrier updates the status every few hours.",
+    "I'm sorry, but I can't help with that request.",
+    "To reset your password, open Settings, choose Security, and click 'Reset password'. We will email you a link that is valid for 30 minutes. If it does not arrive, check your spam folder or contact support.",
+    "I'm so sorry to hear about the delay — I've refunded the shipping fee to your card. It can take 3-5 business days to appear on your statement.",
+];
+
+fn body(seq: u64, conn: usize) -> String {
+    let mut s = String::with_capacity(BATCH * 600);
+    s.push('[');
+    for i in 0..BATCH {
+        if i > 0 {
+            s.push(',');
+        }
+        let n = seq as usize * BATCH + i;
+        let tokens = if n % 2 == 0 {
+            format!(", \"output_tokens\": {}", 20 + n % 180)
+        } else {
+            String::new()
+        };
+        s.push_str(&format!(
+            "{{\"id\": \"c{conn}-{seq}-{i}\", \"stream\": \"stream-{}\", \"request_model\": \"gpt-4o\", \"response_model\": \"gpt-4o-2024-08-06\", \
+             \"input\": \"How can I help with order {n}?\", \"context\": [\"Orders ship within 2 days.\"], \"output\": \"{}\", \
+             \"finish_reason\": \"stop\", \"input_tokens\": 120, \"latency_ms\": {}{tokens}}}",
+            n % 5,
+            ANSWERS[n % ANSWERS.len()],
+            300 + n % 900
+        ));
+    }
+    s.push(']');
+    s
+}
+
+async fn load(url: &str, secs: u64, conns: usize) -> (u64, f64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|c| {
+            let (http, done, url) = (http.clone(), done.clone(), format!("{url}/v1/responses"));
+            tokio::spawn(async move {
+                let mut seq = 0u64;
+                while Instant::now() < deadline {
+                    let r = http
+                        .post(&url)
+                        .body(body(seq, c))
+                        .send()
+                        .await
+                        .expect("post");
+                    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+                    let v: serde_json::Value = r.json().await.unwrap();
+                    done.fetch_add(v["accepted"].as_u64().unwrap(), Ordering::Relaxed);
+                    seq += 1;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (done.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+}
+
+async fn bench(name: &str, db_url: &str, secs: u64, conns: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = spawn(dir.path(), db_url);
+    // Warm-up: tokenizer load, connection pools.
+    load(&daemon.url, 2, conns).await;
+    let (n, elapsed) = load(&daemon.url, secs, conns).await;
+    let rss = vm_hwm_kb(daemon.child.id());
+    println!(
+        "{name:<10} {n:>9} records in {elapsed:5.1}s = {:>8.0} records/s  ({} requests of {BATCH}, {conns} connections)  daemon VmHWM {:.1} MB",
+        n as f64 / elapsed,
+        n / BATCH as u64,
+        rss as f64 / 1024.0
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let conns: usize = std::env::var("BENCH_CONNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let only = std::env::var("BENCH_BACKEND").unwrap_or_default();
+    if only.is_empty() || only == "sqlite" {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        bench("sqlite", &url, secs, conns).await;
+    }
+    if only.is_empty() || only == "postgres" {
+        use sqlx::Connection;
+        let admin = std::env::var("CANARYD_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
+        let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
+            println!(
+                "postgres   skipped: cannot connect to {}",
+                canaryd::config::redact_url(&admin)
+            );
+            return;
+        };
+        let name = format!("canaryd_bench_{:08x}", rand::random::<u32>());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = match admin.rfind('/') {
+            Some(i) if i > admin.find("://").unwrap() + 2 => format!("{}/{name}", &admin[..i]),
+            _ => format!("{admin}/{name}"),
+        };
+        bench("postgres", &url, secs, conns).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}

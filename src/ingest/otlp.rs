@@ -1,0 +1,368 @@
+//! `POST /v1/traces`: OTLP/HTTP traces (protobuf or JSON) whose GenAI spans
+//! become records.
+//!
+//! A span is an LLM call when it carries `gen_ai.*` attributes; others are
+//! ignored. Content is read from the current semantic conventions
+//! (`gen_ai.input.messages` / `gen_ai.output.messages`, JSON with `parts`)
+//! or the older ones (`gen_ai.prompt` / `gen_ai.completion` attributes,
+//! indexed `gen_ai.prompt.N.content` attributes, and the
+//! `gen_ai.content.prompt` / `gen_ai.content.completion`, `gen_ai.*.message`
+//! and `gen_ai.choice` events). The stream comes from the configured
+//! attribute (`ingest.stream_attribute`, default `service.name`), looked up
+//! on the span first, then on the resource.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+use serde_json::Value;
+
+use super::Record;
+use super::api::{IngestError, authorize, store_records};
+use super::record::{Input, content_text};
+use crate::app::App;
+
+pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if let Err(e) = authorize(&app, &headers) {
+        return e.into_response();
+    }
+    let request = if json {
+        serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| e.to_string())
+    } else {
+        ExportTraceServiceRequest::decode(body.as_ref()).map_err(|e| e.to_string())
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            return IngestError::BadRequest(format!("not an OTLP trace export: {e}"))
+                .into_response();
+        }
+    };
+    let records = to_records(&request, &app.config.ingest.stream_attribute);
+    match store_records(&app, records, crate::daemon::now_ms()).await {
+        Ok(_) => answer(json),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The success answer, in the request's encoding.
+fn answer(json: bool) -> Response {
+    let resp = ExportTraceServiceResponse {
+        partial_success: None,
+    };
+    if json {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&resp).unwrap_or_else(|_| b"{}".to_vec()),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            resp.encode_to_vec(),
+        )
+            .into_response()
+    }
+}
+
+/// The records of every GenAI span in an export.
+pub fn to_records(req: &ExportTraceServiceRequest, stream_attribute: &str) -> Vec<Record> {
+    let mut out = Vec::new();
+    for rs in &req.resource_spans {
+        let resource: HashMap<&str, &AnyValue> = rs
+            .resource
+            .as_ref()
+            .map(|r| attr_map(&r.attributes))
+            .unwrap_or_default();
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                if let Some(r) = span_record(span, &resource, stream_attribute) {
+                    out.push(r);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn attr_map(attrs: &[KeyValue]) -> HashMap<&str, &AnyValue> {
+    attrs
+        .iter()
+        .filter_map(|kv| kv.value.as_ref().map(|v| (kv.key.as_str(), v)))
+        .collect()
+}
+
+fn as_string(v: &AnyValue) -> Option<String> {
+    match v.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        any_value::Value::IntValue(i) => Some(i.to_string()),
+        any_value::Value::DoubleValue(d) => Some(d.to_string()),
+        any_value::Value::BoolValue(b) => Some(b.to_string()),
+        any_value::Value::ArrayValue(a) => a.values.first().and_then(as_string),
+        _ => None,
+    }
+}
+
+fn as_int(v: &AnyValue) -> Option<i64> {
+    match v.value.as_ref()? {
+        any_value::Value::IntValue(i) => Some(*i),
+        any_value::Value::DoubleValue(d) => Some(*d as i64),
+        any_value::Value::StringValue(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// An attribute value as JSON (messages attributes may be JSON strings or
+/// structured OTLP values).
+fn as_json(v: &AnyValue) -> Value {
+    match v.value.as_ref() {
+        Some(any_value::Value::StringValue(s)) => {
+            serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
+        }
+        Some(any_value::Value::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(as_json).collect())
+        }
+        Some(any_value::Value::KvlistValue(kv)) => Value::Object(
+            kv.values
+                .iter()
+                .filter_map(|e| e.value.as_ref().map(|v| (e.key.clone(), as_json(v))))
+                .collect(),
+        ),
+        Some(any_value::Value::IntValue(i)) => Value::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => Value::from(*d),
+        Some(any_value::Value::BoolValue(b)) => Value::from(*b),
+        _ => Value::Null,
+    }
+}
+
+/// Chat messages in either shape: `{role, content}` or the semantic
+/// conventions' `{role, parts: [{type: "text", content}]}`.
+fn messages(v: Value) -> Vec<Value> {
+    let items = match v {
+        Value::Array(a) => a,
+        Value::String(s) => return vec![serde_json::json!({"role": "user", "content": s})],
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .map(|m| {
+            let role = m
+                .get("role")
+                .and_then(Value::as_str)
+                .unwrap_or("user")
+                .to_string();
+            let text = match m.get("parts") {
+                Some(parts) => content_text(Some(parts)),
+                None => content_text(
+                    m.get("content")
+                        .or(m.get("message").and_then(|x| x.get("content"))),
+                ),
+            };
+            serde_json::json!({"role": role, "content": text})
+        })
+        .collect()
+}
+
+fn joined(msgs: &[Value]) -> String {
+    msgs.iter()
+        .map(|m| content_text(m.get("content")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn span_record(
+    span: &Span,
+    resource: &HashMap<&str, &AnyValue>,
+    stream_attribute: &str,
+) -> Option<Record> {
+    let a = attr_map(&span.attributes);
+    if !a.keys().any(|k| k.starts_with("gen_ai.")) {
+        return None;
+    }
+    let get = |k: &str| a.get(k).copied();
+    let stream = get(stream_attribute)
+        .or_else(|| resource.get(stream_attribute).copied())
+        .and_then(as_string)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown_service".into());
+
+    // Input: new attribute, old attribute, indexed attributes, events.
+    let mut input_msgs: Vec<Value> = Vec::new();
+    if let Some(v) = get("gen_ai.input.messages").or(get("gen_ai.prompt")) {
+        input_msgs = messages(as_json(v));
+    } else {
+        for i in 0.. {
+            let Some(c) = get(&format!("gen_ai.prompt.{i}.content")) else {
+                break;
+            };
+            let role = get(&format!("gen_ai.prompt.{i}.role"))
+                .and_then(as_string)
+                .unwrap_or("user".into());
+            input_msgs.push(
+                serde_json::json!({"role": role, "content": as_string(c).unwrap_or_default()}),
+            );
+        }
+    }
+    let mut output = get("gen_ai.output.messages")
+        .or(get("gen_ai.completion"))
+        .map(|v| joined(&messages(as_json(v))));
+    if output.is_none() && get("gen_ai.completion.0.content").is_some() {
+        output = get("gen_ai.completion.0.content").and_then(as_string);
+    }
+    for ev in &span.events {
+        let e = attr_map(&ev.attributes);
+        match ev.name.as_str() {
+            "gen_ai.content.prompt" if input_msgs.is_empty() => {
+                if let Some(v) = e.get("gen_ai.prompt") {
+                    input_msgs = messages(as_json(v));
+                }
+            }
+            "gen_ai.content.completion" if output.is_none() => {
+                output = e
+                    .get("gen_ai.completion")
+                    .map(|v| joined(&messages(as_json(v))));
+            }
+            "gen_ai.system.message"
+            | "gen_ai.user.message"
+            | "gen_ai.assistant.message"
+            | "gen_ai.tool.message" => {
+                let role = ev
+                    .name
+                    .trim_start_matches("gen_ai.")
+                    .trim_end_matches(".message");
+                let text = e
+                    .get("content")
+                    .and_then(|v| as_string(v))
+                    .unwrap_or_default();
+                input_msgs.push(serde_json::json!({"role": role, "content": text}));
+            }
+            "gen_ai.choice" if output.is_none() => {
+                output = e
+                    .get("message")
+                    .map(|v| joined(&messages(as_json(v))))
+                    .or_else(|| e.get("content").and_then(|v| as_string(v)));
+            }
+            _ => {}
+        }
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let end = if span.end_time_unix_nano > 0 {
+        span.end_time_unix_nano
+    } else {
+        span.start_time_unix_nano
+    };
+    Some(Record {
+        id: Some(format!(
+            "otel:{}:{}",
+            hex(&span.trace_id),
+            hex(&span.span_id)
+        )),
+        timestamp_ms: (end > 0).then_some((end / 1_000_000) as i64),
+        stream,
+        prompt_version: None,
+        request_model: get("gen_ai.request.model").and_then(as_string),
+        response_model: get("gen_ai.response.model").and_then(as_string),
+        system_fingerprint: get("gen_ai.openai.response.system_fingerprint")
+            .or(get("openai.response.system_fingerprint"))
+            .and_then(as_string),
+        input: (!input_msgs.is_empty()).then_some(Input::Messages(input_msgs)),
+        context: Vec::new(),
+        output: output.unwrap_or_default(),
+        finish_reason: get("gen_ai.response.finish_reasons").and_then(as_string),
+        input_tokens: get("gen_ai.usage.input_tokens")
+            .or(get("gen_ai.usage.prompt_tokens"))
+            .and_then(as_int),
+        output_tokens: get("gen_ai.usage.output_tokens")
+            .or(get("gen_ai.usage.completion_tokens"))
+            .and_then(as_int),
+        latency_ms: (span.end_time_unix_nano > span.start_time_unix_nano
+            && span.start_time_unix_nano > 0)
+            .then(|| ((span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000) as i64),
+        session_id: get("gen_ai.conversation.id")
+            .or(get("session.id"))
+            .and_then(as_string),
+        tool_calls: None,
+        scores: Default::default(),
+        embedding: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_export_with_semconv_messages_becomes_a_record() {
+        let body = r#"{"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "support-bot"}}]},
+          "scopeSpans": [{"spans": [
+            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "chat gpt-4o",
+             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000930000000",
+             "attributes": [
+               {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
+               {"key": "gen_ai.response.model", "value": {"stringValue": "gpt-4o-2024-08-06"}},
+               {"key": "gen_ai.response.finish_reasons", "value": {"arrayValue": {"values": [{"stringValue": "stop"}]}}},
+               {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "812"}},
+               {"key": "gen_ai.usage.output_tokens", "value": {"intValue": 143}},
+               {"key": "gen_ai.input.messages", "value": {"stringValue": "[{\"role\":\"user\",\"parts\":[{\"type\":\"text\",\"content\":\"Where is my order?\"}]}]"}},
+               {"key": "gen_ai.output.messages", "value": {"stringValue": "[{\"role\":\"assistant\",\"parts\":[{\"type\":\"text\",\"content\":\"It shipped.\"}],\"finish_reason\":\"stop\"}]"}}
+             ]},
+            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "aaa19b7ec3c1b174", "name": "GET /",
+             "attributes": [{"key": "http.method", "value": {"stringValue": "GET"}}]}
+          ]}]}]}"#;
+        let req: ExportTraceServiceRequest = serde_json::from_str(body).unwrap();
+        let recs = to_records(&req, "service.name");
+        assert_eq!(recs.len(), 1, "the HTTP span is ignored");
+        let r = &recs[0];
+        assert_eq!(r.stream, "support-bot");
+        assert_eq!(r.output, "It shipped.");
+        assert_eq!(
+            r.input.as_ref().unwrap().to_text(),
+            "user: Where is my order?"
+        );
+        assert_eq!(
+            (r.input_tokens, r.output_tokens, r.latency_ms),
+            (Some(812), Some(143), Some(930))
+        );
+        assert_eq!(r.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(r.response_model.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(
+            r.id.as_deref(),
+            Some("otel:5b8efff798038103d269b633813fc60c:eee19b7ec3c1b174")
+        );
+        // The same export as protobuf decodes to the same records.
+        let bytes = req.encode_to_vec();
+        let back = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(to_records(&back, "service.name"), recs);
+    }
+
+    #[test]
+    fn older_prompt_and_completion_events_are_read() {
+        let body = r#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "01", "spanId": "02",
+             "attributes": [{"key": "gen_ai.system", "value": {"stringValue": "openai"}}, {"key": "app.route", "value": {"stringValue": "faq"}}],
+             "events": [
+               {"name": "gen_ai.content.prompt", "attributes": [{"key": "gen_ai.prompt", "value": {"stringValue": "What time is it?"}}]},
+               {"name": "gen_ai.content.completion", "attributes": [{"key": "gen_ai.completion", "value": {"stringValue": "Noon."}}]}
+             ]}]}]}]}"#;
+        let req: ExportTraceServiceRequest = serde_json::from_str(body).unwrap();
+        let r = &to_records(&req, "app.route")[0];
+        assert_eq!((r.stream.as_str(), r.output.as_str()), ("faq", "Noon."));
+        assert_eq!(
+            r.input.as_ref().unwrap().to_text(),
+            "user: What time is it?"
+        );
+    }
+}

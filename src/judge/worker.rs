@@ -1,0 +1,361 @@
+//! The judge worker: takes jobs from the durable queue, scores them through
+//! the provider client within the daily budget, and runs the judges' own
+//! canaries on a schedule.
+//!
+//! Every outcome is stored: a score, a judge error (malformed answer — never
+//! turned into a score), a final provider error after `max_attempts`, or a
+//! skip (budget spent, record gone). Transient provider errors put the job
+//! back with exponential backoff; the provider client has already retried
+//! the call itself, so these are longer outages.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::call::{JudgeError, score};
+use super::load::Judge;
+use super::template::{JudgeInput, render};
+use crate::app::App;
+use crate::provider::Providers;
+use crate::store::{JudgeJob, JudgeOutcome, ResponseRow};
+
+/// Output tokens a judge answer may use (`call::score` asks for at most 400).
+const ANSWER_TOKENS: i64 = 400;
+
+/// Runs until `shutdown`: the queue loop and the judge-canary schedule.
+pub async fn run(app: App, providers: Providers, shutdown: CancellationToken) {
+    let canaries = tokio::spawn(canary_loop(
+        app.clone(),
+        providers.clone(),
+        shutdown.clone(),
+    ));
+    let embeds = tokio::spawn(embed_loop(app.clone(), providers.clone(), shutdown.clone()));
+    queue_loop(app, providers, shutdown).await;
+    let _ = canaries.await;
+    let _ = embeds.await;
+}
+
+async fn queue_loop(app: App, providers: Providers, shutdown: CancellationToken) {
+    let cfg = &app.config.judging;
+    let lease_ms = (cfg.lease_secs.max(1) * 1000) as i64;
+    let mut idle = Duration::from_millis(200);
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let now = crate::daemon::now_ms();
+        let jobs = match app
+            .store
+            .claim_judge_jobs(
+                &app.instance_id,
+                now,
+                lease_ms,
+                cfg.concurrency.max(1) as i64,
+            )
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!("claiming judge jobs failed: {e}");
+                Vec::new()
+            }
+        };
+        if jobs.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(idle) => {}
+            }
+            idle = (idle * 2).min(Duration::from_secs(2));
+            continue;
+        }
+        idle = Duration::from_millis(200);
+        // Jobs in flight finish even during shutdown (they are short and
+        // bounded by the provider timeout); an interrupted one is reclaimed
+        // after its lease.
+        futures::future::join_all(jobs.iter().map(|j| process(&app, &providers, j))).await;
+    }
+}
+
+/// What a judge reads of a stored response.
+pub fn judge_input(row: &ResponseRow) -> JudgeInput {
+    let input = row
+        .input
+        .as_deref()
+        .map(|s| match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::String(t)) => t,
+            Ok(serde_json::Value::Array(msgs)) => crate::ingest::Input::Messages(msgs).to_text(),
+            _ => s.to_string(),
+        });
+    let context = row
+        .context
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<Vec<String>>(c).ok())
+        .unwrap_or_default();
+    JudgeInput {
+        input,
+        context,
+        output: row.output.clone(),
+    }
+}
+
+/// An upper bound of one `score` call's tokens and cost: two attempts (one
+/// retry on a malformed answer), each the prompt plus a full answer, with
+/// a margin for tokenizer differences between providers.
+fn estimate(prompt: &str, input_price: f64, output_price: f64) -> (i64, f64) {
+    let prompt_tokens = crate::ingest::tokens::count(prompt) * 11 / 10 + 50;
+    let tokens = 2 * (prompt_tokens + ANSWER_TOKENS);
+    let usd =
+        2.0 * (prompt_tokens as f64 * input_price + ANSWER_TOKENS as f64 * output_price) / 1e6;
+    (tokens, usd)
+}
+
+async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
+    let owner = &app.instance_id;
+    let cfg = &app.config.judging;
+    let now = crate::daemon::now_ms();
+    let result = async {
+        let Some(judge) = app.ingest.judges.iter().find(|j| j.name == job.judge) else {
+            let out = JudgeOutcome {
+                error: Some(format!("judge `{}` is not loaded", job.judge)),
+                ..Default::default()
+            };
+            return app
+                .store
+                .finish_judge_job(job, owner, &out, "failed", now)
+                .await
+                .map(|_| ());
+        };
+        let Some(row) = app.store.response(job.response_id).await? else {
+            return app
+                .store
+                .skip_judge_job(job, owner, "response no longer stored", now)
+                .await;
+        };
+        let input = judge_input(&row);
+        let (est_tokens, est_usd) = match (
+            render(&judge.prompt, &input),
+            providers.resolve(&judge.model),
+        ) {
+            (Ok(p), Ok((_, m))) => estimate(&p, m.input_cost_per_mtok, m.output_cost_per_mtok),
+            _ => (0, 0.0),
+        };
+        if !app
+            .store
+            .reserve_judge_spend(
+                now,
+                est_tokens,
+                est_usd,
+                cfg.daily_budget_tokens,
+                cfg.daily_budget_usd,
+            )
+            .await?
+        {
+            tracing::warn!(judge = %judge.name, "daily judge budget reached; job skipped");
+            return app
+                .store
+                .skip_judge_job(job, owner, "daily judge budget reached", now)
+                .await;
+        }
+        let verdict = score(providers, judge, &input).await;
+        let done = crate::daemon::now_ms();
+        match verdict {
+            Ok(v) => {
+                app.store
+                    .adjust_judge_spend(
+                        now,
+                        (v.input_tokens + v.output_tokens) as i64 - est_tokens,
+                        v.cost_usd - est_usd,
+                    )
+                    .await?;
+                let out = JudgeOutcome {
+                    judge_version: v.judge_version,
+                    judge_model: Some(v.judge_model),
+                    score: Some(v.score),
+                    reasoning: Some(v.reasoning),
+                    error: None,
+                    input_tokens: Some(v.input_tokens as i64),
+                    output_tokens: Some(v.output_tokens as i64),
+                    cost_usd: Some(v.cost_usd),
+                };
+                app.store
+                    .finish_judge_job(job, owner, &out, "done", done)
+                    .await
+                    .map(|_| ())
+            }
+            Err(JudgeError::Provider(e)) if e.is_retryable() && job.attempts < cfg.max_attempts => {
+                // Nothing was answered; give the reservation back.
+                app.store
+                    .adjust_judge_spend(now, -est_tokens, -est_usd)
+                    .await?;
+                let backoff =
+                    cfg.retry_backoff_secs * 2f64.powi(job.attempts.clamp(1, 10) as i32 - 1);
+                let at = done + (backoff * 1000.0) as i64;
+                tracing::info!(
+                    job = job.id,
+                    kind = e.kind(),
+                    "judge call failed; retrying later"
+                );
+                app.store
+                    .retry_judge_job(job, owner, at, &e.to_string())
+                    .await
+            }
+            Err(e) => {
+                // Malformed answers keep their reservation (tokens were spent).
+                let status = if matches!(e, JudgeError::Malformed(_)) {
+                    "done"
+                } else {
+                    "failed"
+                };
+                let out = JudgeOutcome {
+                    judge_version: judge.version,
+                    error: Some(format!("{}: {e}", e.kind())),
+                    ..Default::default()
+                };
+                app.store
+                    .finish_judge_job(job, owner, &out, status, done)
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(
+            job = job.id,
+            "judge job bookkeeping failed (lease will expire and it is retried): {e}"
+        );
+    }
+}
+
+/// Runs every judge's canaries once per `canary_interval_secs` across all
+/// replicas (whoever holds the lease), storing each as a `canary` score.
+async fn canary_loop(app: App, providers: Providers, shutdown: CancellationToken) {
+    let secs = app.config.judging.canary_interval_secs;
+    if secs == 0 {
+        return;
+    }
+    let period = Duration::from_secs(secs);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = crate::daemon::now_ms();
+        // The lease lasts one period minus a margin, so exactly one replica
+        // runs each period.
+        let ttl = (period.as_millis() as i64 * 9 / 10).max(1000);
+        if !matches!(
+            app.store
+                .try_lease("judge-canaries", &app.instance_id, now, ttl)
+                .await,
+            Ok(true)
+        ) {
+            continue;
+        }
+        run_canaries(&app, &providers, &app.ingest.judges, now).await;
+    }
+}
+
+/// Scores every canary pair of `judges` now and stores the results.
+pub async fn run_canaries(app: &App, providers: &Providers, judges: &[Judge], now_ms: i64) {
+    for judge in judges {
+        for (i, c) in judge.canaries.iter().enumerate() {
+            let input = JudgeInput {
+                input: c.input.clone(),
+                context: c.context.clone(),
+                output: c.output.clone(),
+            };
+            let out = match score(providers, judge, &input).await {
+                Ok(v) => {
+                    let off = (v.score - c.expected).abs() > c.tolerance;
+                    if off {
+                        tracing::warn!(judge = %judge.name, canary = i, expected = c.expected, got = v.score, model = %v.judge_model,
+                            "judge canary outside tolerance: the judge model may have changed");
+                    }
+                    JudgeOutcome {
+                        judge_version: v.judge_version,
+                        judge_model: Some(v.judge_model),
+                        score: Some(v.score),
+                        reasoning: Some(format!(
+                            "canary {i}: expected {} ± {}{}; {}",
+                            c.expected,
+                            c.tolerance,
+                            if off { " (OUTSIDE)" } else { "" },
+                            v.reasoning
+                        )),
+                        error: None,
+                        input_tokens: Some(v.input_tokens as i64),
+                        output_tokens: Some(v.output_tokens as i64),
+                        cost_usd: Some(v.cost_usd),
+                    }
+                }
+                Err(e) => JudgeOutcome {
+                    judge_version: judge.version,
+                    error: Some(format!("canary {i}: {}: {e}", e.kind())),
+                    ..Default::default()
+                },
+            };
+            if let Err(e) = app
+                .store
+                .insert_judge_canary_score(&judge.name, now_ms, &out)
+                .await
+            {
+                tracing::warn!("storing judge canary failed: {e}");
+            }
+        }
+    }
+}
+
+/// Embeds sampled records that arrived without an embedding, in batches,
+/// with the configured `judging.embedder` model.
+async fn embed_loop(app: App, providers: Providers, shutdown: CancellationToken) {
+    let Some(model_name) = app.config.judging.embedder.clone() else {
+        return;
+    };
+    let (provider, model) = match providers.resolve(&model_name) {
+        Ok((p, m)) => (p.clone(), m.model.clone()),
+        Err(e) => {
+            tracing::error!("embedder not started: {e}");
+            return;
+        }
+    };
+    let mut after = 0i64;
+    loop {
+        let batch = match app.store.responses_to_embed(after, 64).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("listing responses to embed failed: {e}");
+                Vec::new()
+            }
+        };
+        let mut wait = Duration::from_secs(1);
+        if !batch.is_empty() {
+            let texts: Vec<String> = batch.iter().map(|r| r.3.clone()).collect();
+            match provider.embed(&model, &texts).await {
+                Ok(vectors) => {
+                    let items: Vec<_> = batch
+                        .iter()
+                        .zip(vectors)
+                        .map(|((id, stream, ts, _), v)| (*id, stream.clone(), *ts, v))
+                        .collect();
+                    match app.store.store_embeddings(&items).await {
+                        Ok(()) => {
+                            after = batch.last().map(|r| r.0).unwrap_or(after);
+                            wait = Duration::ZERO;
+                        }
+                        Err(e) => tracing::warn!("storing embeddings failed: {e}"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = e.kind(), "embedding call failed: {e}");
+                    wait = Duration::from_secs(10);
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The durable judge queue, judge scores and judge spend.
+//!
+//! Claiming is one statement on both backends (PostgreSQL adds `FOR UPDATE
+//! SKIP LOCKED` so replicas never take the same job); a claim is a lease
+//! that expires, so a dead worker's jobs are taken over. A job is finished
+//! only by the worker that still holds it, and `judge_scores`' unique
+//! (response_id, judge) index makes a second score impossible, so a job
+//! interrupted at any point is scored exactly once.
+
+use super::rollups::{BatchRollup, upsert_score_rollups};
+use super::{Db, Result, Store};
+use crate::on_db;
+
+/// A claimed judge job.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JudgeJob {
+    pub id: i64,
+    pub response_id: i64,
+    pub judge: String,
+    pub stream: String,
+    pub ts_ms: i64,
+    /// Attempts including this one.
+    pub attempts: i64,
+}
+
+/// What a judge produced: a score, or an error (never both).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgeOutcome {
+    pub judge_version: i64,
+    pub judge_model: Option<String>,
+    pub score: Option<f64>,
+    pub reasoning: Option<String>,
+    pub error: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+/// Jobs by status, for `status` and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub skipped: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Store {
+    /// Claims up to `limit` jobs that are due, or whose lease expired.
+    pub async fn claim_judge_jobs(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<JudgeJob>> {
+        let sql = match self.db() {
+            Db::Sqlite(_) => {
+                "UPDATE judge_jobs SET status = 'running', lease_owner = $1, lease_expires_ms = $2, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM judge_jobs WHERE (status = 'pending' AND not_before_ms <= $3) \
+                 OR (status = 'running' AND lease_expires_ms < $3) ORDER BY id LIMIT $4) \
+                 RETURNING id, response_id, judge, stream, ts_ms, attempts"
+            }
+            Db::Postgres(_) => {
+                "UPDATE judge_jobs SET status = 'running', lease_owner = $1, lease_expires_ms = $2, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM judge_jobs WHERE (status = 'pending' AND not_before_ms <= $3) \
+                 OR (status = 'running' AND lease_expires_ms < $3) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, response_id, judge, stream, ts_ms, attempts"
+            }
+        };
+        let mut jobs = on_db!(self.db(), pool => sqlx::query_as::<_, JudgeJob>(sql)
+            .bind(owner)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Records the outcome of a job still held by `owner` and closes it
+    /// (`done` for a score or a judge error, `failed` for a final provider
+    /// error). Returns false, storing nothing, when the lease was lost.
+    pub async fn finish_judge_job(
+        &self,
+        job: &JudgeJob,
+        owner: &str,
+        outcome: &JudgeOutcome,
+        final_status: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        on_db!(self.db(), pool => {
+            let mut tx = pool.begin().await?;
+            let held = sqlx::query(
+                "UPDATE judge_jobs SET status = $1, finished_ms = $2, last_error = $3, lease_expires_ms = NULL \
+                 WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
+            )
+            .bind(final_status)
+            .bind(now_ms)
+            .bind(&outcome.error)
+            .bind(job.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if held == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO judge_scores (response_id, stream, ts_ms, judge, judge_version, judge_model, score, reasoning, \
+                 error, input_tokens, output_tokens, cost_usd, source, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'judge', $13) \
+                 ON CONFLICT (response_id, judge) WHERE response_id IS NOT NULL DO NOTHING",
+            )
+            .bind(job.response_id)
+            .bind(&job.stream)
+            .bind(job.ts_ms)
+            .bind(&job.judge)
+            .bind(outcome.judge_version)
+            .bind(&outcome.judge_model)
+            .bind(outcome.score)
+            .bind(&outcome.reasoning)
+            .bind(&outcome.error)
+            .bind(outcome.input_tokens)
+            .bind(outcome.output_tokens)
+            .bind(outcome.cost_usd)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 && let Some(score) = outcome.score {
+                let mut roll = BatchRollup::default();
+                roll.add_score(&job.stream, &job.judge, job.ts_ms, score);
+                upsert_score_rollups!(&mut *tx, &roll.scores);
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Puts a held job back in the queue, due at `not_before_ms`.
+    pub async fn retry_judge_job(
+        &self,
+        job: &JudgeJob,
+        owner: &str,
+        not_before_ms: i64,
+        error: &str,
+    ) -> Result<()> {
+        on_db!(self.db(), pool => sqlx::query(
+            "UPDATE judge_jobs SET status = 'pending', not_before_ms = $1, last_error = $2, lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+        )
+        .bind(not_before_ms)
+        .bind(error)
+        .bind(job.id)
+        .bind(owner)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes a held job without a score row (its record is gone, or the
+    /// daily budget is spent).
+    pub async fn skip_judge_job(
+        &self,
+        job: &JudgeJob,
+        owner: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        on_db!(self.db(), pool => sqlx::query(
+            "UPDATE judge_jobs SET status = 'skipped', last_error = $1, finished_ms = $2, lease_expires_ms = NULL \
+             WHERE id = $3 AND lease_owner = $4 AND status = 'running'",
+        )
+        .bind(reason)
+        .bind(now_ms)
+        .bind(job.id)
+        .bind(owner)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Reserves an upper bound of a call's cost against the day's budget, in
+    /// one conditional statement: true when it fits (and is now counted).
+    pub async fn reserve_judge_spend(
+        &self,
+        now_ms: i64,
+        tokens: i64,
+        usd: f64,
+        max_tokens: i64,
+        max_usd: f64,
+    ) -> Result<bool> {
+        let day = now_ms.div_euclid(DAY_MS) * DAY_MS;
+        let n = on_db!(self.db(), pool => sqlx::query(
+            "INSERT INTO judge_spend (day_ms, tokens, usd) SELECT $1, $2, $3 WHERE $2 <= $4 AND $3 <= $5 \
+             ON CONFLICT (day_ms) DO UPDATE SET tokens = judge_spend.tokens + excluded.tokens, usd = judge_spend.usd + excluded.usd \
+             WHERE judge_spend.tokens + excluded.tokens <= $4 AND judge_spend.usd + excluded.usd <= $5",
+        )
+        .bind(day)
+        .bind(tokens)
+        .bind(usd)
+        .bind(max_tokens)
+        .bind(max_usd)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Corrects a reservation to what a call actually cost (deltas are ≤ 0
+    /// when the reservation was an upper bound).
+    pub async fn adjust_judge_spend(&self, now_ms: i64, tokens: i64, usd: f64) -> Result<()> {
+        let day = now_ms.div_euclid(DAY_MS) * DAY_MS;
+        on_db!(self.db(), pool => sqlx::query(
+            "UPDATE judge_spend SET tokens = tokens + $1, usd = usd + $2 WHERE day_ms = $3",
+        )
+        .bind(tokens)
+        .bind(usd)
+        .bind(day)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Today's judge spend (tokens, USD).
+    pub async fn judge_spend(&self, now_ms: i64) -> Result<(i64, f64)> {
+        let day = now_ms.div_euclid(DAY_MS) * DAY_MS;
+        let row: Option<(i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT tokens, usd FROM judge_spend WHERE day_ms = $1",
+        )
+        .bind(day)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.unwrap_or((0, 0.0)))
+    }
+
+    /// Stores the result of a judge canary (a fixed pair with a known
+    /// expected score) as a `canary` score of stream `judge:<name>`.
+    pub async fn insert_judge_canary_score(
+        &self,
+        judge: &str,
+        ts_ms: i64,
+        outcome: &JudgeOutcome,
+    ) -> Result<()> {
+        on_db!(self.db(), pool => sqlx::query(
+            "INSERT INTO judge_scores (stream, ts_ms, judge, judge_version, judge_model, score, reasoning, error, \
+             input_tokens, output_tokens, cost_usd, source, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'canary', $2)",
+        )
+        .bind(format!("judge:{judge}"))
+        .bind(ts_ms)
+        .bind(judge)
+        .bind(outcome.judge_version)
+        .bind(&outcome.judge_model)
+        .bind(outcome.score)
+        .bind(&outcome.reasoning)
+        .bind(&outcome.error)
+        .bind(outcome.input_tokens)
+        .bind(outcome.output_tokens)
+        .bind(outcome.cost_usd)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn judge_job_counts(&self) -> Result<JobCounts> {
+        let rows: Vec<(String, i64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT status, COUNT(*) FROM judge_jobs GROUP BY status",
+        )
+        .fetch_all(pool)
+        .await)?;
+        let mut c = JobCounts::default();
+        for (s, n) in rows {
+            match s.as_str() {
+                "pending" => c.pending = n,
+                "running" => c.running = n,
+                "done" => c.done = n,
+                "failed" => c.failed = n,
+                "skipped" => c.skipped = n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl Store {
+    /// Sampled responses without an embedding, after `after_id`, oldest first:
+    /// (id, stream, ts_ms, output).
+    pub async fn responses_to_embed(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, i64, String)>> {
+        let rows = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT id, stream, ts_ms, output FROM responses WHERE id > $1 AND sampled AND embedding IS NULL ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows)
+    }
+
+    /// Stores computed embeddings and adds them to `rollup_embedding` (one
+    /// partial-sum row per (stream, hour) of the batch), counting only rows
+    /// that had none, so two replicas embedding the same row add it once.
+    pub async fn store_embeddings(&self, items: &[(i64, String, i64, Vec<f32>)]) -> Result<()> {
+        on_db!(self.db(), pool => {
+            let mut tx = pool.begin().await?;
+            let mut roll = BatchRollup::default();
+            for (id, stream, ts_ms, v) in items {
+                let n = sqlx::query("UPDATE responses SET embedding = $1 WHERE id = $2 AND embedding IS NULL")
+                    .bind(crate::ingest::embedding_bytes(v))
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 1 {
+                    roll.add_embedding(stream, *ts_ms, v);
+                }
+            }
+            for ((stream, hour, dims), (n, sum)) in &roll.embedding {
+                sqlx::query("INSERT INTO rollup_embedding (stream, hour_ms, n, dims, sum) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(stream)
+                    .bind(*hour)
+                    .bind(*n)
+                    .bind(*dims)
+                    .bind(super::rollups::f64_bytes(sum))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! The ingest API against the real binary (`canaryd serve` spawned, HTTP),
+//! on SQLite and PostgreSQL.
+
+mod common;
+
+use std::io::Write;
+
+use canaryd::store::Store;
+use common::{Spawned, TestDb, write_tree};
+
+const CONFIG: &str = r#"
+listen: 127.0.0.1:0
+judges: ./no-judges
+ingest:
+  tokens: [{ env: CANARYD_TEST_INGEST_TOKEN }]
+  max_body_bytes: 20000
+judging: { enabled: false }
+"#;
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
+        let daemon = Spawned::start(
+            &["serve", "--config", "canaryd.yaml"],
+            dir.path(),
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("CANARYD_TEST_INGEST_TOKEN", "s3cret-token"),
+            ],
+        );
+        let url = format!("{}/v1/responses", daemon.base_url);
+        let http = reqwest::Client::new();
+        let batch = r#"[
+          {"id": "a1", "stream": "support", "output": "Your order shipped.", "request_model": "gpt-4o", "response_model": "gpt-4o-2024-08-06", "timestamp": "2026-11-20T10:00:00Z"},
+          {"id": "a2", "stream": "support", "output": "I'm sorry, but I can't help with that.", "context": ["passage"], "input": [{"role": "user", "content": "hi"}]},
+          {"id": "a1", "stream": "support", "output": "repeat inside the batch"}
+        ]"#;
+
+        // No token, wrong token: refused, nothing stored.
+        let r = http.post(&url).body(batch).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{b}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-tokeN")
+            .body(batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{b}");
+
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body(batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{b}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+            (Some(2), Some(1)),
+            "{b}: {v}"
+        );
+
+        // NDJSON, gzip-compressed, one id already stored.
+        let nd = "{\"id\": \"a2\", \"stream\": \"support\", \"output\": \"again\"}\n{\"id\": \"a3\", \"stream\": \"support\", \"output\": \"new\"}\n";
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .header("content-type", "application/x-ndjson")
+            .header("content-encoding", "gzip")
+            .body(gzip(nd.as_bytes()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{b}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+            (Some(1), Some(1)),
+            "{b}: {v}"
+        );
+
+        // A bad record rejects the whole batch with its index and field.
+        let bad = r#"[{"id": "b1", "stream": "support", "output": "fine"},
+                      {"id": "b2", "stream": "support", "output": "fine", "latency_ms": "slow"}]"#;
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body(bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{b}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["index"].as_u64(), v["field"].as_str()),
+            (Some(1), Some("latency_ms")),
+            "{b}: {v}"
+        );
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("record 1: latency_ms:"),
+            "{v}"
+        );
+
+        // Over the body limit (after decompression too).
+        let big = format!(
+            "{{\"stream\": \"s\", \"output\": \"{}\"}}",
+            "x".repeat(30_000)
+        );
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413, "{b}");
+        let r = http
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .header("content-encoding", "gzip")
+            .body(gzip(big.as_bytes()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            413,
+            "{b}: a small gzip body that inflates past the limit"
+        );
+
+        let store = Store::connect(&db.url).await.unwrap();
+        assert_eq!(
+            store.count_responses("support", 0, i64::MAX).await.unwrap(),
+            3,
+            "{b}"
+        );
+        let refusals: (i64,) = canaryd::on_db!(store.db(), pool => sqlx::query_as(
+            "SELECT CAST(SUM(refusals) AS BIGINT) FROM rollup_hourly WHERE stream = 'support'").fetch_one(pool).await.unwrap());
+        assert_eq!(refusals.0, 1, "{b}");
+        let ev: (i64,) = canaryd::on_db!(store.db(), pool => sqlx::query_as(
+            "SELECT COUNT(*) FROM model_identity WHERE scope = 'stream:support'").fetch_one(pool).await.unwrap());
+        assert_eq!(ev.0, 1, "{b}: identity recorded");
+        assert!(
+            !daemon.stderr().contains("s3cret-token"),
+            "the token never reaches the logs"
+        );
+        store.close().await;
+        drop(daemon);
+        db.cleanup().await;
+    }
+}
