@@ -283,12 +283,12 @@ async fn chat(State(st): St, req: Request) -> Response {
         }
     };
     let model = body.model.clone().unwrap_or_default();
-    let messages = match (&body.model, &body.messages) {
-        (None, _) | (Some(_), _) if model.is_empty() => {
-            st.stats.record("(none)", &[Outcome::BadRequest]);
-            return faults::bad_request("you must provide a model parameter", None, None);
-        }
-        (_, None) => {
+    if model.is_empty() {
+        st.stats.record("(none)", &[Outcome::BadRequest]);
+        return faults::bad_request("you must provide a model parameter", None, None);
+    }
+    let messages = match &body.messages {
+        None => {
             st.stats.record(&model, &[Outcome::BadRequest]);
             return faults::bad_request(
                 "Missing required parameter: 'messages'.",
@@ -296,7 +296,7 @@ async fn chat(State(st): St, req: Request) -> Response {
                 Some("missing_required_parameter"),
             );
         }
-        (_, Some(m)) if m.is_empty() => {
+        Some(m) if m.is_empty() => {
             st.stats.record(&model, &[Outcome::BadRequest]);
             return faults::bad_request(
                 "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
@@ -304,7 +304,7 @@ async fn chat(State(st): St, req: Request) -> Response {
                 Some("empty_array"),
             );
         }
-        (_, Some(m)) => m,
+        Some(m) => m,
     };
     let phase = st.count_chat_request();
     let Some(profile) = st.scenario.profile(phase, &model).cloned() else {
@@ -324,10 +324,14 @@ async fn chat(State(st): St, req: Request) -> Response {
     if !delay(&st, &profile, occ.latency).await {
         return faults::unavailable();
     }
+    // A timeout fault hangs, then answers: it is counted with the answer.
+    let mut hung = false;
     if let Some(fault) = faults::draw(&profile.faults, occ.fault) {
+        // Counted first: a reset drops this future with the connection.
         st.stats.record(&model, &[fault.outcome()]);
-        if let Some(r) = inject(&st, fault, &profile, abort, &mut occ.spare, stream).await {
-            return r;
+        match inject(&st, fault, &profile, abort, &mut occ.spare, stream).await {
+            Some(r) => return r,
+            None => hung = true,
         }
     }
     let all_text = texts.join("\n");
@@ -376,7 +380,11 @@ async fn chat(State(st): St, req: Request) -> Response {
             }
             (a.text, a.truncated, outcomes)
         };
-    st.stats.record(&model, &outcomes);
+    if hung {
+        st.stats.record_more(&model, &outcomes);
+    } else {
+        st.stats.record(&model, &outcomes);
+    }
     let finish_reason = match (truncated, profile.finish_reason_style) {
         (true, _) => "length",
         (false, FinishStyle::Openai) => "stop",
@@ -590,13 +598,20 @@ async fn embeddings(State(st): St, req: Request) -> Response {
     if !delay(&st, &profile, occ.latency).await {
         return faults::unavailable();
     }
+    let mut hung = false;
     if let Some(fault) = faults::draw(&profile.faults, occ.fault) {
+        // Counted first: a reset drops this future with the connection.
         st.stats.record(&model, &[fault.outcome()]);
-        if let Some(r) = inject(&st, fault, &profile, abort, &mut occ.spare, false).await {
-            return r;
+        match inject(&st, fault, &profile, abort, &mut occ.spare, false).await {
+            Some(r) => return r,
+            None => hung = true,
         }
     }
-    st.stats.record(&model, &[Outcome::Embedding]);
+    if hung {
+        st.stats.record_more(&model, &[Outcome::Embedding]);
+    } else {
+        st.stats.record(&model, &[Outcome::Embedding]);
+    }
     let dims = body
         .dimensions
         .filter(|d| (1..=8192).contains(d))

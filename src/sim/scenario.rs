@@ -705,6 +705,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_scenarios_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/sim");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} example scenarios");
+    }
+
+    #[test]
     fn globs() {
         assert!(glob_match("gpt-*", "gpt-4o"));
         assert!(glob_match("*-mini", "gpt-4o-mini"));
