@@ -837,7 +837,7 @@ async fn a_phase_that_changes_the_answers_moves_their_embedding_centroid() {
     let questions: Vec<String> = (0..40)
         .map(|i| format!("How should a team handle topic number {i}?"))
         .collect();
-    let mut answers = async |range: std::ops::Range<usize>| {
+    let answers = async |range: std::ops::Range<usize>| {
         let mut out = Vec::new();
         for q in &questions[range] {
             out.push(p.chat(&ask("m", q)).await.unwrap().content);

@@ -22,9 +22,13 @@
 
 mod api;
 pub mod behave;
+mod chat;
 pub mod embed;
 pub mod faults;
+mod filler;
 pub mod judge;
+mod layers;
+pub mod prompt;
 mod rng;
 pub mod scenario;
 pub mod stats;
