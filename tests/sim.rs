@@ -856,3 +856,37 @@ async fn a_phase_that_changes_the_answers_moves_their_embedding_centroid() {
         "stable {stable}, after the phase {moved}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_are_paced_when_the_profile_says_so() {
+    let (sim, _dir) = start_sim(
+        "default: { stream_chunk_ms: 30, tokens: { mean: 40, sd: 0 } }\n",
+        &[],
+    );
+    let started = std::time::Instant::now();
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", sim.base_url))
+        .json(&json!({"model": "m", "stream": true,
+            "messages": [{"role": "user", "content": "Explain caching"}]}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    let mut first = None;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        first.get_or_insert(started.elapsed());
+        body.extend_from_slice(&chunk);
+    }
+    let total = started.elapsed();
+    let events = String::from_utf8(body).unwrap().matches("data: ").count();
+    assert!(events > 5, "{events}");
+    let first = first.unwrap();
+    assert!(
+        total >= Duration::from_millis(30 * (events as u64 - 1)),
+        "{total:?}"
+    );
+    assert!(
+        first < total / 3,
+        "first chunk at {first:?}, done at {total:?}"
+    );
+}

@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::api::{
@@ -245,7 +246,7 @@ pub(super) async fn chat(State(st): St, req: Request) -> Response {
     };
     if stream {
         let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
-        sse(out, include_usage)
+        sse(out, include_usage, profile.stream_chunk_ms)
     } else {
         json_reply(out)
     }
@@ -296,7 +297,7 @@ fn json_reply(r: Reply<'_>) -> Response {
 /// Server-sent events as OpenAI sends them: a role chunk, content chunks of
 /// a few words, a final chunk with the finish reason, an optional usage
 /// chunk, then `[DONE]`.
-fn sse(r: Reply<'_>, include_usage: bool) -> Response {
+fn sse(r: Reply<'_>, include_usage: bool, chunk_ms: f64) -> Response {
     let chunk = |delta: serde_json::Value, finish: Option<&str>| {
         let mut c = serde_json::json!({
             "id": r.id,
@@ -313,12 +314,8 @@ fn sse(r: Reply<'_>, include_usage: bool) -> Response {
         }
         c
     };
-    let mut out = String::with_capacity(r.content.len() * 4 + 512);
-    let mut push = |v: &serde_json::Value| {
-        out.push_str("data: ");
-        out.push_str(&v.to_string());
-        out.push_str("\n\n");
-    };
+    let mut events: Vec<String> = Vec::new();
+    let mut push = |v: &serde_json::Value| events.push(format!("data: {v}\n\n"));
     push(&chunk(
         serde_json::json!({ "role": "assistant", "content": "", "refusal": null }),
         None,
@@ -345,11 +342,26 @@ fn sse(r: Reply<'_>, include_usage: bool) -> Response {
         });
         push(&last);
     }
-    out.push_str("data: [DONE]\n\n");
+    events.push("data: [DONE]\n\n".to_string());
+    // With a chunk delay the events are sent as they "are generated", so
+    // clients see a time to first token shorter than the total time.
+    let body = if chunk_ms > 0.0 {
+        let pause = std::time::Duration::from_secs_f64(chunk_ms / 1000.0);
+        let stream =
+            futures::stream::iter(events.into_iter().enumerate()).then(move |(i, e)| async move {
+                if i > 0 {
+                    tokio::time::sleep(pause).await;
+                }
+                Ok::<_, std::convert::Infallible>(e)
+            });
+        Body::from_stream(stream)
+    } else {
+        Body::from(events.concat())
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from(out))
+        .body(body)
         .expect("static response")
 }

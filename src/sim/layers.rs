@@ -65,6 +65,7 @@ pub(crate) struct ProfilePatch {
     vary_answers: Option<bool>,
     voice: Option<Voice>,
     latency_ms: Option<LatencyPatch>,
+    stream_chunk_ms: Option<f64>,
     faults: Option<FaultsPatch>,
     judge_malformed_rate: Option<Spanned<f64>>,
     judge_bias: Option<f64>,
@@ -299,6 +300,9 @@ fn apply(path: &Path, p: &mut Profile, patch: &ProfilePatch, errors: &mut Vec<Di
     if let Some(l) = &patch.latency_ms {
         p.latency_ms.mean = l.mean.unwrap_or(p.latency_ms.mean).max(0.0);
         p.latency_ms.jitter = l.jitter.unwrap_or(p.latency_ms.jitter).max(0.0);
+    }
+    if let Some(v) = patch.stream_chunk_ms {
+        p.stream_chunk_ms = v.max(0.0);
     }
     if let Some(v) = patch.judge_bias {
         p.judge_bias = v;

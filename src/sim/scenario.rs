@@ -112,6 +112,8 @@ pub struct Profile {
     pub vary_answers: bool,
     pub voice: Voice,
     pub latency_ms: Latency,
+    /// Pause between streamed chunks, in milliseconds.
+    pub stream_chunk_ms: f64,
     pub faults: Faults,
     pub judge_malformed_rate: f64,
     /// Added to every judge score (then clamped to 1–5).
@@ -147,6 +149,7 @@ impl Default for Profile {
                 mean: 0.0,
                 jitter: 0.0,
             },
+            stream_chunk_ms: 0.0,
             faults: Faults {
                 retry_after_secs: 1.0,
                 timeout_secs: 30.0,
