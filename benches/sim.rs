@@ -143,10 +143,20 @@ async fn connection(
     t
 }
 
+/// User + system CPU seconds of a process (Linux `/proc`), `None` elsewhere.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn main() {
     let conns: usize = env_or("SIM_BENCH_CONNS", 64);
     let secs: f64 = env_or("SIM_BENCH_SECS", 5.0);
-    let mut child = None;
+    let mut child: Option<std::process::Child> = None;
     let url = match std::env::var("SIM_BENCH_URL") {
         Ok(u) => u,
         Err(_) => {
@@ -181,6 +191,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let server_pid = child.as_ref().map(|c| c.id());
     let tallies = rt.block_on(async {
         let reqs = Arc::new(requests(&addr));
         let measuring = Arc::new(AtomicBool::new(false));
@@ -198,17 +209,21 @@ fn main() {
             .collect();
         tokio::time::sleep(Duration::from_millis(500)).await;
         measuring.store(true, Ordering::Relaxed);
+        let cpu_before = server_pid.and_then(cpu_secs);
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
         stop.store(true, Ordering::Relaxed);
         let elapsed = started.elapsed();
+        let cpu = cpu_before
+            .zip(server_pid.and_then(cpu_secs))
+            .map(|(a, b)| b - a);
         let mut all = Vec::new();
         for t in tasks {
             all.push(t.await.unwrap());
         }
-        (all, elapsed)
+        (all, elapsed, cpu)
     });
-    let (tallies, elapsed) = tallies;
+    let (tallies, elapsed, cpu) = tallies;
     let ok: u64 = tallies.iter().map(|t| t.ok).sum();
     let failed: u64 = tallies.iter().map(|t| t.failed).sum();
     let mut lat: Vec<u32> = tallies.into_iter().flat_map(|t| t.latencies_us).collect();
@@ -226,6 +241,19 @@ fn main() {
         pct(0.5),
         pct(0.99)
     );
+    // On a machine shared with other work, requests per CPU-second of the
+    // server is the figure that does not depend on how busy the machine is.
+    if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
+        println!(
+            "server CPU: {:.2}s for {ok} requests = {:.1} µs per request, {:.0} requests per CPU-second (machine load average {})",
+            cpu,
+            cpu * 1e6 / ok.max(1) as f64,
+            ok as f64 / cpu,
+            std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().next().unwrap_or("?").to_string())
+                .unwrap_or_else(|_| "?".into())
+        );
+    }
     if let Some(mut c) = child {
         let _ = c.kill();
         let _ = c.wait();
