@@ -760,3 +760,133 @@ fn sim_stops_on_sigterm_and_prints_one_address_line() {
     let status = sim.wait_exit(Duration::from_secs(10)).expect("exits");
     assert!(status.success(), "{status:?}\n{}", sim.stderr());
 }
+
+const STRICT: &str = r#"
+strict_models: true
+require_api_key: sk-test-123
+models:
+  known: {}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_scenarios_check_keys_and_model_names() {
+    let (sim, _dir) = start_sim(STRICT, &[]);
+    let base = &sim.base_url;
+    let cfg = |key: Option<&str>| {
+        let cfg = ProviderConfig {
+            base_url: format!("{base}/v1"),
+            api_key_env: None,
+            api_key_file: None,
+            api_key_credential: None,
+            api_key: None,
+            max_concurrency: 4,
+            requests_per_second: 0.0,
+            timeout_secs: 5.0,
+            max_retries: 0,
+            backoff_ms: 10,
+        };
+        Provider::new("sim", &cfg, key.map(canaryd::config::Secret::new)).unwrap()
+    };
+    let keyed = cfg(Some("sk-test-123"));
+    let r = keyed.chat(&ask("known", "hello")).await.expect("right key");
+    assert_eq!(r.model.as_deref(), Some("known"));
+    match keyed.chat(&ask("unknown", "hello")).await {
+        Err(ProviderError::Rejected {
+            status: 404,
+            message,
+        }) => {
+            assert!(message.contains("does not exist"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match cfg(None).chat(&ask("known", "hello")).await {
+        Err(ProviderError::Rejected { status: 401, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let (status, _, v) = post(
+        base,
+        "/v1/chat/completions",
+        json!({"model": "known", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+}
+
+const DRIFT: &str = r#"
+default: { tokens: { mean: 60, sd: 10 } }
+phases:
+  - name: drift
+    default: { voice: casual, drop_facts_rate: 0.5, tokens: { mean: 30 } }
+"#;
+
+fn centroid(v: &[Vec<f32>]) -> Vec<f32> {
+    let mut c = vec![0f32; v[0].len()];
+    for e in v {
+        c.iter_mut().zip(e).for_each(|(a, b)| *a += b);
+    }
+    let n = c.iter().map(|x| x * x).sum::<f32>().sqrt();
+    c.iter().map(|x| x / n).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phase_that_changes_the_answers_moves_their_embedding_centroid() {
+    let (sim, _dir) = start_sim(DRIFT, &[]);
+    let base = &sim.base_url;
+    let p = provider(base, 0, 10.0);
+    let questions: Vec<String> = (0..40)
+        .map(|i| format!("How should a team handle topic number {i}?"))
+        .collect();
+    let answers = async |range: std::ops::Range<usize>| {
+        let mut out = Vec::new();
+        for q in &questions[range] {
+            out.push(p.chat(&ask("m", q)).await.unwrap().content);
+        }
+        p.embed("e", &out).await.unwrap()
+    };
+    let a = centroid(&answers(0..20).await);
+    let b = centroid(&answers(20..40).await);
+    post(base, "/_sim/phase", json!({"phase": "drift"})).await;
+    let c = centroid(&answers(20..40).await);
+    let stable = cosine(&a, &b);
+    let moved = cosine(&a, &c);
+    assert!(stable > 0.9, "{stable}");
+    assert!(
+        moved < stable - 0.2,
+        "stable {stable}, after the phase {moved}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_are_paced_when_the_profile_says_so() {
+    let (sim, _dir) = start_sim(
+        "default: { stream_chunk_ms: 30, tokens: { mean: 40, sd: 0 } }\n",
+        &[],
+    );
+    let started = std::time::Instant::now();
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", sim.base_url))
+        .json(&json!({"model": "m", "stream": true,
+            "messages": [{"role": "user", "content": "Explain caching"}]}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    let mut first = None;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        first.get_or_insert(started.elapsed());
+        body.extend_from_slice(&chunk);
+    }
+    let total = started.elapsed();
+    let events = String::from_utf8(body).unwrap().matches("data: ").count();
+    assert!(events > 5, "{events}");
+    let first = first.unwrap();
+    assert!(
+        total >= Duration::from_millis(30 * (events as u64 - 1)),
+        "{total:?}"
+    );
+    assert!(
+        first < total / 3,
+        "first chunk at {first:?}, done at {total:?}"
+    );
+}

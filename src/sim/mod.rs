@@ -16,15 +16,20 @@
 //!   prompts, so over many repeats the rates match the scenario, and a fresh
 //!   process replays the same sequence whatever other requests interleave.
 //!
-//! Code map: `scenario` (file format, phases), `behave` (answers),
+//! Code map: `scenario` and `layers` (file format, phases, profiles),
+//! `prompt` (question and context), `behave` and `filler` (answers),
 //! `judge` (judge scores), `embed` (embeddings), `faults` (errors and
-//! injected faults), `api` (HTTP handlers), `stats` (counters).
+//! injected faults), `chat` and `api` (HTTP handlers), `stats` (counters).
 
 mod api;
 pub mod behave;
+mod chat;
 pub mod embed;
 pub mod faults;
+mod filler;
 pub mod judge;
+mod layers;
+pub mod prompt;
 mod rng;
 pub mod scenario;
 pub mod stats;

@@ -9,117 +9,15 @@
 //! made of the model. Everything is resolved once at load time, so a request
 //! only looks up a precomputed `Arc<Profile>`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_saphyr::Spanned;
 
 use super::SimError;
-use crate::config::Diagnostic;
 
 /// The YAML of the built-in scenario, used when `--scenario` is not given.
 pub const DEFAULT_SCENARIO_YAML: &str = include_str!("../../deploy/sim/default.yaml");
-
-// ---------------------------------------------------------------- file format
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScenarioFile {
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    strict_models: Option<bool>,
-    #[serde(default)]
-    require_api_key: Option<String>,
-    #[serde(default)]
-    default: Option<ProfilePatch>,
-    #[serde(default)]
-    models: BTreeMap<String, ProfilePatch>,
-    #[serde(default)]
-    phases: Vec<Spanned<PhaseFile>>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PhaseFile {
-    name: String,
-    #[serde(default)]
-    after_requests: Option<u64>,
-    #[serde(default)]
-    after_seconds: Option<f64>,
-    #[serde(default)]
-    default: Option<ProfilePatch>,
-    #[serde(default)]
-    models: BTreeMap<String, ProfilePatch>,
-}
-
-/// A partial profile: only the keys a layer sets.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProfilePatch {
-    model: Option<String>,
-    system_fingerprint: Option<String>,
-    omit_fingerprint: Option<bool>,
-    omit_usage: Option<bool>,
-    finish_reason_style: Option<FinishStyle>,
-    tokens: Option<LengthPatch>,
-    refusal_rate: Option<Spanned<f64>>,
-    refuse_harmful: Option<bool>,
-    drop_facts_rate: Option<Spanned<f64>>,
-    truncate_rate: Option<Spanned<f64>>,
-    vary_answers: Option<bool>,
-    voice: Option<Voice>,
-    latency_ms: Option<LatencyPatch>,
-    faults: Option<FaultsPatch>,
-    judge_malformed_rate: Option<Spanned<f64>>,
-    judge_bias: Option<f64>,
-    embedding_dims: Option<Spanned<usize>>,
-    embedding_salt: Option<String>,
-    answers: Option<Vec<Spanned<AnswerFile>>>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LengthPatch {
-    mean: Option<f64>,
-    sd: Option<f64>,
-    min: Option<u32>,
-    max: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LatencyPatch {
-    mean: Option<f64>,
-    jitter: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultsPatch {
-    http_429: Option<Spanned<f64>>,
-    http_500: Option<Spanned<f64>>,
-    http_503: Option<Spanned<f64>>,
-    timeout: Option<Spanned<f64>>,
-    malformed_json: Option<Spanned<f64>>,
-    reset: Option<Spanned<f64>>,
-    retry_after_secs: Option<f64>,
-    timeout_secs: Option<f64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AnswerFile {
-    /// Case-insensitive substring of the question.
-    #[serde(default, rename = "match")]
-    contains: Option<String>,
-    /// Regular expression over the question (add `(?i)` for case-insensitive).
-    #[serde(default)]
-    regex: Option<String>,
-    answer: String,
-}
 
 /// `openai` reports `stop`; `eos` reports what vLLM/TGI send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -214,6 +112,8 @@ pub struct Profile {
     pub vary_answers: bool,
     pub voice: Voice,
     pub latency_ms: Latency,
+    /// Pause between streamed chunks, in milliseconds.
+    pub stream_chunk_ms: f64,
     pub faults: Faults,
     pub judge_malformed_rate: f64,
     /// Added to every judge score (then clamped to 1–5).
@@ -249,6 +149,7 @@ impl Default for Profile {
                 mean: 0.0,
                 jitter: 0.0,
             },
+            stream_chunk_ms: 0.0,
             faults: Faults {
                 retry_after_secs: 1.0,
                 timeout_secs: 30.0,
@@ -277,7 +178,7 @@ pub struct Phase {
     pub name: String,
     pub trigger: Trigger,
     /// Indexed like `Scenario::keys`, then the default profile last.
-    profiles: Vec<Arc<Profile>>,
+    pub(super) profiles: Vec<Arc<Profile>>,
 }
 
 /// A loaded, validated scenario.
@@ -289,7 +190,7 @@ pub struct Scenario {
     /// When set, requests must carry `Authorization: Bearer <this>`.
     pub require_api_key: Option<String>,
     /// Model keys of all layers: exact names and `*` globs.
-    keys: Vec<String>,
+    pub(super) keys: Vec<String>,
     pub phases: Vec<Phase>,
 }
 
@@ -304,16 +205,14 @@ impl Default for Scenario {
 impl Scenario {
     /// Reads and validates a scenario file; errors carry `path:line:column`.
     pub fn from_file(path: &Path) -> Result<Scenario, SimError> {
-        let file: ScenarioFile =
-            crate::config::yaml::parse_file(path).map_err(SimError::Scenario)?;
-        resolve(path, file)
+        let file = crate::config::yaml::parse_file(path).map_err(SimError::Scenario)?;
+        super::layers::resolve(path, file)
     }
 
     /// Parses scenario YAML given as text (`path` only labels errors).
     pub fn from_yaml(path: &Path, text: &str) -> Result<Scenario, SimError> {
-        let file: ScenarioFile =
-            crate::config::yaml::parse(path, text).map_err(SimError::Scenario)?;
-        resolve(path, file)
+        let file = crate::config::yaml::parse(path, text).map_err(SimError::Scenario)?;
+        super::layers::resolve(path, file)
     }
 
     /// Overrides the seed (the `--seed` flag).
@@ -401,241 +300,6 @@ fn glob_match(pattern: &str, text: &str) -> bool {
     rest.ends_with(last)
 }
 
-// ------------------------------------------------------------------ resolving
-
-fn resolve(path: &Path, file: ScenarioFile) -> Result<Scenario, SimError> {
-    let mut errors = Vec::new();
-    let mut keys: Vec<String> = file.models.keys().cloned().collect();
-    for ph in &file.phases {
-        for k in ph.value.models.keys() {
-            if !keys.contains(k) {
-                keys.push(k.clone());
-            }
-        }
-    }
-    // Current profile per key (default last), updated layer by layer.
-    let mut current: Vec<Profile> = vec![Profile::default(); keys.len() + 1];
-    let mut phases = Vec::new();
-    let mut layers: Vec<(String, Trigger, Option<&ProfilePatch>, &BTreeMap<_, _>)> = vec![(
-        "baseline".to_string(),
-        Trigger::default(),
-        file.default.as_ref(),
-        &file.models,
-    )];
-    for ph in &file.phases {
-        let p = &ph.value;
-        if p.name.trim().is_empty() || layers.iter().any(|l| l.0 == p.name) {
-            errors.push(Diagnostic::at(
-                path,
-                ph,
-                format!(
-                    "phase name `{}` is empty or used twice (`baseline` is the top level)",
-                    p.name
-                ),
-            ));
-        }
-        if p.after_seconds.is_some_and(|s| s.is_nan() || s < 0.0) {
-            errors.push(Diagnostic::at(
-                path,
-                ph,
-                "`after_seconds` must be 0 or more",
-            ));
-        }
-        layers.push((
-            p.name.clone(),
-            Trigger {
-                after_requests: p.after_requests,
-                after_seconds: p.after_seconds,
-            },
-            p.default.as_ref(),
-            &p.models,
-        ));
-    }
-    for (name, trigger, default, models) in layers {
-        if let Some(d) = default {
-            for prof in current.iter_mut() {
-                apply(path, prof, d, &mut errors);
-            }
-        }
-        for (k, patch) in models {
-            let i = keys.iter().position(|x| x == k).expect("collected above");
-            apply(path, &mut current[i], patch, &mut errors);
-        }
-        phases.push(Phase {
-            name,
-            trigger,
-            profiles: current.iter().cloned().map(Arc::new).collect(),
-        });
-    }
-    if let Some(e) = errors.into_iter().next() {
-        return Err(SimError::Scenario(e));
-    }
-    Ok(Scenario {
-        seed: file.seed.unwrap_or(0),
-        strict_models: file.strict_models.unwrap_or(false),
-        require_api_key: file.require_api_key,
-        keys,
-        phases,
-    })
-}
-
-/// Applies one layer to a profile, validating what it sets.
-fn apply(path: &Path, p: &mut Profile, patch: &ProfilePatch, errors: &mut Vec<Diagnostic>) {
-    let mut rate = |slot: &mut f64, v: &Option<Spanned<f64>>, key: &str| {
-        if let Some(s) = v {
-            if !(0.0..=1.0).contains(&s.value) {
-                errors.push(Diagnostic::at(
-                    path,
-                    s,
-                    format!("`{key}` is a probability: between 0 and 1"),
-                ));
-            }
-            *slot = s.value;
-        }
-    };
-    rate(&mut p.refusal_rate, &patch.refusal_rate, "refusal_rate");
-    rate(
-        &mut p.drop_facts_rate,
-        &patch.drop_facts_rate,
-        "drop_facts_rate",
-    );
-    rate(&mut p.truncate_rate, &patch.truncate_rate, "truncate_rate");
-    rate(
-        &mut p.judge_malformed_rate,
-        &patch.judge_malformed_rate,
-        "judge_malformed_rate",
-    );
-    if let Some(f) = &patch.faults {
-        rate(&mut p.faults.http_429, &f.http_429, "faults.http_429");
-        rate(&mut p.faults.http_500, &f.http_500, "faults.http_500");
-        rate(&mut p.faults.http_503, &f.http_503, "faults.http_503");
-        rate(&mut p.faults.timeout, &f.timeout, "faults.timeout");
-        rate(
-            &mut p.faults.malformed_json,
-            &f.malformed_json,
-            "faults.malformed_json",
-        );
-        rate(&mut p.faults.reset, &f.reset, "faults.reset");
-        if let Some(v) = f.retry_after_secs {
-            p.faults.retry_after_secs = v.max(0.0);
-        }
-        if let Some(v) = f.timeout_secs {
-            p.faults.timeout_secs = v.max(0.0);
-        }
-        let fs = &p.faults;
-        let sum =
-            fs.http_429 + fs.http_500 + fs.http_503 + fs.timeout + fs.malformed_json + fs.reset;
-        if sum > 1.0 + 1e-9 {
-            let at = [
-                &f.http_429,
-                &f.http_500,
-                &f.http_503,
-                &f.timeout,
-                &f.malformed_json,
-                &f.reset,
-            ]
-            .into_iter()
-            .flatten()
-            .next();
-            let msg = format!("fault probabilities add up to {sum}, more than 1");
-            errors.push(match at {
-                Some(s) => Diagnostic::at(path, s, msg),
-                None => Diagnostic::error(path, 0, 0, msg),
-            });
-        }
-    }
-    if let Some(v) = &patch.model {
-        p.model = Some(v.clone());
-    }
-    if let Some(v) = &patch.system_fingerprint {
-        p.system_fingerprint = v.clone();
-    }
-    if let Some(v) = patch.omit_fingerprint {
-        p.omit_fingerprint = v;
-    }
-    if let Some(v) = patch.omit_usage {
-        p.omit_usage = v;
-    }
-    if let Some(v) = patch.finish_reason_style {
-        p.finish_reason_style = v;
-    }
-    if let Some(t) = &patch.tokens {
-        p.tokens.mean = t.mean.unwrap_or(p.tokens.mean).max(0.0);
-        p.tokens.sd = t.sd.unwrap_or(p.tokens.sd).max(0.0);
-        p.tokens.min = t.min.unwrap_or(p.tokens.min).max(1);
-        p.tokens.max = t.max.unwrap_or(p.tokens.max);
-        if p.tokens.max < p.tokens.min {
-            errors.push(Diagnostic::error(
-                path,
-                0,
-                0,
-                format!(
-                    "`tokens.max` ({}) is below `tokens.min` ({})",
-                    p.tokens.max, p.tokens.min
-                ),
-            ));
-        }
-    }
-    if let Some(v) = patch.refuse_harmful {
-        p.refuse_harmful = v;
-    }
-    if let Some(v) = patch.vary_answers {
-        p.vary_answers = v;
-    }
-    if let Some(v) = patch.voice {
-        p.voice = v;
-    }
-    if let Some(l) = &patch.latency_ms {
-        p.latency_ms.mean = l.mean.unwrap_or(p.latency_ms.mean).max(0.0);
-        p.latency_ms.jitter = l.jitter.unwrap_or(p.latency_ms.jitter).max(0.0);
-    }
-    if let Some(v) = patch.judge_bias {
-        p.judge_bias = v;
-    }
-    if let Some(d) = &patch.embedding_dims {
-        if !(8..=8192).contains(&d.value) {
-            errors.push(Diagnostic::at(
-                path,
-                d,
-                "`embedding_dims` must be between 8 and 8192",
-            ));
-        }
-        p.embedding_dims = d.value.clamp(8, 8192);
-    }
-    if let Some(s) = &patch.embedding_salt {
-        p.embedding_salt = super::rng::hash_str(0, s);
-    }
-    if let Some(list) = &patch.answers {
-        let mut rules = Vec::with_capacity(list.len() + p.answers.len());
-        for a in list {
-            let matcher = match (&a.value.contains, &a.value.regex) {
-                (Some(s), None) => Matcher::Contains(s.to_lowercase()),
-                (None, Some(r)) => match regex::Regex::new(r) {
-                    Ok(re) => Matcher::Regex(re),
-                    Err(e) => {
-                        errors.push(Diagnostic::at(path, a, format!("invalid `regex`: {e}")));
-                        continue;
-                    }
-                },
-                _ => {
-                    errors.push(Diagnostic::at(
-                        path,
-                        a,
-                        "an answer needs exactly one of `match` and `regex`",
-                    ));
-                    continue;
-                }
-            };
-            rules.push(AnswerRule {
-                matcher,
-                answer: a.value.answer.clone(),
-            });
-        }
-        rules.extend(p.answers.iter().cloned());
-        p.answers = Arc::from(rules);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,6 +366,20 @@ mod tests {
         assert!(s.profile(0, "a").is_some());
         assert!(s.profile(0, "b").is_none());
         assert_eq!(s.model_names().collect::<Vec<_>>(), vec!["a"]);
+    }
+
+    #[test]
+    fn shipped_example_scenarios_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/sim");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "{n} example scenarios");
     }
 
     #[test]

@@ -97,8 +97,20 @@ impl Stats {
 
     /// Counts one request of `model` with its outcomes.
     pub fn record(&self, model: &str, outcomes: &[Outcome]) {
+        self.add(model, outcomes, true);
+    }
+
+    /// Counts more outcomes of a request already counted (a request that
+    /// hung, then answered).
+    pub fn record_more(&self, model: &str, outcomes: &[Outcome]) {
+        self.add(model, outcomes, false);
+    }
+
+    fn add(&self, model: &str, outcomes: &[Outcome], new_request: bool) {
         let c = self.counters(model);
-        c[Outcome::ALL.len()].fetch_add(1, Ordering::Relaxed);
+        if new_request {
+            c[Outcome::ALL.len()].fetch_add(1, Ordering::Relaxed);
+        }
         for o in outcomes {
             c[*o as usize].fetch_add(1, Ordering::Relaxed);
         }

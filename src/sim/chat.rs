@@ -1,0 +1,367 @@
+//! `POST /v1/chat/completions`: answers, judge verdicts, and their JSON or
+//! server-sent-event form.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::api::{
+    St, check_key, completion_id, delay, inject, model_not_found, now_secs, occurrence, read_body,
+    unparsable,
+};
+use super::behave::{self, Turn};
+use super::faults;
+use super::rng::StableHasher;
+use super::scenario::FinishStyle;
+use super::stats::Outcome;
+use super::{judge, text};
+
+#[derive(Debug, Deserialize)]
+struct ChatBody {
+    model: Option<String>,
+    messages: Option<Vec<WireMessage>>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    response_format: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    role: String,
+    #[serde(default)]
+    content: serde_json::Value,
+}
+
+impl WireMessage {
+    /// Text of a string content or of the `text` parts of an array content.
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.content {
+            serde_json::Value::String(s) => s.as_str().into(),
+            serde_json::Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into(),
+            _ => "".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- chat
+
+#[derive(Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    message: MessageOut<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct CompletionOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ChoiceOut<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_fingerprint: Option<&'a str>,
+}
+
+pub(super) async fn chat(State(st): St, req: Request) -> Response {
+    let (headers, abort, bytes) = match read_body(req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(r) = check_key(&st, &headers) {
+        return r;
+    }
+    let body: ChatBody = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            st.stats.record("(unparsed)", &[Outcome::BadRequest]);
+            return unparsable(&e);
+        }
+    };
+    let model = body.model.clone().unwrap_or_default();
+    if model.is_empty() {
+        st.stats.record("(none)", &[Outcome::BadRequest]);
+        return faults::bad_request("you must provide a model parameter", None, None);
+    }
+    let messages = match &body.messages {
+        None => {
+            st.stats.record(&model, &[Outcome::BadRequest]);
+            return faults::bad_request(
+                "Missing required parameter: 'messages'.",
+                Some("messages"),
+                Some("missing_required_parameter"),
+            );
+        }
+        Some(m) if m.is_empty() => {
+            st.stats.record(&model, &[Outcome::BadRequest]);
+            return faults::bad_request(
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+                Some("messages"),
+                Some("empty_array"),
+            );
+        }
+        Some(m) => m,
+    };
+    let phase = st.count_chat_request();
+    let Some(profile) = st.scenario.profile(phase, &model).cloned() else {
+        st.stats.record(&model, &[Outcome::BadRequest]);
+        return model_not_found(&model);
+    };
+    let texts: Vec<std::borrow::Cow<'_, str>> = messages.iter().map(WireMessage::text).collect();
+    let mut h = StableHasher::new(0);
+    h.write_str(&model);
+    for (m, t) in messages.iter().zip(&texts) {
+        h.write_str(&m.role);
+        h.write_str(t);
+    }
+    let content_hash = h.finish();
+    let mut occ = occurrence(&st, content_hash);
+    let stream = body.stream.unwrap_or(false);
+    if !delay(&st, &profile, occ.latency).await {
+        return faults::unavailable();
+    }
+    // A timeout fault hangs, then answers: it is counted with the answer.
+    let mut hung = false;
+    if let Some(fault) = faults::draw(&profile.faults, occ.fault) {
+        // Counted first: a reset drops this future with the connection.
+        st.stats.record(&model, &[fault.outcome()]);
+        match inject(&st, fault, &profile, abort, &mut occ.spare, stream).await {
+            Some(r) => return r,
+            None => hung = true,
+        }
+    }
+    let all_text = texts.join("\n");
+    let (content, truncated, outcomes) =
+        if judge::is_judge_call(&all_text, body.response_format.as_ref()) {
+            if occ.judge_garbage < profile.judge_malformed_rate {
+                (
+                    judge::garbage(&mut occ.spare),
+                    false,
+                    vec![Outcome::JudgeMalformed],
+                )
+            } else {
+                let v = judge::score(&judge::parse(&all_text), profile.judge_bias);
+                (judge::render(&v), false, vec![Outcome::Judge])
+            }
+        } else {
+            let turns: Vec<Turn<'_>> = messages
+                .iter()
+                .zip(&texts)
+                .map(|(m, t)| Turn {
+                    role: &m.role,
+                    content: t,
+                })
+                .collect();
+            let prompt = behave::parse_prompt(&turns);
+            let seed = behave::text_seed(
+                st.scenario.seed,
+                content_hash,
+                phase,
+                profile.vary_answers.then_some(occ.index),
+            );
+            let max = body.max_completion_tokens.or(body.max_tokens);
+            let a = behave::answer(&profile, &prompt, seed, occ.draws, max);
+            let mut outcomes = Vec::new();
+            if a.refused {
+                outcomes.push(Outcome::Refusal);
+            }
+            if a.truncated {
+                outcomes.push(Outcome::Truncated);
+            }
+            if a.dropped_facts {
+                outcomes.push(Outcome::DroppedFacts);
+            }
+            if outcomes.is_empty() {
+                outcomes.push(Outcome::Ok);
+            }
+            (a.text, a.truncated, outcomes)
+        };
+    if hung {
+        st.stats.record_more(&model, &outcomes);
+    } else {
+        st.stats.record(&model, &outcomes);
+    }
+    let finish_reason = match (truncated, profile.finish_reason_style) {
+        (true, _) => "length",
+        (false, FinishStyle::Openai) => "stop",
+        (false, FinishStyle::Eos) => "eos",
+    };
+    let prompt_tokens: u64 = texts
+        .iter()
+        .map(|t| text::token_estimate(t) + 4)
+        .sum::<u64>()
+        + 3;
+    let completion_tokens = text::token_estimate(&content);
+    let usage = (!profile.omit_usage).then_some(UsageOut {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
+    });
+    let reported = profile.model.as_deref().unwrap_or(&model);
+    let fingerprint = (!profile.omit_fingerprint).then_some(profile.system_fingerprint.as_str());
+    let id = completion_id(&st, content_hash);
+    let created = now_secs();
+    let out = Reply {
+        id: &id,
+        created,
+        model: reported,
+        fingerprint,
+        content: &content,
+        finish_reason,
+        usage,
+    };
+    if stream {
+        let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
+        sse(out, include_usage, profile.stream_chunk_ms)
+    } else {
+        json_reply(out)
+    }
+}
+
+struct Reply<'a> {
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+    fingerprint: Option<&'a str>,
+    content: &'a str,
+    finish_reason: &'a str,
+    usage: Option<UsageOut>,
+}
+
+fn json_reply(r: Reply<'_>) -> Response {
+    let body = CompletionOut {
+        id: r.id,
+        object: "chat.completion",
+        created: r.created,
+        model: r.model,
+        choices: [ChoiceOut {
+            index: 0,
+            message: MessageOut {
+                role: "assistant",
+                content: r.content,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: r.finish_reason,
+        }],
+        usage: r.usage,
+        system_fingerprint: r.fingerprint,
+    };
+    let bytes = serde_json::to_vec(&body).expect("serialisable");
+    let mut resp = Response::new(Body::from(bytes));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(r.id) {
+        h.insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Server-sent events as OpenAI sends them: a role chunk, content chunks of
+/// a few words, a final chunk with the finish reason, an optional usage
+/// chunk, then `[DONE]`.
+fn sse(r: Reply<'_>, include_usage: bool, chunk_ms: f64) -> Response {
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+        let mut c = serde_json::json!({
+            "id": r.id,
+            "object": "chat.completion.chunk",
+            "created": r.created,
+            "model": r.model,
+            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
+        });
+        if let Some(fp) = r.fingerprint {
+            c["system_fingerprint"] = fp.into();
+        }
+        if include_usage {
+            c["usage"] = serde_json::Value::Null;
+        }
+        c
+    };
+    let mut events: Vec<String> = Vec::new();
+    let mut push = |v: &serde_json::Value| events.push(format!("data: {v}\n\n"));
+    push(&chunk(
+        serde_json::json!({ "role": "assistant", "content": "", "refusal": null }),
+        None,
+    ));
+    let mut piece = String::new();
+    for (i, word) in r.content.split_inclusive(' ').enumerate() {
+        piece.push_str(word);
+        if i % 3 == 2 {
+            push(&chunk(serde_json::json!({ "content": piece }), None));
+            piece.clear();
+        }
+    }
+    if !piece.is_empty() {
+        push(&chunk(serde_json::json!({ "content": piece }), None));
+    }
+    push(&chunk(serde_json::json!({}), Some(r.finish_reason)));
+    if include_usage && let Some(u) = &r.usage {
+        let mut last = chunk(serde_json::json!({}), None);
+        last["choices"] = serde_json::json!([]);
+        last["usage"] = serde_json::json!({
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "total_tokens": u.total_tokens,
+        });
+        push(&last);
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    // With a chunk delay the events are sent as they "are generated", so
+    // clients see a time to first token shorter than the total time.
+    let body = if chunk_ms > 0.0 {
+        let pause = std::time::Duration::from_secs_f64(chunk_ms / 1000.0);
+        let stream =
+            futures::stream::iter(events.into_iter().enumerate()).then(move |(i, e)| async move {
+                if i > 0 {
+                    tokio::time::sleep(pause).await;
+                }
+                Ok::<_, std::convert::Infallible>(e)
+            });
+        Body::from_stream(stream)
+    } else {
+        Body::from(events.concat())
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .expect("static response")
+}
