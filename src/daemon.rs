@@ -10,6 +10,7 @@ use crate::store::Store;
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let config_path = loaded.path.clone();
     let config = loaded.config;
     let store = Store::connect(&config.database).await?;
     store.migrate().await.context("applying migrations")?;
@@ -22,6 +23,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let app = App::new(config, store.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_watcher(shutdown.clone()));
+    tokio::spawn(reload_watcher(config_path, shutdown.clone()));
     tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
@@ -115,6 +117,53 @@ fn start_judge_worker(
             tracing::error!("judge worker not started: {e}");
             None
         }
+    }
+}
+
+/// SIGHUP (`systemctl reload`): re-validates the config, suites and judges
+/// and logs every problem, so an invalid new version is reported while the
+/// running one continues. Suites are picked up by the scheduler's own
+/// directory watch (a broken file keeps its last good version); changes to
+/// the config file itself take effect at the next restart, which the log
+/// says. Without this handler SIGHUP's default action would kill the daemon.
+async fn reload_watcher(config_path: std::path::PathBuf, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGHUP: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        crate::telemetry::systemd::reloading();
+        let report = crate::check::check_all(&config_path).await;
+        let errors: Vec<_> = report
+            .diagnostics
+            .0
+            .iter()
+            .filter(|d| d.is_error())
+            .collect();
+        for d in &errors {
+            tracing::error!("reload rejected: {d}");
+        }
+        if errors.is_empty() {
+            tracing::info!(
+                suites = report.suites,
+                judges = report.judges,
+                "SIGHUP: configuration valid; suites are reloaded from disk, config-file changes apply at restart"
+            );
+        } else {
+            tracing::error!(
+                errors = errors.len(),
+                "SIGHUP: new configuration invalid; the running version continues"
+            );
+        }
+        crate::telemetry::systemd::ready();
     }
 }
 

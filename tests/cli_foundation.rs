@@ -201,3 +201,28 @@ mod reqwest {
         rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
     }
 }
+
+#[test]
+fn sighup_validates_and_keeps_running_and_sigterm_exits_zero() {
+    let dir = write_tree(&[("canaryd.yaml", CONFIG), ("canaries/good.yaml", GOOD_SUITE)]);
+    let mut app = common::Spawned::start(&["serve"], dir.path(), &[]);
+    // Break a suite, then reload: the error is logged, the daemon stays up.
+    std::fs::write(dir.path().join("canaries/broken.yaml"), "suite: [\n").unwrap();
+    app.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.stderr().contains("reload rejected") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = app.stderr();
+    assert!(
+        log.contains("reload rejected") && log.contains("broken.yaml:"),
+        "{log}"
+    );
+    let body = reqwest::blocking_get(&format!("{}/healthz", app.base_url));
+    assert_eq!(body.trim(), "ok", "still serving after SIGHUP");
+    app.signal("TERM");
+    let status = app
+        .wait_exit(std::time::Duration::from_secs(30))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", app.stderr());
+}
