@@ -297,9 +297,7 @@ impl AlertsConfig {
             for c in &route.channels {
                 if !self.channels.contains_key(c) {
                     let hint =
-                        crate::config::yaml::closest(c, self.channels.keys().map(String::as_str))
-                            .map(|h| format!("; did you mean `{h}`?"))
-                            .unwrap_or_default();
+                        crate::config::yaml::hint(c, self.channels.keys().map(String::as_str));
                     err(format!(
                         "route {} sends to unknown channel `{c}`{hint}",
                         i + 1

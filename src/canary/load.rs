@@ -195,9 +195,7 @@ fn validate(path: &Path, f: &SuiteFile, ctx: &Context<'_>, d: &mut Diagnostics) 
     for t in f.targets.value.iter().filter(|_| ctx.config.is_some()) {
         let models = &ctx.config.expect("filtered").models;
         if !models.contains_key(t) {
-            let hint = yaml::closest(t, models.keys().map(String::as_str))
-                .map(|h| format!("; did you mean `{h}`?"))
-                .unwrap_or_default();
+            let hint = yaml::hint(t, models.keys().map(String::as_str));
             d.push(Diagnostic::at(
                 path,
                 &f.targets,
@@ -290,9 +288,7 @@ fn validate_case(
                 Some(known) if !known.contains(&j.name) => Some(format!(
                     "unknown judge `{}`{}",
                     j.name,
-                    yaml::closest(&j.name, known.iter().map(String::as_str))
-                        .map(|h| format!("; did you mean `{h}`?"))
-                        .unwrap_or_default()
+                    yaml::hint(&j.name, known.iter().map(String::as_str))
                 )),
                 _ => None,
             },

@@ -169,12 +169,10 @@ pub fn validate(path: &Path, config: &Config) -> Diagnostics {
     }
     for (name, model) in &config.models {
         if !config.providers.contains_key(&model.value.provider) {
-            let hint = yaml::closest(
+            let hint = yaml::hint(
                 &model.value.provider,
                 config.providers.keys().map(String::as_str),
-            )
-            .map(|h| format!("; did you mean `{h}`?"))
-            .unwrap_or_default();
+            );
             d.push(Diagnostic::at(
                 path,
                 model,

@@ -71,6 +71,14 @@ fn did_you_mean_from_serde(message: &str) -> Option<String> {
     closest(unknown, expected.iter().map(String::as_str))
 }
 
+/// `"; did you mean `x`?"` for the closest candidate, or nothing: the
+/// suffix every unknown-name message in canaryd ends with.
+pub fn hint<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    closest(word, candidates)
+        .map(|h| format!("; did you mean `{h}`?"))
+        .unwrap_or_default()
+}
+
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
 pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
     candidates

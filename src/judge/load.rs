@@ -93,9 +93,7 @@ pub fn load_file(path: &Path, config: Option<&Config>) -> Result<Judge, Diagnost
     if let Some(config) = config
         && !config.models.contains_key(&f.model.value)
     {
-        let hint = yaml::closest(&f.model.value, config.models.keys().map(String::as_str))
-            .map(|h| format!("; did you mean `{h}`?"))
-            .unwrap_or_default();
+        let hint = yaml::hint(&f.model.value, config.models.keys().map(String::as_str));
         let (line, col) = (f.model.referenced.line(), f.model.referenced.column());
         d.push(Diagnostic::error(
             path,
