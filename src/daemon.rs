@@ -22,8 +22,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     crate::telemetry::install();
     let app = App::new(config, store.clone());
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal_watcher(shutdown.clone()));
-    tokio::spawn(reload_watcher(config_path, shutdown.clone()));
+    signal_watcher(shutdown.clone());
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot watch SIGHUP")?;
+    tokio::spawn(reload_watcher(hup, config_path, shutdown.clone()));
     tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
@@ -126,15 +128,11 @@ fn start_judge_worker(
 /// directory watch (a broken file keeps its last good version); changes to
 /// the config file itself take effect at the next restart, which the log
 /// says. Without this handler SIGHUP's default action would kill the daemon.
-async fn reload_watcher(config_path: std::path::PathBuf, shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch SIGHUP: {e}");
-            return;
-        }
-    };
+async fn reload_watcher(
+    mut hup: tokio::signal::unix::Signal,
+    config_path: std::path::PathBuf,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -167,21 +165,27 @@ async fn reload_watcher(config_path: std::path::PathBuf, shutdown: CancellationT
     }
 }
 
-/// Cancels `token` on SIGTERM or SIGINT.
-pub async fn signal_watcher(token: CancellationToken) {
+/// Cancels `token` on SIGTERM or SIGINT. The handlers are installed before
+/// this returns, so a caller that announces readiness afterwards can never be
+/// killed by a signal's default action in between.
+pub fn signal_watcher(token: CancellationToken) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    tokio::spawn(async move {
+        let (mut term, mut int) = match (term, int) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("cannot watch SIGTERM/SIGINT: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
-    }
-    token.cancel();
+        token.cancel();
+    })
 }
 
 /// Milliseconds since the Unix epoch: the daemon's one reading of the clock,

@@ -84,7 +84,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         clock: runner::system_clock(),
     };
     let cancel = CancellationToken::new();
-    tokio::spawn(crate::daemon::signal_watcher(cancel.clone()));
+    crate::daemon::signal_watcher(cancel.clone());
     let spec = RunSpec {
         suite: Arc::new(suite),
         only_targets: args.targets,

@@ -43,7 +43,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(crate::daemon::signal_watcher(shutdown.clone()));
+    crate::daemon::signal_watcher(shutdown.clone());
     tracing::info!(%addr, phases = scenario.phases.len(), seed = scenario.seed, "canaryd sim listening");
     // Scripts and tests wait for this exact line: print it once, flushed.
     let mut out = std::io::stdout().lock();
