@@ -10,6 +10,19 @@ use crate::store::Store;
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    signal_watcher(shutdown.clone());
+    run_until(loaded, shutdown, None).await
+}
+
+/// Runs the daemon until `shutdown` is cancelled. `bound` receives the
+/// listening address once the daemon is ready, for embedders (`canaryd demo`)
+/// that ask for port 0.
+pub async fn run_until(
+    loaded: Loaded,
+    shutdown: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<()> {
     let config_path = loaded.path.clone();
     let config = loaded.config;
     let store = Store::connect(&config.database).await?;
@@ -21,8 +34,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     crate::telemetry::install();
     let app = App::new(config, store.clone());
-    let shutdown = CancellationToken::new();
-    signal_watcher(shutdown.clone());
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot watch SIGHUP")?;
     tokio::spawn(reload_watcher(hup, config_path, shutdown.clone()));
@@ -39,6 +50,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");
     crate::telemetry::systemd::ready();
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
     let notifier = tokio::spawn(crate::alert::notifier::run(
         store.clone(),
         crate::alert::settings_for(&app.config),
