@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::config::{Loaded, redact_url};
+use crate::live::{Live, Rejected};
 use crate::store::Store;
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
@@ -36,8 +37,17 @@ pub async fn run_until(
     let app = App::new(config, store.clone());
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot watch SIGHUP")?;
-    tokio::spawn(reload_watcher(hup, config_path, shutdown.clone()));
+    tokio::spawn(reload_watcher(
+        hup,
+        config_path,
+        app.live.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
+    tokio::spawn(crate::telemetry::store_gauges(
+        store.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
     if let Some(e) = &app.ingest.auth_error {
@@ -53,9 +63,10 @@ pub async fn run_until(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
+    let live = app.live.clone();
     let notifier = tokio::spawn(crate::alert::notifier::run(
         store.clone(),
-        crate::alert::settings_for(&app.config),
+        move || crate::alert::settings_for(&live.borrow().config),
         std::time::Duration::from_secs(5),
         shutdown.clone(),
     ));
@@ -71,80 +82,45 @@ pub async fn run_until(
         tracing::error!("canary scheduler task failed: {e}");
     }
     let _ = notifier.await;
-    if let Some(w) = judge_worker {
-        let _ = w.await;
-    }
+    let _ = judge_worker.await;
     store.close().await;
     tracing::info!("canaryd stopped");
     Ok(())
 }
 
-/// Starts the canary scheduler over the configured suites and judges.
+/// Starts the canary scheduler over the live suites, judges and providers.
 async fn start_canaries(
     app: &App,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use crate::canary::{expect::Evaluator, runner, schedule};
-    let providers = crate::provider::Providers::from_config(&app.config)?.map(|p| {
-        p.with_attempt_hook(std::sync::Arc::new(
-            crate::telemetry::provider_attempt_failed,
-        ))
-    });
-    let judges = crate::judge::load::load_dir(&app.config.judges, Some(&app.config));
-    for d in judges.diagnostics.0.iter().filter(|d| d.is_error()) {
-        tracing::error!("{d}");
-    }
-    let names = judges.names();
+    use crate::canary::{runner, schedule};
+    // Fail at start on what `App::new` could only log (a missing API key).
+    crate::provider::Providers::from_config(&app.config)?;
     let runner = runner::Runner {
         store: app.store.clone(),
-        eval: Evaluator {
-            providers,
-            judges: judges
-                .judges
-                .into_iter()
-                .map(|j| (j.name.clone(), j))
-                .collect(),
-        },
+        eval: app.live().evaluator(),
         owner: app.instance_id.clone(),
         clock: runner::system_clock(),
     };
-    Ok(schedule::start(runner, app.config.clone(), names, shutdown).await?)
+    Ok(schedule::start(runner, app.live.subscribe(), shutdown).await?)
 }
 
-/// Starts the judge worker when judging is on and judges are loaded.
-fn start_judge_worker(
-    app: &App,
-    shutdown: &CancellationToken,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if !app.config.judging.enabled || app.ingest.judges.is_empty() {
-        return None;
-    }
-    match crate::provider::Providers::from_config(&app.config) {
-        Ok(p) => Some(tokio::spawn(crate::judge::worker::run(
-            app.clone(),
-            p.map(|p| {
-                p.with_attempt_hook(std::sync::Arc::new(
-                    crate::telemetry::provider_attempt_failed,
-                ))
-            }),
-            shutdown.clone(),
-        ))),
-        Err(e) => {
-            tracing::error!("judge worker not started: {e}");
-            None
-        }
-    }
+/// Starts the judge worker. It idles while judging is off or no judge is
+/// loaded, so a reload that adds judges needs no restart.
+fn start_judge_worker(app: &App, shutdown: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(crate::judge::worker::run(app.clone(), shutdown.clone()))
 }
 
-/// SIGHUP (`systemctl reload`): re-validates the config, suites and judges
-/// and logs every problem, so an invalid new version is reported while the
-/// running one continues. Suites are picked up by the scheduler's own
-/// directory watch (a broken file keeps its last good version); changes to
-/// the config file itself take effect at the next restart, which the log
-/// says. Without this handler SIGHUP's default action would kill the daemon.
+/// SIGHUP (`systemctl reload`): reads the config, judges and suites again
+/// and, when all are valid, installs them as the next [`Live`] version that
+/// every loop picks up at its next iteration (the scheduler at once). When
+/// anything is invalid every problem is logged as `path:line:column` and the
+/// running version continues. Without this handler SIGHUP's default action
+/// would kill the daemon.
 async fn reload_watcher(
     mut hup: tokio::signal::unix::Signal,
     config_path: std::path::PathBuf,
+    live: std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<Live>>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -153,27 +129,33 @@ async fn reload_watcher(
             got = hup.recv() => if got.is_none() { return },
         }
         crate::telemetry::systemd::reloading();
-        let report = crate::check::check_all(&config_path).await;
-        let errors: Vec<_> = report
-            .diagnostics
-            .0
-            .iter()
-            .filter(|d| d.is_error())
-            .collect();
-        for d in &errors {
-            tracing::error!("reload rejected: {d}");
-        }
-        if errors.is_empty() {
-            tracing::info!(
-                suites = report.suites,
-                judges = report.judges,
-                "SIGHUP: configuration valid; suites are reloaded from disk, config-file changes apply at restart"
-            );
-        } else {
-            tracing::error!(
-                errors = errors.len(),
-                "SIGHUP: new configuration invalid; the running version continues"
-            );
+        let current = live.borrow().clone();
+        // Loading reads files and builds clients: keep it off the runtime.
+        let path = config_path.clone();
+        let next = tokio::task::spawn_blocking(move || current.reload(&path)).await;
+        match next {
+            Ok(Ok(next)) => {
+                tracing::info!(
+                    generation = next.generation,
+                    judges = next.judges.len(),
+                    "SIGHUP: configuration, judges and suites reloaded"
+                );
+                metrics::counter!("canaryd_reloads_total", "outcome" => "applied").increment(1);
+                live.send_replace(std::sync::Arc::new(next));
+            }
+            Ok(Err(rejected)) => {
+                match &rejected {
+                    Rejected::Invalid(d) => {
+                        for d in &d.0 {
+                            tracing::error!("reload rejected: {d}");
+                        }
+                    }
+                    Rejected::Providers(e) => tracing::error!("reload rejected: providers: {e}"),
+                }
+                metrics::counter!("canaryd_reloads_total", "outcome" => "rejected").increment(1);
+                tracing::error!("SIGHUP: new configuration invalid; the running version continues");
+            }
+            Err(e) => tracing::error!("SIGHUP: reload task failed: {e}"),
         }
         crate::telemetry::systemd::ready();
     }
@@ -234,17 +216,27 @@ async fn retention_loop(app: App, shutdown: CancellationToken) {
         if !matches!(held, Ok(true)) {
             continue;
         }
-        let r = &app.config.retention;
-        let raw_before = now - i64::from(r.raw_days) * DAY_MS;
-        let rollup_before = now - i64::from(r.rollup_days) * DAY_MS;
-        match app
+        let live = app.live();
+        let r = &live.config.retention;
+        let before = |days: u32| now - i64::from(days) * DAY_MS;
+        let swept = app
             .store
-            .sweep_retention(raw_before, rollup_before, 20)
-            .await
-        {
-            Ok(swept) if swept != Default::default() => tracing::info!(?swept, "retention applied"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("retention sweep failed: {e}"),
+            .sweep_retention(before(r.raw_days), before(r.rollup_days), 20)
+            .await;
+        let cut = crate::store::AlertCutoffs {
+            health_before_ms: before(r.health_days),
+            resolved_alerts_before_ms: before(r.resolved_alert_days),
+            sent_notifications_before_ms: before(r.sent_notification_days),
+        };
+        let alert_side = app.store.sweep_alert_retention(cut, 20).await;
+        for result in [swept, alert_side] {
+            match result {
+                Ok(swept) if swept != Default::default() => {
+                    tracing::info!(?swept, "retention applied")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("retention sweep failed: {e}"),
+            }
         }
     }
 }
@@ -253,17 +245,22 @@ async fn retention_loop(app: App, shutdown: CancellationToken) {
 /// replica holds the `detectors` lease, keeping the latest verdicts and the
 /// health series, then turning the findings into alert transitions.
 async fn detectors_loop(app: App, shutdown: CancellationToken) {
-    let cfg = &app.config.detectors;
-    let period = std::time::Duration::from_secs(cfg.every_secs.max(1));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut every_secs = app.live().config.detectors.every_secs.max(1);
+    let mut tick = detector_interval(every_secs);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let live = app.live();
+        let cfg = &live.config.detectors;
+        if cfg.every_secs.max(1) != every_secs {
+            every_secs = cfg.every_secs.max(1);
+            tick = detector_interval(every_secs);
+            tick.tick().await;
+        }
         let now = now_ms();
-        let ttl = 2 * period.as_millis() as i64 + 30_000;
+        let ttl = 2 * every_secs as i64 * 1000 + 30_000;
         if !matches!(
             app.store
                 .try_lease("detectors", &app.instance_id, now, ttl)
@@ -279,7 +276,8 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
                     .filter(|f| f.status == crate::signals::Status::Firing)
                     .count();
                 tracing::info!(findings = findings.len(), firing, "detectors evaluated");
-                let alerts = crate::alert::settings_for(&app.config);
+                crate::telemetry::record_findings(&findings);
+                let alerts = crate::alert::settings_for(&live.config);
                 if let Err(e) = crate::alert::process(&app.store, &findings, now, &alerts).await {
                     tracing::warn!("alert processing failed: {e}");
                 }
@@ -287,4 +285,10 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
             Err(e) => tracing::warn!("detector evaluation failed: {e}"),
         }
     }
+}
+
+fn detector_interval(every_secs: u64) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod http;
 pub mod ingest;
 pub mod judge;
+pub mod live;
 pub mod provider;
 pub mod signals;
 pub mod sim;

@@ -61,17 +61,24 @@ fn describe() {
     );
     describe_counter!(
         "canaryd_ingest_records_total",
-        "Ingested production records, by outcome"
+        "Ingested production records, by outcome (accepted, duplicate; rejected counts refused requests)"
     );
     describe_histogram!("canaryd_ingest_request_seconds", "Ingest request latency");
-    describe_gauge!("canaryd_judge_queue_depth", "Judge jobs waiting");
+    describe_gauge!(
+        "canaryd_judge_queue_depth",
+        "Judge jobs by state (pending, running)"
+    );
     describe_counter!(
         "canaryd_judge_scores_total",
         "Judge results, by judge and outcome"
     );
-    describe_counter!(
-        "canaryd_judge_spend_usd_total",
-        "Estimated judge spend in USD"
+    describe_gauge!(
+        "canaryd_judge_spend_usd_today",
+        "Estimated judge spend of the current UTC day in USD, all replicas"
+    );
+    describe_gauge!(
+        "canaryd_judge_spend_tokens_today",
+        "Judge tokens of the current UTC day, all replicas"
     );
     describe_gauge!(
         "canaryd_detector_value",
@@ -80,8 +87,22 @@ fn describe() {
     describe_gauge!("canaryd_alerts_firing", "Alerts currently firing");
     describe_counter!(
         "canaryd_notification_failures_total",
-        "Notification attempts that failed, by channel"
+        "Notification deliveries that failed, by channel"
     );
+    describe_counter!(
+        "canaryd_notifications_sent_total",
+        "Notifications delivered, by channel"
+    );
+    describe_counter!(
+        "canaryd_reloads_total",
+        "SIGHUP reloads, by outcome (applied, rejected)"
+    );
+    metrics::counter!("canaryd_reloads_total", "outcome" => "applied").absolute(0);
+    metrics::counter!("canaryd_reloads_total", "outcome" => "rejected").absolute(0);
+    for outcome in ["accepted", "duplicate", "rejected"] {
+        metrics::counter!("canaryd_ingest_records_total", "outcome" => outcome).absolute(0);
+    }
+    metrics::gauge!("canaryd_alerts_firing").set(0.0);
     metrics::counter!("canaryd_provider_errors_total", "provider" => "none", "kind" => "none")
         .absolute(0);
 }
@@ -94,6 +115,63 @@ pub fn provider_attempt_failed(provider: &str, error: &crate::provider::Provider
         "kind" => error.kind()
     )
     .increment(1);
+}
+
+/// Sets the latest value of each detector's chart, keyed like its alert.
+pub fn record_findings(findings: &[crate::signals::Finding]) {
+    for f in findings.iter().filter(|f| f.value.is_finite()) {
+        metrics::gauge!(
+            "canaryd_detector_value",
+            "rule" => f.rule.as_str(),
+            "stream" => f.stream.clone(),
+            "dimension" => f.dimension.clone().unwrap_or_default()
+        )
+        .set(f.value);
+    }
+}
+
+/// Counts one ingest request's records and its latency.
+pub fn record_ingest(outcome: Option<&crate::store::InsertOutcome>, started: std::time::Instant) {
+    match outcome {
+        Some(o) => {
+            metrics::counter!("canaryd_ingest_records_total", "outcome" => "accepted")
+                .increment(o.accepted);
+            metrics::counter!("canaryd_ingest_records_total", "outcome" => "duplicate")
+                .increment(o.duplicates);
+        }
+        None => {
+            metrics::counter!("canaryd_ingest_records_total", "outcome" => "rejected").increment(1)
+        }
+    }
+    metrics::histogram!("canaryd_ingest_request_seconds").record(started.elapsed().as_secs_f64());
+}
+
+/// Refreshes the gauges read from the database (the same on every replica,
+/// since the queue, the spend and the alerts are shared) every few seconds.
+pub async fn store_gauges(
+    store: crate::store::Store,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Ok(c) = store.judge_job_counts().await {
+            metrics::gauge!("canaryd_judge_queue_depth", "state" => "pending")
+                .set(c.pending as f64);
+            metrics::gauge!("canaryd_judge_queue_depth", "state" => "running")
+                .set(c.running as f64);
+        }
+        if let Ok((tokens, usd)) = store.judge_spend(crate::daemon::now_ms()).await {
+            metrics::gauge!("canaryd_judge_spend_tokens_today").set(tokens as f64);
+            metrics::gauge!("canaryd_judge_spend_usd_today").set(usd);
+        }
+        if let Ok(n) = store.count_alerts_in_state("firing").await {
+            metrics::gauge!("canaryd_alerts_firing").set(n as f64);
+        }
+    }
 }
 
 /// systemd `Type=notify`: readiness, watchdog and stopping.

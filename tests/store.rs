@@ -278,3 +278,136 @@ async fn retention_removes_old_raw_data_in_batches_and_keeps_recent() {
         );
     });
 }
+
+#[tokio::test]
+async fn alert_side_retention_keeps_what_is_still_needed() {
+    use canaryd::store::{AlertChange, AlertCutoffs, AlertRow, NewNotification};
+    for_each_backend!(|store, backend| {
+        // Health series: BATCH + 5 old points and one recent.
+        let health = |t: i64| {
+            let store = &store;
+            async move {
+                let one: std::collections::BTreeMap<String, f64> =
+                    [("bot".to_string(), 90.0)].into();
+                store.record_health(t, &one).await.unwrap();
+            }
+        };
+        for t in 0..(canaryd::store::RETENTION_BATCH + 5) {
+            health(t).await;
+        }
+        health(1_000_000).await;
+        // Alerts: old resolved (goes), old resolved still owing its resolve
+        // notice (stays), old but firing (stays), recently resolved (stays).
+        let alert = |stream: &str, state: &str, resolved: Option<i64>, owed: bool| AlertChange {
+            row: AlertRow {
+                id: 0,
+                rule: "judge_score_drop".into(),
+                stream: stream.into(),
+                dimension: String::new(),
+                state: state.into(),
+                severity: "warning".into(),
+                value: 1.0,
+                baseline: 2.0,
+                threshold: 0.3,
+                p_value: None,
+                samples: 1,
+                baseline_samples: 1,
+                summary: "s".into(),
+                pending_ms: Some(10),
+                firing_ms: Some(10),
+                resolved_ms: resolved,
+                last_eval_ms: 10,
+                last_notified_ms: None,
+                resolve_pending: owed,
+                rev: 0,
+            },
+            history: Some((None, state.into(), None)),
+            at_ms: 10,
+        };
+        let ids = store
+            .write_alerts(
+                &[
+                    alert("old", "resolved", Some(100), false),
+                    alert("owed", "resolved", Some(100), true),
+                    alert("firing", "firing", None, false),
+                    alert("recent", "resolved", Some(900_000), false),
+                ],
+                &[],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        // Outbox: old sent (goes), old never delivered (stays), recent sent (stays).
+        let note = |title: &str| NewNotification {
+            channel: "hook".into(),
+            kind: "webhook".into(),
+            stream: "old".into(),
+            status: "resolved".into(),
+            title: title.into(),
+            body: "{}".into(),
+            alert_ids: vec![ids[0]],
+            created_ms: 50,
+        };
+        store
+            .write_alerts(
+                &[],
+                &[note("sent-old"), note("undelivered"), note("sent-recent")],
+            )
+            .await
+            .unwrap();
+        let outbox = store.list_notifications(10).await.unwrap();
+        let id_of = |t: &str| outbox.iter().find(|(n, _)| n.title == t).unwrap().0.id;
+        store
+            .mark_notification_sent(id_of("sent-old"), 1, 200)
+            .await
+            .unwrap();
+        store
+            .mark_notification_sent(id_of("sent-recent"), 1, 900_000)
+            .await
+            .unwrap();
+
+        let cut = AlertCutoffs {
+            health_before_ms: 500_000,
+            resolved_alerts_before_ms: 500_000,
+            sent_notifications_before_ms: 500_000,
+        };
+        let swept = store.sweep_alert_retention(cut, 1).await.unwrap();
+        assert_eq!(
+            swept.health_scores,
+            canaryd::store::RETENTION_BATCH as u64,
+            "{backend}: one bounded batch"
+        );
+        assert_eq!((swept.alerts, swept.notifications), (1, 1), "{backend}");
+        let swept = store.sweep_alert_retention(cut, 10).await.unwrap();
+        assert_eq!(swept.health_scores, 5, "{backend}");
+        assert_eq!((swept.alerts, swept.notifications), (0, 0), "{backend}");
+
+        assert_eq!(
+            store.health_series("bot", 0, i64::MAX).await.unwrap(),
+            vec![(1_000_000, 90.0)],
+            "{backend}"
+        );
+        let mut left: Vec<String> = store
+            .list_alerts(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.stream)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["firing", "owed", "recent"], "{backend}");
+        assert!(
+            store.alert_history(ids[0]).await.unwrap().is_empty(),
+            "{backend}: history went with its alert"
+        );
+        let mut titles: Vec<String> = store
+            .list_notifications(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n.title)
+            .collect();
+        titles.sort();
+        assert_eq!(titles, ["sent-recent", "undelivered"], "{backend}");
+    });
+}

@@ -60,6 +60,8 @@ pub async fn deliver_due(
             Ok(()) => {
                 store.mark_notification_sent(n.id, attempts, now_ms).await?;
                 tracing::info!(id = n.id, channel = %n.channel, title = %n.title, "notification sent");
+                metrics::counter!("canaryd_notifications_sent_total", "channel" => n.channel.clone())
+                    .increment(1);
                 out.sent += 1;
             }
             Err(e) => {
@@ -71,6 +73,8 @@ pub async fn deliver_due(
                     .mark_notification_failed(n.id, attempts, now_ms + delay, &e)
                     .await?;
                 tracing::warn!(id = n.id, channel = %n.channel, attempts, error = %e, retry_in_ms = delay, "notification failed; kept in the outbox");
+                metrics::counter!("canaryd_notification_failures_total", "channel" => n.channel.clone())
+                    .increment(1);
                 out.failed += 1;
             }
         }
@@ -152,10 +156,21 @@ fn wall_clock_ms() -> i64 {
 
 /// The daemon's alert loop: every `tick`, lets `group_wait` and
 /// `repeat_interval` elapse (`process` with no findings) and delivers the
-/// outbox. This is the top level, so it may read the wall clock.
-pub async fn run(store: Store, cfg: AlertsConfig, tick: Duration, shutdown: CancellationToken) {
-    tracing::info!(channels = cfg.channels.len(), "alert notifier started");
+/// outbox. This is the top level, so it may read the wall clock. `settings`
+/// is asked once per tick, so channels and routes changed by a reload apply
+/// to the next delivery.
+pub async fn run(
+    store: Store,
+    settings: impl Fn() -> AlertsConfig + Send,
+    tick: Duration,
+    shutdown: CancellationToken,
+) {
+    tracing::info!(
+        channels = settings().channels.len(),
+        "alert notifier started"
+    );
     loop {
+        let cfg = settings();
         let now = wall_clock_ms();
         if let Err(e) = super::process(&store, &[], now, &cfg).await {
             tracing::warn!(error = %e, "alert processing failed");

@@ -15,7 +15,9 @@
 //! - **Hot reload**: the suites directory is polled; added, edited and
 //!   removed suites take effect without a restart, and a file that fails
 //!   validation keeps its last good version scheduled while the error is
-//!   logged (and reported by `canaryd check`).
+//!   logged (and reported by `canaryd check`). A new [`Live`] version
+//!   (SIGHUP) rescans at once, against its models and judges, and its
+//!   provider clients and judges are used from the next run on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -31,7 +33,7 @@ use uuid::Uuid;
 use super::load::{self, Suite};
 use super::runner::{DEFAULT_TIMEOUT_SECS, RunSpec, Runner, Started};
 use super::ticks;
-use crate::config::Config;
+use crate::live::Live;
 use crate::store::RunTrigger;
 
 /// How often the suites directory is checked for changes.
@@ -44,7 +46,9 @@ pub struct ScheduleError(String);
 
 /// What a fired job needs.
 struct FireCtx {
-    runner: Runner,
+    /// Replaced (its evaluator) when a new [`Live`] version arrives; a run
+    /// takes a clone when it starts and keeps it to the end.
+    runner: RwLock<Runner>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -79,20 +83,19 @@ struct Entry {
 struct Scheduler {
     sched: JobScheduler,
     ctx: Arc<FireCtx>,
-    config: Arc<Config>,
-    judge_names: BTreeSet<String>,
+    live: Arc<Live>,
     entries: BTreeMap<String, Entry>,
     dir_digest: Option<Vec<u8>>,
     reported: BTreeMap<PathBuf, String>,
 }
 
-/// Starts scheduling every suite in `config.canaries`. The returned task
-/// ends after `shutdown` is cancelled and in-flight runs have been recorded
-/// (as cancelled); await it before closing the store.
+/// Starts scheduling every suite in the live config's `canaries` directory.
+/// `runner`'s evaluator is replaced by each new version `live` delivers. The
+/// returned task ends after `shutdown` is cancelled and in-flight runs have
+/// been recorded (as cancelled); await it before closing the store.
 pub async fn start(
     runner: Runner,
-    config: Arc<Config>,
-    judge_names: BTreeSet<String>,
+    mut live: tokio::sync::watch::Receiver<Arc<Live>>,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, ScheduleError> {
     let sched = JobScheduler::new()
@@ -105,12 +108,11 @@ pub async fn start(
     let mut s = Scheduler {
         sched,
         ctx: Arc::new(FireCtx {
-            runner,
+            runner: RwLock::new(runner),
             shutdown: shutdown.clone(),
             tracker: TaskTracker::new(),
         }),
-        config,
-        judge_names,
+        live: live.borrow_and_update().clone(),
         entries: BTreeMap::new(),
         dir_digest: None,
         reported: BTreeMap::new(),
@@ -122,9 +124,20 @@ pub async fn start(
     Ok(tokio::spawn(async move {
         let mut every = tokio::time::interval(POLL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watching = true;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                changed = live.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                        continue;
+                    }
+                    let next = live.borrow_and_update().clone();
+                    s.apply(next);
+                    let now = s.now();
+                    s.reload(now).await;
+                }
                 _ = every.tick() => {
                     let now = s.now();
                     s.reload(now).await;
@@ -139,12 +152,34 @@ pub async fn start(
 impl Scheduler {
     /// The one place the scheduler reads the clock.
     fn now(&self) -> i64 {
-        (self.ctx.runner.clock)()
+        let clock = self
+            .ctx
+            .runner
+            .read()
+            .expect("runner poisoned")
+            .clock
+            .clone();
+        clock()
+    }
+
+    /// Installs a new settings version: runs started from now on use its
+    /// providers and judges, and the next `reload` rescans every file (and
+    /// logs every invalid one again) even if none changed, because validity
+    /// depends on the models and judges.
+    fn apply(&mut self, live: Arc<Live>) {
+        tracing::info!(
+            generation = live.generation,
+            "new settings: rescanning suites"
+        );
+        self.ctx.runner.write().expect("runner poisoned").eval = live.evaluator();
+        self.live = live;
+        self.dir_digest = None;
+        self.reported.clear();
     }
 
     /// Re-reads the suites directory if any file in it changed.
     async fn reload(&mut self, now: i64) {
-        let dir = self.config.canaries.clone();
+        let dir = self.live.config.canaries.clone();
         let digest = match dir_digest(&dir) {
             Ok(d) => d,
             Err(e) => {
@@ -159,9 +194,10 @@ impl Scheduler {
             return;
         }
         self.dir_digest = Some(digest);
+        let judge_names = self.live.judge_names();
         let ctx = load::Context {
-            config: Some(&self.config),
-            judges: Some(&self.judge_names),
+            config: Some(&self.live.config),
+            judges: Some(&judge_names),
         };
         let loaded = load::load_dir(&dir, &ctx);
         self.report_errors(&loaded);
@@ -330,7 +366,7 @@ impl Scheduler {
         let stale_before = now - ((longest + 60.0) * 1000.0) as i64;
         match self
             .ctx
-            .runner
+            .runner()
             .store
             .abandon_stale_runs(stale_before, now)
             .await
@@ -348,7 +384,7 @@ impl Scheduler {
             let Some(cron) = suite.schedule.as_deref().and_then(|c| ticks::parse(c).ok()) else {
                 continue;
             };
-            let last = match self.ctx.runner.store.last_scheduled_tick(name).await {
+            let last = match self.ctx.runner().store.last_scheduled_tick(name).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(suite = %name, "cannot read the last run tick: {e}");
@@ -385,10 +421,11 @@ impl Scheduler {
 /// unless its previous run is still going.
 async fn fire(ctx: Arc<FireCtx>, slot: Arc<Slot>, trigger: RunTrigger, tick: Option<i64>) {
     let suite = slot.get();
+    let runner = ctx.runner();
     let tick = match tick {
         Some(t) => t,
         None => {
-            let now = (ctx.runner.clock)();
+            let now = (runner.clock)();
             let cron = suite.schedule.as_deref().and_then(|c| ticks::parse(c).ok());
             match cron
                 .and_then(|c| ticks::previous_tick(&c, ticks::zone(suite.timezone.as_deref()), now))
@@ -405,13 +442,13 @@ async fn fire(ctx: Arc<FireCtx>, slot: Arc<Slot>, trigger: RunTrigger, tick: Opt
     // Replicas sharing a database: the unique tick stops two runs of one
     // tick, this lease stops a run of the next tick overlapping a slow one
     // elsewhere. It outlives the run's timeout, so a dead holder frees it.
-    let store = &ctx.runner.store;
-    let owner = &ctx.runner.owner;
+    let store = &runner.store;
+    let owner = &runner.owner;
     let lease = format!("canary-suite:{}", suite.name);
     let timeout = suite.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
     let ttl_ms = ((timeout + 60.0) * 1000.0) as i64;
     match store
-        .try_lease(&lease, owner, (ctx.runner.clock)(), ttl_ms)
+        .try_lease(&lease, owner, (runner.clock)(), ttl_ms)
         .await
     {
         Ok(true) => {}
@@ -431,7 +468,7 @@ async fn fire(ctx: Arc<FireCtx>, slot: Arc<Slot>, trigger: RunTrigger, tick: Opt
         scheduled_for_ms: Some(tick),
         cancel: ctx.shutdown.child_token(),
     };
-    match ctx.runner.run(&spec).await {
+    match runner.run(&spec).await {
         Ok(Started::Ran(_)) => {}
         Ok(Started::TickTaken) => {
             tracing::debug!(suite = %suite.name, tick, "tick already run by another replica")
@@ -440,6 +477,12 @@ async fn fire(ctx: Arc<FireCtx>, slot: Arc<Slot>, trigger: RunTrigger, tick: Opt
     }
     if let Err(e) = store.release_lease(&lease, owner).await {
         tracing::warn!(suite = %suite.name, "cannot release the suite lease: {e}");
+    }
+}
+
+impl FireCtx {
+    fn runner(&self) -> Runner {
+        self.runner.read().expect("runner poisoned").clone()
     }
 }
 

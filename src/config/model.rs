@@ -126,7 +126,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// How long raw data is kept. Roll-ups and scores outlive raw texts.
+/// How long data is kept. Roll-ups and scores outlive raw texts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
@@ -134,6 +134,12 @@ pub struct RetentionConfig {
     pub raw_days: u32,
     /// Days to keep roll-ups, scores and alerts.
     pub rollup_days: u32,
+    /// Days to keep the health-score series (one point per stream and evaluation).
+    pub health_days: u32,
+    /// Days to keep an alert after it resolved (and its resolve notice went out).
+    pub resolved_alert_days: u32,
+    /// Days to keep delivered notifications; undelivered ones are never deleted.
+    pub sent_notification_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -141,6 +147,9 @@ impl Default for RetentionConfig {
         Self {
             raw_days: 30,
             rollup_days: 400,
+            health_days: 90,
+            resolved_alert_days: 90,
+            sent_notification_days: 30,
         }
     }
 }

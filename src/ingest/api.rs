@@ -75,11 +75,16 @@ pub async fn post_responses(
     body: Bytes,
 ) -> Result<(StatusCode, Json<InsertOutcome>), IngestError> {
     authorize(&app, &headers)?;
-    let records = tokio::task::spawn_blocking(move || super::parse_body(&body))
-        .await
-        .map_err(|e| IngestError::BadRequest(format!("parse task failed: {e}")))??;
-    let outcome = store_records(&app, records, crate::daemon::now_ms()).await?;
-    Ok((StatusCode::ACCEPTED, Json(outcome)))
+    let started = std::time::Instant::now();
+    let stored = async {
+        let records = tokio::task::spawn_blocking(move || super::parse_body(&body))
+            .await
+            .map_err(|e| IngestError::BadRequest(format!("parse task failed: {e}")))??;
+        store_records(&app, records, crate::daemon::now_ms()).await
+    }
+    .await;
+    crate::telemetry::record_ingest(stored.as_ref().ok(), started);
+    Ok((StatusCode::ACCEPTED, Json(stored?)))
 }
 
 /// The shared write path of the JSON API and OTLP: signals, sampling, one
@@ -92,21 +97,22 @@ pub async fn store_records(
     if records.is_empty() {
         return Ok(InsertOutcome::default());
     }
-    let judging = app.config.judging.clone();
+    let live = app.live();
+    let judging = live.config.judging.clone();
     let rows: Vec<ResponseRow> =
         tokio::task::spawn_blocking(move || prepare(&records, now_ms, &judging))
             .await
             .map_err(|e| IngestError::BadRequest(format!("signal task failed: {e}")))?;
     let state = app.ingest.clone();
-    let judging = &app.config.judging;
-    let judges_for = |r: &ResponseRow| state.judges_for(r);
+    let judging = &live.config.judging;
+    let judges_for = |r: &ResponseRow| super::state::judges_for(&live.judges, r);
     let floor_cap = |s: &str| judging.floor_cap(s);
     let plan = JobPlan {
         judges_for: &judges_for,
         floor_cap: &floor_cap,
         now_ms,
     };
-    let use_plan = judging.enabled && !state.judges.is_empty();
+    let use_plan = judging.enabled && !live.judges.is_empty();
     let _serial = match app.store.backend() {
         crate::store::Backend::Sqlite => Some(state.sqlite_writes.lock().await),
         crate::store::Backend::Postgres => None,

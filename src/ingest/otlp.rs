@@ -50,8 +50,11 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
                 .into_response();
         }
     };
+    let started = std::time::Instant::now();
     let records = to_records(&request, &app.config.ingest.stream_attribute);
-    match store_records(&app, records, crate::daemon::now_ms()).await {
+    let stored = store_records(&app, records, crate::daemon::now_ms()).await;
+    crate::telemetry::record_ingest(stored.as_ref().ok(), started);
+    match stored {
         Ok(_) => answer(json),
         Err(e) => e.into_response(),
     }

@@ -1,5 +1,6 @@
-//! What the ingest endpoints need at hand: the accepted bearer tokens and
-//! the judges that decide which records get judge jobs.
+//! What the ingest endpoints need at hand: the accepted bearer tokens, and
+//! which judges apply to a record (the judges themselves are reloadable and
+//! live in `App::live`).
 
 use crate::config::{Config, Secret};
 use crate::judge::Judge;
@@ -12,7 +13,6 @@ pub struct IngestState {
     /// Set when a configured token could not be read: every request is then
     /// refused (fail closed) and `serve` refuses to start.
     pub auth_error: Option<String>,
-    pub judges: Vec<Judge>,
     /// Serializes this process's ingest writes on SQLite. SQLite has one
     /// writer anyway, and a transaction that reads before it writes (model
     /// identity) fails at once with "database is locked" instead of waiting
@@ -29,9 +29,7 @@ pub type IdentityCache =
     std::collections::HashMap<(String, String), (Option<String>, Option<String>, i64)>;
 
 impl IngestState {
-    /// Reads the tokens now; loads the judges directory (a missing
-    /// directory means no judges; invalid files are reported and skipped —
-    /// `canaryd check` names them).
+    /// Reads the tokens now (they apply until restart).
     pub fn from_config(config: &Config) -> IngestState {
         let mut tokens = Vec::new();
         let mut auth_error = None;
@@ -42,19 +40,9 @@ impl IngestState {
                 Err(e) => auth_error = Some(format!("ingest.tokens[{i}]: {e}")),
             }
         }
-        let judges = if config.judges.is_dir() {
-            let loaded = crate::judge::load::load_dir(&config.judges, Some(config));
-            for d in &loaded.diagnostics.0 {
-                tracing::warn!("judge file: {d}");
-            }
-            loaded.judges
-        } else {
-            Vec::new()
-        };
         IngestState {
             tokens,
             auth_error,
-            judges,
             sqlite_writes: tokio::sync::Mutex::new(()),
             identity_cache: Default::default(),
         }
@@ -84,19 +72,19 @@ impl IngestState {
         }
         ok.into()
     }
+}
 
-    /// Names of the judges that apply to `row` (per their `applies_when`).
-    pub fn judges_for(&self, row: &ResponseRow) -> Vec<String> {
-        self.judges
-            .iter()
-            .filter(|j| {
-                !row.output.is_empty()
-                    && (!j.applies_when.has_context || row.context.is_some())
-                    && (!j.applies_when.has_input || row.input.is_some())
-            })
-            .map(|j| j.name.clone())
-            .collect()
-    }
+/// Names of the `judges` that apply to `row` (per their `applies_when`).
+pub fn judges_for(judges: &[Judge], row: &ResponseRow) -> Vec<String> {
+    judges
+        .iter()
+        .filter(|j| {
+            !row.output.is_empty()
+                && (!j.applies_when.has_context || row.context.is_some())
+                && (!j.applies_when.has_input || row.input.is_some())
+        })
+        .map(|j| j.name.clone())
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,48 +16,52 @@ use super::call::{JudgeError, score};
 use super::load::Judge;
 use super::template::{JudgeInput, render};
 use crate::app::App;
+use crate::live::Live;
 use crate::provider::Providers;
 use crate::store::{JudgeJob, JudgeOutcome, ResponseRow};
 
 /// Output tokens a judge answer may use (`call::score` asks for at most 400).
 const ANSWER_TOKENS: i64 = 400;
 
-/// Runs until `shutdown`: the queue loop and the judge-canary schedule.
-pub async fn run(app: App, providers: Providers, shutdown: CancellationToken) {
-    let canaries = tokio::spawn(canary_loop(
-        app.clone(),
-        providers.clone(),
-        shutdown.clone(),
-    ));
-    let embeds = tokio::spawn(embed_loop(app.clone(), providers.clone(), shutdown.clone()));
-    queue_loop(app, providers, shutdown).await;
+/// Runs until `shutdown`: the queue loop, the judge-canary schedule and the
+/// embedder. Each reads [`App::live`] per iteration, so judges, judging
+/// settings and provider clients replaced by a reload apply to the next job.
+pub async fn run(app: App, shutdown: CancellationToken) {
+    let canaries = tokio::spawn(canary_loop(app.clone(), shutdown.clone()));
+    let embeds = tokio::spawn(embed_loop(app.clone(), shutdown.clone()));
+    queue_loop(app, shutdown).await;
     let _ = canaries.await;
     let _ = embeds.await;
 }
 
-async fn queue_loop(app: App, providers: Providers, shutdown: CancellationToken) {
-    let cfg = &app.config.judging;
-    let lease_ms = (cfg.lease_secs.max(1) * 1000) as i64;
+async fn queue_loop(app: App, shutdown: CancellationToken) {
     let mut idle = Duration::from_millis(200);
     loop {
         if shutdown.is_cancelled() {
             return;
         }
+        let live = app.live();
+        let cfg = &live.config.judging;
+        let lease_ms = (cfg.lease_secs.max(1) * 1000) as i64;
         let now = crate::daemon::now_ms();
-        let jobs = match app
-            .store
-            .claim_judge_jobs(
-                &app.instance_id,
-                now,
-                lease_ms,
-                cfg.concurrency.max(1) as i64,
-            )
-            .await
-        {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::warn!("claiming judge jobs failed: {e}");
-                Vec::new()
+        let jobs = if !cfg.enabled || live.judges.is_empty() {
+            Vec::new()
+        } else {
+            match app
+                .store
+                .claim_judge_jobs(
+                    &app.instance_id,
+                    now,
+                    lease_ms,
+                    cfg.concurrency.max(1) as i64,
+                )
+                .await
+            {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::warn!("claiming judge jobs failed: {e}");
+                    Vec::new()
+                }
             }
         };
         if jobs.is_empty() {
@@ -72,7 +76,7 @@ async fn queue_loop(app: App, providers: Providers, shutdown: CancellationToken)
         // Jobs in flight finish even during shutdown (they are short and
         // bounded by the provider timeout); an interrupted one is reclaimed
         // after its lease.
-        futures::future::join_all(jobs.iter().map(|j| process(&app, &providers, j))).await;
+        futures::future::join_all(jobs.iter().map(|j| process(&app, &live, j))).await;
     }
 }
 
@@ -109,12 +113,14 @@ fn estimate(prompt: &str, input_price: f64, output_price: f64) -> (i64, f64) {
     (tokens, usd)
 }
 
-async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
+async fn process(app: &App, live: &Live, job: &JudgeJob) {
     let owner = &app.instance_id;
-    let cfg = &app.config.judging;
+    let cfg = &live.config.judging;
+    let providers = &live.providers;
     let now = crate::daemon::now_ms();
     let result = async {
-        let Some(judge) = app.ingest.judges.iter().find(|j| j.name == job.judge) else {
+        let Some(judge) = live.judges.iter().find(|j| j.name == job.judge) else {
+            count(&job.judge, "judge_not_loaded");
             let out = JudgeOutcome {
                 error: Some(format!("judge `{}` is not loaded", job.judge)),
                 ..Default::default()
@@ -126,6 +132,7 @@ async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
                 .map(|_| ());
         };
         let Some(row) = app.store.response(job.response_id).await? else {
+            count(&job.judge, "skipped");
             return app
                 .store
                 .skip_judge_job(job, owner, "response no longer stored", now)
@@ -151,6 +158,7 @@ async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
             .await?
         {
             tracing::warn!(judge = %judge.name, "daily judge budget reached; job skipped");
+            count(&job.judge, "skipped");
             return app
                 .store
                 .skip_judge_job(job, owner, "daily judge budget reached", now)
@@ -160,6 +168,7 @@ async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
         let done = crate::daemon::now_ms();
         match verdict {
             Ok(v) => {
+                count(&job.judge, "scored");
                 app.store
                     .adjust_judge_spend(
                         now,
@@ -183,6 +192,7 @@ async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
                     .map(|_| ())
             }
             Err(JudgeError::Provider(e)) if e.is_retryable() && job.attempts < cfg.max_attempts => {
+                count(&job.judge, "retried");
                 // Nothing was answered; give the reservation back.
                 app.store
                     .adjust_judge_spend(now, -est_tokens, -est_usd)
@@ -206,6 +216,7 @@ async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
                 } else {
                     "failed"
                 };
+                count(&job.judge, e.kind());
                 let out = JudgeOutcome {
                     judge_version: judge.version,
                     error: Some(format!("{}: {e}", e.kind())),
@@ -227,33 +238,46 @@ async fn process(app: &App, providers: &Providers, job: &JudgeJob) {
     }
 }
 
+fn count(judge: &str, outcome: &'static str) {
+    metrics::counter!("canaryd_judge_scores_total", "judge" => judge.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
 /// Runs every judge's canaries once per `canary_interval_secs` across all
 /// replicas (whoever holds the lease), storing each as a `canary` score.
-async fn canary_loop(app: App, providers: Providers, shutdown: CancellationToken) {
-    let secs = app.config.judging.canary_interval_secs;
-    if secs == 0 {
-        return;
-    }
-    let period = Duration::from_secs(secs);
-    let mut tick = tokio::time::interval(period);
+/// Each replica tries once per period; the interval is re-read every few
+/// seconds so a reload that shortens it applies without waiting a period.
+async fn canary_loop(app: App, shutdown: CancellationToken) {
+    let mut last_try: Option<tokio::time::Instant> = None;
     loop {
+        let live = app.live();
+        let cfg = &live.config.judging;
+        let period = Duration::from_secs(cfg.canary_interval_secs);
+        let due = last_try.is_none_or(|t| t.elapsed() >= period);
+        if cfg.canary_interval_secs > 0 && cfg.enabled && due {
+            last_try = Some(tokio::time::Instant::now());
+            let now = crate::daemon::now_ms();
+            // The lease lasts one period minus a margin, so exactly one
+            // replica runs each period.
+            let ttl = (period.as_millis() as i64 * 9 / 10).max(1000);
+            if matches!(
+                app.store
+                    .try_lease("judge-canaries", &app.instance_id, now, ttl)
+                    .await,
+                Ok(true)
+            ) {
+                run_canaries(&app, &live.providers, &live.judges, now).await;
+            }
+        }
+        let wait = if period.is_zero() {
+            Duration::from_secs(10)
+        } else {
+            period.min(Duration::from_secs(10))
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        let now = crate::daemon::now_ms();
-        // The lease lasts one period minus a margin, so exactly one replica
-        // runs each period.
-        let ttl = (period.as_millis() as i64 * 9 / 10).max(1000);
-        if !matches!(
-            app.store
-                .try_lease("judge-canaries", &app.instance_id, now, ttl)
-                .await,
-            Ok(true)
-        ) {
-            continue;
-        }
-        run_canaries(&app, &providers, &app.ingest.judges, now).await;
     }
 }
 
@@ -309,19 +333,33 @@ pub async fn run_canaries(app: &App, providers: &Providers, judges: &[Judge], no
 
 /// Embeds sampled records that arrived without an embedding, in batches,
 /// with the configured `judging.embedder` model.
-async fn embed_loop(app: App, providers: Providers, shutdown: CancellationToken) {
-    let Some(model_name) = app.config.judging.embedder.clone() else {
-        return;
-    };
-    let (provider, model) = match providers.resolve(&model_name) {
-        Ok((p, m)) => (p.clone(), m.model.clone()),
-        Err(e) => {
-            tracing::error!("embedder not started: {e}");
-            return;
-        }
-    };
+async fn embed_loop(app: App, shutdown: CancellationToken) {
     let mut after = 0i64;
+    let mut reported: Option<String> = None;
     loop {
+        let live = app.live();
+        let resolved = live.config.judging.embedder.as_deref().map(|name| {
+            live.providers
+                .resolve(name)
+                .map(|(p, m)| (p.clone(), m.model.clone()))
+        });
+        let (provider, model) = match resolved {
+            Some(Ok(pm)) => pm,
+            other => {
+                if let Some(Err(e)) = other {
+                    let msg = e.to_string();
+                    if reported.as_ref() != Some(&msg) {
+                        tracing::error!("embedder not running: {msg}");
+                        reported = Some(msg);
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+                continue;
+            }
+        };
         let batch = match app.store.responses_to_embed(after, 64).await {
             Ok(b) => b,
             Err(e) => {

@@ -142,6 +142,14 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
+    /// How many alerts are in `state` now (for the `alerts_firing` gauge).
+    pub async fn count_alerts_in_state(&self, state: &str) -> Result<i64> {
+        let row: (i64,) = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT COUNT(*) FROM alerts WHERE state = $1",
+        ).bind(state).fetch_one(pool).await)?;
+        Ok(row.0)
+    }
+
     pub async fn alert_history(&self, alert_id: i64) -> Result<Vec<AlertHistoryRow>> {
         Ok(
             on_db!(self.db(), pool => sqlx::query_as::<_, AlertHistoryRow>(

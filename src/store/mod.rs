@@ -31,7 +31,7 @@ pub use judge::*;
 pub use models::*;
 pub use pages::*;
 pub use responses::*;
-pub use retention::{BATCH as RETENTION_BATCH, Swept};
+pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]

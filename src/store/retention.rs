@@ -1,6 +1,7 @@
 //! Retention: raw texts go after `raw_days`, roll-ups and scores after
-//! `rollup_days`. Deletes run in bounded batches so a large backlog never
-//! holds a long lock or a huge transaction.
+//! `rollup_days`; the health series, resolved alerts (with their history)
+//! and delivered notifications after their own ages. Deletes run in bounded
+//! batches so a large backlog never holds a long lock or a huge transaction.
 
 use super::{Result, Store};
 use crate::on_db;
@@ -11,6 +12,19 @@ pub struct Swept {
     pub responses: u64,
     pub canary_answers: u64,
     pub rollups: u64,
+    pub health_scores: u64,
+    pub alerts: u64,
+    pub notifications: u64,
+}
+
+/// Cutoffs of the alert-side tables (UTC ms; older rows go).
+#[derive(Debug, Clone, Copy)]
+pub struct AlertCutoffs {
+    pub health_before_ms: i64,
+    /// Resolved alerts whose resolve notice is no longer owed.
+    pub resolved_alerts_before_ms: i64,
+    /// Notifications delivered before this.
+    pub sent_notifications_before_ms: i64,
 }
 
 /// Largest number of rows one statement touches.
@@ -69,6 +83,53 @@ impl Store {
                 .execute(pool)
                 .await?
                 .rows_affected());
+        }
+        Ok(swept)
+    }
+
+    /// Deletes up to `max_batches` batches of each alert-side kind older than
+    /// `cut`. Undelivered notifications, firing or pending alerts and alerts
+    /// still owing a resolve notice are never touched; an alert's history and
+    /// links go with it (`ON DELETE CASCADE`).
+    pub async fn sweep_alert_retention(
+        &self,
+        cut: AlertCutoffs,
+        max_batches: u32,
+    ) -> Result<Swept> {
+        let mut swept = Swept::default();
+        let kinds: [(&'static str, i64, &mut u64); 3] = [
+            (
+                "DELETE FROM health_scores WHERE (stream, at_ms) IN \
+                 (SELECT stream, at_ms FROM health_scores WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)",
+                cut.health_before_ms,
+                &mut swept.health_scores,
+            ),
+            (
+                "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
+                 WHERE state = 'sent' AND sent_ms < $1 ORDER BY id LIMIT $2)",
+                cut.sent_notifications_before_ms,
+                &mut swept.notifications,
+            ),
+            (
+                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE state = 'resolved' \
+                 AND NOT resolve_pending AND resolved_ms < $1 ORDER BY id LIMIT $2)",
+                cut.resolved_alerts_before_ms,
+                &mut swept.alerts,
+            ),
+        ];
+        for (sql, before, count) in kinds {
+            for _ in 0..max_batches {
+                let n = on_db!(self.db(), pool => sqlx::query(sql)
+                    .bind(before)
+                    .bind(BATCH)
+                    .execute(pool)
+                    .await?
+                    .rows_affected());
+                *count += n;
+                if n < BATCH as u64 {
+                    break;
+                }
+            }
         }
         Ok(swept)
     }

@@ -1,0 +1,241 @@
+//! `/metrics` of the real binary, read with a Prometheus text-format parser:
+//! the counters and gauges an operator alerts on move when the daemon works
+//! (canary runs and failures, provider errors by kind, ingest counts and
+//! latency, judge results, queue depth and spend, reloads).
+
+mod canary_common;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use canary_common::Sim;
+use common::{Spawned, TestDb, write_tree};
+use prometheus_parse::{Scrape, Value};
+
+/// `flaky-model` always answers 503, so every call to it is a provider error.
+const SCENARIO: &str = r#"
+default:
+  answers:
+    - match: "capital"
+      answer: "Paris is the capital of France."
+models:
+  flaky-model:
+    faults: { http_503: 1.0 }
+"#;
+
+fn config(sim_url: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:0
+log: {{ format: json, level: info }}
+providers:
+  sim: {{ base_url: "{sim_url}/v1", max_retries: 1, backoff_ms: 10, timeout_secs: 2 }}
+models:
+  pinned: {{ provider: sim, model: gpt-4o-2024-08-06 }}
+  flaky:  {{ provider: sim, model: flaky-model }}
+  judge:  {{ provider: sim, model: judge-mini, input_cost_per_mtok: 1.0, output_cost_per_mtok: 2.0 }}
+judging: {{ sample_rate: 1.0, floor_per_hour: 0, canary_interval_secs: 0 }}
+"#
+    )
+}
+
+const SUITE: &str = "suite: m\nversion: 1\nschedule: \"* * * * * *\"\ntargets: [pinned, flaky]\ncases:\n  - id: capital\n    prompt: What is the capital of France?\n    expect: [{ contains: Paris }]\n";
+
+/// (what, metric, labels it must carry, least increase expected).
+type Check = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    f64,
+);
+
+async fn scrape(base: &str) -> Scrape {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition")
+}
+
+/// Sum of the samples of `name` whose labels include `labels`.
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(_) | Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counters_move_while_the_daemon_works() {
+    let sim = Sim::start(SCENARIO);
+    let db = TestDb::sqlite().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let judge = std::fs::read_to_string(root.join("judges/completion.yaml")).unwrap();
+    let dir = write_tree(&[
+        ("canaryd.yaml", &config(sim.url())),
+        ("canaries/m.yaml", SUITE),
+        ("judges/completion.yaml", &judge),
+    ]);
+    let daemon = Spawned::start(&["serve"], dir.path(), &[("CANARYD_DATABASE_URL", &db.url)]);
+    let before = scrape(&daemon.base_url).await;
+    assert_eq!(
+        value(
+            &before,
+            "canaryd_ingest_records_total",
+            &[("outcome", "accepted")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(&before, "canaryd_reloads_total", &[("outcome", "rejected")]),
+        0.0
+    );
+
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        http.post(format!("{}/v1/responses", daemon.base_url))
+            .body(body)
+            .send()
+    };
+    let rec = |i: usize| {
+        serde_json::json!({"id": format!("r{i}"), "stream": "bot", "input": "Where is my order?",
+            "output": format!("Order {i} shipped on Monday."), "finish_reason": "stop"})
+    };
+    let batch: Vec<_> = (0..5).map(rec).collect();
+    assert_eq!(
+        post(serde_json::to_string(&batch).unwrap())
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    assert_eq!(
+        post(rec(0).to_string()).await.unwrap().status(),
+        202,
+        "a duplicate"
+    );
+    assert_eq!(
+        post("{\"stream\": \"bot\"}".into()).await.unwrap().status(),
+        400
+    );
+    // A broken config file: the reload is refused and counted.
+    let cfg_path = dir.path().join("canaryd.yaml");
+    let good = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, format!("{good}bogus: 1\n")).unwrap();
+    daemon.signal("HUP");
+
+    let checks: Vec<Check> = vec![
+        (
+            "completed canary runs",
+            "canaryd_canary_runs_total",
+            vec![("suite", "m"), ("status", "completed")],
+            1.0,
+        ),
+        (
+            "provider-error cases",
+            "canaryd_canary_case_results_total",
+            vec![("target", "flaky"), ("outcome", "provider_error")],
+            1.0,
+        ),
+        (
+            "passing cases",
+            "canaryd_canary_case_results_total",
+            vec![("target", "pinned"), ("outcome", "pass")],
+            1.0,
+        ),
+        (
+            "5xx provider attempts",
+            "canaryd_provider_errors_total",
+            vec![("kind", "server_error")],
+            2.0,
+        ),
+        (
+            "accepted records",
+            "canaryd_ingest_records_total",
+            vec![("outcome", "accepted")],
+            5.0,
+        ),
+        (
+            "duplicate records",
+            "canaryd_ingest_records_total",
+            vec![("outcome", "duplicate")],
+            1.0,
+        ),
+        (
+            "rejected requests",
+            "canaryd_ingest_records_total",
+            vec![("outcome", "rejected")],
+            1.0,
+        ),
+        (
+            "ingest latency observations",
+            "canaryd_ingest_request_seconds_count",
+            vec![],
+            3.0,
+        ),
+        (
+            "judge scores",
+            "canaryd_judge_scores_total",
+            vec![("judge", "completion"), ("outcome", "scored")],
+            5.0,
+        ),
+        (
+            "judge tokens today",
+            "canaryd_judge_spend_tokens_today",
+            vec![],
+            1.0,
+        ),
+        (
+            "judge spend today",
+            "canaryd_judge_spend_usd_today",
+            vec![],
+            1e-9,
+        ),
+        (
+            "rejected reloads",
+            "canaryd_reloads_total",
+            vec![("outcome", "rejected")],
+            1.0,
+        ),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = scrape(&daemon.base_url).await;
+        let short: Vec<String> = checks
+            .iter()
+            .filter(|(_, name, labels, min)| {
+                value(&now, name, labels) - value(&before, name, labels) < *min
+            })
+            .map(|(what, name, labels, min)| {
+                format!(
+                    "{what}: {name}{labels:?} moved {} (want ≥ {min})",
+                    value(&now, name, labels) - value(&before, name, labels)
+                )
+            })
+            .collect();
+        if short.is_empty() {
+            // Gauges exist even when nothing is waiting or firing.
+            for g in ["canaryd_judge_queue_depth", "canaryd_alerts_firing"] {
+                assert!(now.samples.iter().any(|s| s.metric == g), "{g} missing");
+            }
+            assert!(
+                now.docs.contains_key("canaryd_canary_runs_total"),
+                "HELP text"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics did not move within 30 s:\n{}\nlog:\n{}",
+            short.join("\n"),
+            daemon.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
