@@ -169,4 +169,32 @@ mod tests {
         let c = cfg("listen: 127.0.0.1:1\ningest: { max_body_bytes: 10 }\n");
         assert_eq!(restart_only_changes(&a, &c), vec!["ingest"]);
     }
+
+    #[test]
+    fn reload_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("canaryd.yaml");
+        let write = |p: &str, text: &str| {
+            let p = dir.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("canaryd.yaml", "detectors: { every_secs: 60 }\n");
+        let (start, err) = Live::initial(config::load(&path).unwrap().config);
+        assert!(err.is_none());
+        write("canaryd.yaml", "detectors: { every_secs: 5 }\n");
+        let next = start.reload(&path).expect("valid");
+        assert_eq!((next.generation, next.config.detectors.every_secs), (1, 5));
+        // A broken judge file refuses the whole new version, naming the file.
+        write("judges/bad.yaml", "name: [\n");
+        match next.reload(&path) {
+            Err(Rejected::Invalid(d)) => {
+                assert!(
+                    d.0.iter().any(|d| d.path.ends_with("judges/bad.yaml")),
+                    "{d:?}"
+                )
+            }
+            other => panic!("accepted a broken judge: {other:?}"),
+        }
+    }
 }

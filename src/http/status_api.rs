@@ -43,7 +43,8 @@ async fn status(State(app): State<App>, headers: HeaderMap) -> Response {
             .into_response();
     }
     let now = crate::daemon::now_ms();
-    match crate::signals::report::current(&app.store, now, &app.config.detectors).await {
+    let live = app.live();
+    match crate::signals::report::current(&app.store, now, &live.config.detectors).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "status evaluation failed");

@@ -338,7 +338,9 @@ async fn embed_loop(app: App, shutdown: CancellationToken) {
     let mut reported: Option<String> = None;
     loop {
         let live = app.live();
-        let resolved = live.config.judging.embedder.as_deref().map(|name| {
+        let judging = &live.config.judging;
+        let wanted = judging.embedder.as_deref().filter(|_| judging.enabled);
+        let resolved = wanted.map(|name| {
             live.providers
                 .resolve(name)
                 .map(|(p, m)| (p.clone(), m.model.clone()))

@@ -31,7 +31,8 @@ fn now_ms() -> i64 {
 }
 
 fn periods(web: &Web, now_ms: i64, q: &RangeQuery) -> Periods {
-    let d = &web.app.config.detectors;
+    let live = web.app.live();
+    let d = &live.config.detectors;
     Periods::new(
         now_ms,
         q.hours.unwrap_or(DEFAULT_HOURS).clamp(6, 14 * 24),
@@ -247,7 +248,7 @@ pub async fn alerts(State(web): State<Web>) -> Response {
 async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
     let rows = web.alert_rows(500).await?;
     // Evidence (the worst examples) for the open alerts: one query each, so bounded.
-    let cfg = crate::alert::settings_for(&web.app.config);
+    let cfg = crate::alert::settings_for(&web.app.live().config);
     let mut examples = BTreeMap::new();
     let open = rows
         .iter()
