@@ -1,7 +1,8 @@
 //! `/metrics` of the real binary, read with a Prometheus text-format parser:
 //! the counters and gauges an operator alerts on move when the daemon works
 //! (canary runs and failures, provider errors by kind, ingest counts and
-//! latency, judge results, queue depth and spend, reloads).
+//! latency, judge results, queue depth and spend, detector values, alerts
+//! firing, notification failures, reloads).
 
 mod canary_common;
 mod common;
@@ -35,6 +36,12 @@ models:
   flaky:  {{ provider: sim, model: flaky-model }}
   judge:  {{ provider: sim, model: judge-mini, input_cost_per_mtok: 1.0, output_cost_per_mtok: 2.0 }}
 judging: {{ sample_rate: 1.0, floor_per_hour: 0, canary_interval_secs: 0 }}
+detectors: {{ every_secs: 1 }}
+alerts:
+  group_wait: 0s
+  retry: {{ attempts: 1 }}
+  channels:
+    nowhere: {{ webhook: {{ url: "http://127.0.0.1:9/hook" }} }}
 "#
     )
 }
@@ -124,6 +131,14 @@ async fn counters_move_while_the_daemon_works() {
         post("{\"stream\": \"bot\"}".into()).await.unwrap().status(),
         400
     );
+    // The model behind `gpt-4o` changes: a model-change alert, whose
+    // notification cannot be delivered (nothing listens on port 9).
+    for (i, model) in [(10, "gpt-4o-2024-08-06"), (11, "gpt-4o-2024-11-20")] {
+        let mut r = rec(i);
+        r["request_model"] = "gpt-4o".into();
+        r["response_model"] = model.into();
+        assert_eq!(post(r.to_string()).await.unwrap().status(), 202);
+    }
     // A broken config file: the reload is refused and counted.
     let cfg_path = dir.path().join("canaryd.yaml");
     let good = std::fs::read_to_string(&cfg_path).unwrap();
@@ -159,7 +174,7 @@ async fn counters_move_while_the_daemon_works() {
             "accepted records",
             "canaryd_ingest_records_total",
             vec![("outcome", "accepted")],
-            5.0,
+            7.0,
         ),
         (
             "duplicate records",
@@ -203,11 +218,18 @@ async fn counters_move_while_the_daemon_works() {
             vec![("outcome", "rejected")],
             1.0,
         ),
+        (
+            "undeliverable notifications",
+            "canaryd_notification_failures_total",
+            vec![("channel", "nowhere")],
+            1.0,
+        ),
+        ("alerts firing", "canaryd_alerts_firing", vec![], 1.0),
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now = scrape(&daemon.base_url).await;
-        let short: Vec<String> = checks
+        let mut short: Vec<String> = checks
             .iter()
             .filter(|(_, name, labels, min)| {
                 value(&now, name, labels) - value(&before, name, labels) < *min
@@ -219,11 +241,26 @@ async fn counters_move_while_the_daemon_works() {
                 )
             })
             .collect();
-        if short.is_empty() {
-            // Gauges exist even when nothing is waiting or firing.
-            for g in ["canaryd_judge_queue_depth", "canaryd_alerts_firing"] {
-                assert!(now.samples.iter().any(|s| s.metric == g), "{g} missing");
+        // Gauges: present even when nothing is waiting or firing, and the
+        // canary detector's chart of suite `m` once the detectors ran.
+        let has = |name: &str, labels: &[(&str, &str)]| {
+            now.samples.iter().any(|x| {
+                x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
+            })
+        };
+        for (name, labels) in [
+            ("canaryd_judge_queue_depth", vec![("state", "pending")]),
+            ("canaryd_alerts_firing", vec![]),
+            (
+                "canaryd_detector_value",
+                vec![("rule", "canary_regression"), ("stream", "suite:m")],
+            ),
+        ] {
+            if !has(name, &labels) {
+                short.push(format!("{name}{labels:?} missing"));
             }
+        }
+        if short.is_empty() {
             assert!(
                 now.docs.contains_key("canaryd_canary_runs_total"),
                 "HELP text"
