@@ -101,15 +101,25 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
         );
 
         // The config gains `slow`; SIGHUP applies it and rescans at once.
+        // The listen address changes too: that one waits for a restart.
         let with_slow =
-            format!("{base_config}  slow:     {{ provider: sim, model: slow-model }}\n");
+            format!("{base_config}  slow:     {{ provider: sim, model: slow-model }}\n")
+                .replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1");
         std::fs::write(&config_path, &with_slow).unwrap();
         daemon.signal("HUP");
-        wait_log(
+        let log = wait_log(
             &daemon,
             "configuration, judges and suites reloaded",
             Duration::from_secs(5),
         );
+        assert!(
+            log.contains("`listen` changed in the config; it applies at restart"),
+            "{log}"
+        );
+        let health = reqwest::get(format!("{}/healthz", daemon.base_url))
+            .await
+            .unwrap();
+        assert!(health.status().is_success(), "still serving on its address");
         wait_for(&s, Duration::from_secs(15), "a completed v2 run", |r| {
             r.iter()
                 .any(|r| r.status == "completed" && r.suite_version == 2)
