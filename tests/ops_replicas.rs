@@ -13,7 +13,8 @@ use canary_common::{Sim, project};
 use common::{Spawned, TestDb};
 use sqlx::PgPool;
 
-/// Judge calls take 150 ms so that judging lasts long enough to be interrupted.
+/// Judge calls take 250 ms, so the jobs keep two replicas (4 calls each in
+/// flight) busy for at least 8 s: long enough to kill one mid-work.
 const SCENARIO: &str = r#"
 default:
   answers:
@@ -21,13 +22,16 @@ default:
       answer: "Paris is the capital of France."
 models:
   judge-mini:
-    latency_ms: { mean: 150, jitter: 0 }
+    latency_ms: { mean: 250, jitter: 0 }
 "#;
 
 /// Every record judged, short leases so a dead replica's jobs come back fast.
 const JUDGING: &str = "judging: { sample_rate: 1.0, floor_per_hour: 0, cap_per_hour: 100000, concurrency: 4, lease_secs: 3, canary_interval_secs: 0, daily_budget_tokens: 1000000000, daily_budget_usd: 1000000.0 }\n";
 
 const TICK_MS: i64 = 2000;
+const RECORDS: usize = 90;
+/// Every record has input and context, so all three shipped judges apply.
+const JOBS: i64 = 3 * RECORDS as i64;
 
 fn suite(name: &str) -> String {
     format!(
@@ -98,16 +102,16 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     let pool = PgPool::connect(&db.url).await.unwrap();
     let started = chrono::Utc::now().timestamp_millis();
 
-    // 150 records × 3 judges (every record has input and context).
+    // 90 records × 3 judges (every record has input and context).
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/responses", a.base_url))
-        .body(records(150))
+        .body(records(RECORDS))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
     let jobs = count(&pool, "SELECT COUNT(*) FROM judge_jobs").await;
-    assert_eq!(jobs, 450, "one job per (record, judge)");
+    assert_eq!(jobs, JOBS, "one job per (record, judge)");
 
     // SIGKILL B while it holds claimed jobs, between two ticks (runs take
     // milliseconds, so it holds no suite lease that would pause a suite).
@@ -123,7 +127,7 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
         .fetch_one(&pool)
         .await
         .unwrap();
-        if held > 0 && mid_tick && now - started > 3 * TICK_MS {
+        if held > 0 && mid_tick && now - started > 2 * TICK_MS {
             b.signal("KILL");
             break;
         }
@@ -164,7 +168,7 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
             "SELECT COUNT(*) FROM judge_jobs WHERE status = 'done'"
         )
         .await,
-        450,
+        JOBS,
         "every job scored (none failed or skipped)"
     );
     assert_eq!(
@@ -173,7 +177,7 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
             "SELECT COUNT(*) FROM judge_scores WHERE source = 'judge' AND score IS NOT NULL"
         )
         .await,
-        450,
+        JOBS,
         "one score per job"
     );
     assert_eq!(
@@ -199,7 +203,7 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     )
     .await;
     eprintln!(
-        "jobs: 450, held by B at SIGKILL: {orphaned}, finished by A: {by_a}, all done {drained_after_ms} ms after the kill"
+        "jobs: {JOBS}, held by B at SIGKILL: {orphaned}, finished by A: {by_a}, all done {drained_after_ms} ms after the kill"
     );
 
     // A few more ticks after the kill, then the tick table.
