@@ -15,7 +15,7 @@ pub struct App {
     pub store: Store,
     /// Identifies this replica in leases and run ownership.
     pub instance_id: Arc<str>,
-    /// Ingest tokens and write serialisation (see `ingest::IngestState`).
+    /// Token checking and write serialisation (see `ingest::IngestState`).
     pub ingest: Arc<crate::ingest::IngestState>,
     /// The current reloadable settings; SIGHUP sends a new version.
     pub live: Arc<tokio::sync::watch::Sender<Arc<Live>>>,

@@ -150,7 +150,7 @@ async fn reload_watcher(
                             tracing::error!("reload rejected: {d}");
                         }
                     }
-                    Rejected::Providers(e) => tracing::error!("reload rejected: providers: {e}"),
+                    Rejected::Setup(e) => tracing::error!("reload rejected: {e}"),
                 }
                 metrics::counter!("canaryd_reloads_total", "outcome" => "rejected").increment(1);
                 tracing::error!("SIGHUP: new configuration invalid; the running version continues");

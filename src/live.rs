@@ -11,13 +11,13 @@
 //! A reload is all or nothing: the new config, every judge and every suite
 //! must be valid (what `canaryd check` reports as errors), otherwise every
 //! problem is logged and the running version stays. Settings bound to
-//! resources opened at start (database, listen address, logging, ingest
-//! tokens and body limit) are compared and logged as applying at restart.
+//! resources opened at start (database, listen address, logging, the ingest
+//! body limit) are compared and logged as applying at restart.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{self, Config, Diagnostics};
+use crate::config::{self, Config, Diagnostics, Secret};
 use crate::judge::Judge;
 use crate::provider::Providers;
 
@@ -27,6 +27,8 @@ pub struct Live {
     pub config: Arc<Config>,
     pub judges: Arc<Vec<Judge>>,
     pub providers: Providers,
+    /// Bearer tokens of the ingest and API endpoints, read when loaded.
+    pub ingest_tokens: Arc<Vec<Secret>>,
     /// Counts accepted reloads (0 at start), so watchers can tell versions apart.
     pub generation: u64,
 }
@@ -35,7 +37,8 @@ pub struct Live {
 #[derive(Debug)]
 pub enum Rejected {
     Invalid(Diagnostics),
-    Providers(String),
+    /// A provider client or a secret (API key, ingest token) failed.
+    Setup(String),
 }
 
 impl Live {
@@ -54,6 +57,8 @@ impl Live {
         };
         let live = Live {
             providers,
+            // An unreadable token stops `serve` (`IngestState::auth_error`).
+            ingest_tokens: Arc::new(crate::ingest::resolve_tokens(&config).unwrap_or_default()),
             judges: Arc::new(judges.judges),
             config: Arc::new(config),
             generation: 0,
@@ -86,7 +91,8 @@ impl Live {
             return Err(Rejected::Invalid(errors));
         }
         let providers =
-            Providers::from_config(&config).map_err(|e| Rejected::Providers(e.to_string()))?;
+            Providers::from_config(&config).map_err(|e| Rejected::Setup(e.to_string()))?;
+        let ingest_tokens = crate::ingest::resolve_tokens(&config).map_err(Rejected::Setup)?;
         for field in restart_only_changes(&self.config, &config) {
             tracing::warn!(
                 setting = field,
@@ -97,6 +103,7 @@ impl Live {
             config: Arc::new(config),
             judges: Arc::new(judges.judges),
             providers: hooked(providers),
+            ingest_tokens: Arc::new(ingest_tokens),
             generation: self.generation + 1,
         })
     }
@@ -146,8 +153,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if differs(&old.log, &new.log) {
         out.push("log");
     }
-    if differs(&old.ingest, &new.ingest) {
-        out.push("ingest");
+    if old.ingest.max_body_bytes != new.ingest.max_body_bytes {
+        out.push("ingest.max_body_bytes");
     }
     out
 }
@@ -167,7 +174,7 @@ mod tests {
         assert_eq!(restart_only_changes(&a, &b), vec!["listen"]);
         assert!(restart_only_changes(&a, &a).is_empty());
         let c = cfg("listen: 127.0.0.1:1\ningest: { max_body_bytes: 10 }\n");
-        assert_eq!(restart_only_changes(&a, &c), vec!["ingest"]);
+        assert_eq!(restart_only_changes(&a, &c), vec!["ingest.max_body_bytes"]);
     }
 
     #[test]
@@ -196,5 +203,34 @@ mod tests {
             }
             other => panic!("accepted a broken judge: {other:?}"),
         }
+    }
+
+    #[test]
+    fn ingest_tokens_rotate_on_reload_and_an_unreadable_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("canaryd.yaml");
+        let token = dir.path().join("token");
+        std::fs::write(
+            &path,
+            format!(
+                "ingest: {{ tokens: [{{ file: \"{}\" }}] }}\n",
+                token.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(&token, "first").unwrap();
+        let (start, _) = Live::initial(config::load(&path).unwrap().config);
+        let exposed = |l: &Live| {
+            l.ingest_tokens
+                .iter()
+                .map(|t| t.expose().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(exposed(&start), ["first"]);
+        std::fs::write(&token, "second").unwrap();
+        let next = start.reload(&path).expect("valid");
+        assert_eq!(exposed(&next), ["second"]);
+        std::fs::remove_file(&token).unwrap();
+        assert!(matches!(next.reload(&path), Err(Rejected::Setup(_))));
     }
 }

@@ -14,24 +14,11 @@ pub fn routes() -> Router<App> {
     Router::new().route("/api/v1/status", get(status))
 }
 
-/// True when no API tokens are configured or the request carries one of them.
+/// True when no API tokens are configured or the request carries one of
+/// them (the ingest tokens, current since the last reload).
 fn authorized(app: &App, headers: &HeaderMap) -> bool {
-    let tokens = &app.config.ingest.tokens;
-    if tokens.is_empty() {
-        return true;
-    }
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    tokens
-        .iter()
-        .filter_map(|t| t.resolve().ok().flatten())
-        .any(|s| {
-            use subtle::ConstantTimeEq;
-            s.expose().as_bytes().ct_eq(given.as_bytes()).into()
-        })
+    let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+    app.ingest.authorize(&app.live().ingest_tokens, header)
 }
 
 async fn status(State(app): State<App>, headers: HeaderMap) -> Response {

@@ -62,7 +62,7 @@ pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), IngestError> {
     let h = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if app.ingest.authorize(h) {
+    if app.ingest.authorize(&app.live().ingest_tokens, h) {
         Ok(())
     } else {
         Err(IngestError::Unauthorized)

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 pub use record::{Input, Record, RecordError, parse_body, parse_one};
 pub use refusal::is_refusal;
 pub use settings::IngestConfig;
-pub use state::IngestState;
+pub use state::{IngestState, resolve_tokens};
 
 /// The ingest routes, with the body limit (applied after gzip decoding, so
 /// a compressed bomb cannot exceed it either).

@@ -51,7 +51,7 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
         }
     };
     let started = std::time::Instant::now();
-    let records = to_records(&request, &app.config.ingest.stream_attribute);
+    let records = to_records(&request, &app.live().config.ingest.stream_attribute);
     let stored = store_records(&app, records, crate::daemon::now_ms()).await;
     crate::telemetry::record_ingest(stored.as_ref().ok(), started);
     match stored {

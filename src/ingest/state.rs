@@ -1,6 +1,6 @@
-//! What the ingest endpoints need at hand: the accepted bearer tokens, and
-//! which judges apply to a record (the judges themselves are reloadable and
-//! live in `App::live`).
+//! What the ingest endpoints need at hand: checking bearer tokens, and which
+//! judges apply to a record. The tokens and judges themselves are reloadable
+//! and live in `App::live`.
 
 use crate::config::{Config, Secret};
 use crate::judge::Judge;
@@ -9,9 +9,9 @@ use crate::store::ResponseRow;
 /// Ingest state, built once at start.
 #[derive(Debug, Default)]
 pub struct IngestState {
-    tokens: Vec<Secret>,
-    /// Set when a configured token could not be read: every request is then
-    /// refused (fail closed) and `serve` refuses to start.
+    /// Set when a configured token could not be read at start: every request
+    /// is then refused (fail closed) and `serve` refuses to start. A reload
+    /// with an unreadable token is refused instead, keeping the old tokens.
     pub auth_error: Option<String>,
     /// Serializes this process's ingest writes on SQLite. SQLite has one
     /// writer anyway, and a transaction that reads before it writes (model
@@ -29,20 +29,10 @@ pub type IdentityCache =
     std::collections::HashMap<(String, String), (Option<String>, Option<String>, i64)>;
 
 impl IngestState {
-    /// Reads the tokens now (they apply until restart).
+    /// Checks that the configured tokens can be read now.
     pub fn from_config(config: &Config) -> IngestState {
-        let mut tokens = Vec::new();
-        let mut auth_error = None;
-        for (i, t) in config.ingest.tokens.iter().enumerate() {
-            match t.resolve() {
-                Ok(Some(s)) if !s.expose().is_empty() => tokens.push(s),
-                Ok(_) => auth_error = Some(format!("ingest.tokens[{i}] is empty")),
-                Err(e) => auth_error = Some(format!("ingest.tokens[{i}]: {e}")),
-            }
-        }
         IngestState {
-            tokens,
-            auth_error,
+            auth_error: resolve_tokens(config).err(),
             sqlite_writes: tokio::sync::Mutex::new(()),
             identity_cache: Default::default(),
         }
@@ -51,12 +41,12 @@ impl IngestState {
     /// Checks an `Authorization` header value. Every configured token is
     /// compared in constant time, so timing tells nothing about which
     /// prefix matched.
-    pub fn authorize(&self, header: Option<&str>) -> bool {
+    pub fn authorize(&self, tokens: &[Secret], header: Option<&str>) -> bool {
         use subtle::ConstantTimeEq;
         if self.auth_error.is_some() {
             return false;
         }
-        if self.tokens.is_empty() {
+        if tokens.is_empty() {
             return true;
         }
         let Some(given) = header.and_then(|h| {
@@ -67,11 +57,24 @@ impl IngestState {
         };
         let given = given.trim().as_bytes();
         let mut ok = subtle::Choice::from(0u8);
-        for t in &self.tokens {
+        for t in tokens {
             ok |= t.expose().as_bytes().ct_eq(given);
         }
         ok.into()
     }
+}
+
+/// Reads every configured ingest token; an unreadable or empty one is an error.
+pub fn resolve_tokens(config: &Config) -> Result<Vec<Secret>, String> {
+    let mut tokens = Vec::new();
+    for (i, t) in config.ingest.tokens.iter().enumerate() {
+        match t.resolve() {
+            Ok(Some(s)) if !s.expose().is_empty() => tokens.push(s),
+            Ok(_) => return Err(format!("ingest.tokens[{i}] is empty")),
+            Err(e) => return Err(format!("ingest.tokens[{i}]: {e}")),
+        }
+    }
+    Ok(tokens)
 }
 
 /// Names of the `judges` that apply to `row` (per their `applies_when`).
@@ -93,20 +96,18 @@ mod tests {
 
     #[test]
     fn bearer_tokens_are_checked() {
-        let s = IngestState {
-            tokens: vec![Secret::new("t0k3n"), Secret::new("other")],
-            ..Default::default()
-        };
-        assert!(s.authorize(Some("Bearer t0k3n")));
-        assert!(s.authorize(Some("Bearer other")));
-        assert!(!s.authorize(Some("Bearer t0k3")));
-        assert!(!s.authorize(Some("t0k3n")));
-        assert!(!s.authorize(None));
-        assert!(IngestState::default().authorize(None), "no tokens: open");
+        let s = IngestState::default();
+        let t = [Secret::new("t0k3n"), Secret::new("other")];
+        assert!(s.authorize(&t, Some("Bearer t0k3n")));
+        assert!(s.authorize(&t, Some("Bearer other")));
+        assert!(!s.authorize(&t, Some("Bearer t0k3")));
+        assert!(!s.authorize(&t, Some("t0k3n")));
+        assert!(!s.authorize(&t, None));
+        assert!(s.authorize(&[], None), "no tokens: open");
         let broken = IngestState {
             auth_error: Some("x".into()),
             ..Default::default()
         };
-        assert!(!broken.authorize(None), "fail closed");
+        assert!(!broken.authorize(&[], None), "fail closed");
     }
 }
