@@ -78,31 +78,39 @@ fn demo_detects_the_staged_update_and_captures_notifications() {
         v.sort();
         v
     };
+    // The stream's notification (the suite's model change may come first).
+    let about_stream = |paths: &[std::path::PathBuf]| -> Option<String> {
+        paths
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .find(|t| t.contains("support-bot"))
+    };
     let mails = files("email");
-    assert!(!mails.is_empty(), "an email was captured");
-    let mail = std::fs::read_to_string(&mails[0]).unwrap();
+    let mail = about_stream(&mails).expect("an email about support-bot was captured");
     assert!(
         mail.contains("Subject:") && mail.contains("To: oncall@demo.invalid"),
         "{mail}"
     );
-    let subject = mail.lines().find(|l| l.starts_with("Subject:")).unwrap();
     assert!(
-        subject.contains("FIRING") || subject.contains("=?utf-8?"),
-        "{subject}"
+        mail.contains("refusal") || mail.contains("groundedness") || mail.contains("completion"),
+        "{mail}"
     );
     assert!(
-        stdout.contains("email captured:") && stdout.contains("support-bot"),
+        stdout.contains("email captured:") && stdout.contains("[FIRING"),
         "{stdout}"
     );
     let slack = files("slack");
-    assert!(!slack.is_empty(), "a Slack message was captured");
     let payload: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&slack[0]).unwrap()).unwrap();
+        serde_json::from_str(&about_stream(&slack).expect("a Slack message about support-bot"))
+            .unwrap();
     assert!(
         payload["blocks"].is_array(),
         "Block Kit payload: {payload:#}"
     );
-    assert!(payload.to_string().contains("support-bot"), "{payload:#}");
+    assert!(
+        payload["text"].as_str().unwrap().contains("FIRING"),
+        "{payload:#}"
+    );
     for path in mails.iter().chain(&slack) {
         assert!(
             stdout.contains(&path.display().to_string()),

@@ -146,17 +146,27 @@ impl Watcher {
         let Some(update) = update_ms else {
             return Ok(false);
         };
-        let fired = alerts.iter().filter_map(|a| {
-            let quality = QUALITY_RULES.contains(&a.rule.as_str());
-            a.firing_ms.filter(|t| quality && *t >= update)
-        });
-        let Some(first_fired) = fired.min() else {
+        // A quality alert that fired after the update, and its stream's
+        // notification delivered to both the mail relay and Slack.
+        let fired: Vec<&AlertRow> = alerts
+            .iter()
+            .filter(|a| QUALITY_RULES.contains(&a.rule.as_str()))
+            .filter(|a| a.firing_ms.is_some_and(|t| t >= update))
+            .collect();
+        if fired.is_empty() {
             return Ok(false);
-        };
+        }
         let changed = self.store.model_events("", update).await?;
-        let captured_after =
-            |kind: &str| log.iter().any(|c| c.kind == kind && c.at_ms >= first_fired);
-        Ok(!changed.is_empty() && captured_after("email") && captured_after("slack"))
+        let delivered = |kind: &str| {
+            log.iter().any(|c| {
+                c.kind == kind
+                    && fired.iter().any(|a| {
+                        c.description.contains(&a.stream)
+                            && a.firing_ms.is_some_and(|t| c.at_ms >= t)
+                    })
+            })
+        };
+        Ok(!changed.is_empty() && delivered("email") && delivered("slack"))
     }
 
     /// Alerts that fired (ever), and the model events, for the summary.
