@@ -151,21 +151,41 @@ impl App {
         }))
     }
 
-    /// Sends records to `POST /v1/responses` as one batch.
+    /// Sends records to `POST /v1/responses` as one batch, retrying a 5xx
+    /// or a failed connection a few times like an instrumented application
+    /// would: record ids make a repeated batch harmless (stored once).
     pub async fn ingest(&self, records: &[Value]) -> Result<(), String> {
-        let resp = self
-            .http
-            .post(format!("http://{}/v1/responses", self.daemon))
-            .json(records)
-            .send()
-            .await
-            .map_err(|e| format!("ingest: {e}"))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            return Err(format!("ingest: {status}: {body}"));
+        let mut wait = std::time::Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let outcome = match self
+                .http
+                .post(format!("http://{}/v1/responses", self.daemon))
+                .json(records)
+                .send()
+                .await
+            {
+                Ok(resp) if resp.status().is_success() => return Ok(()),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    (
+                        status.is_server_error(),
+                        format!("ingest: {status}: {body}"),
+                    )
+                }
+                Err(e) => (true, format!("ingest: {e}")),
+            };
+            match outcome {
+                (true, e) if attempt < 4 => {
+                    tracing::warn!("demo traffic: {e}; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                (_, e) => return Err(e),
+            }
         }
-        Ok(())
     }
 
     /// Replays `hours` of traffic ending at `end_ms` (`per_hour` records an
