@@ -111,7 +111,11 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
         hooks,
     };
     files::write_all(&layout, &ep).map_err(|e| err("writing the demo files", e))?;
-    let loaded = crate::config::load(&layout.config()).map_err(|d| err("demo config", d))?;
+    let mut loaded = crate::config::load(&layout.config()).map_err(|d| err("demo config", d))?;
+    // CANARYD_DATABASE_URL / CANARYD_LISTEN are for the user's own daemon:
+    // the demo never writes to their database or takes their port.
+    loaded.config.database = layout.database();
+    loaded.config.listen = daemon_addr;
     let detectors = loaded.config.detectors.clone();
     let daemon_stop = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -124,6 +128,7 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
         Ok(Ok(addr)) => addr,
         _ => {
             stop.cancel();
+            daemon_stop.cancel();
             let why = match daemon.await {
                 Ok(Err(e)) => format!("{e:#}"),
                 _ => "it did not report its address".into(),
