@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod http;
 pub mod ingest;
 pub mod judge;

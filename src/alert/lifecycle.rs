@@ -68,6 +68,16 @@ pub async fn process(
     Ok(out)
 }
 
+/// A number an alert row can store. Detectors report "unknown" as NaN (a
+/// canary case that flips in a suite with no baseline runs yet has no
+/// baseline rate); SQLite binds NaN as NULL, the columns are NOT NULL, and
+/// the whole batch of alert changes would fail with it — every stream's
+/// alerts held back by one unknown number. Unknown is stored as 0; the
+/// summary and the sample counts say what was known.
+fn storable(x: f64) -> f64 {
+    if x.is_finite() { x } else { 0.0 }
+}
+
 /// The next state of one alert given one finding, or `None` for no change.
 pub fn transition(existing: Option<&AlertRow>, f: &Finding, now_ms: i64) -> Option<AlertChange> {
     let state = existing.map(|a| a.state.as_str());
@@ -80,10 +90,10 @@ pub fn transition(existing: Option<&AlertRow>, f: &Finding, now_ms: i64) -> Opti
             dimension: f.dimension.clone().unwrap_or_default(),
             state: "resolved".into(),
             severity: f.severity.as_str().into(),
-            value: f.value,
-            baseline: f.baseline,
-            threshold: f.threshold,
-            p_value: f.p_value,
+            value: storable(f.value),
+            baseline: storable(f.baseline),
+            threshold: storable(f.threshold),
+            p_value: f.p_value.filter(|p| p.is_finite()),
             samples: 0,
             baseline_samples: 0,
             summary: String::new(),
@@ -98,10 +108,10 @@ pub fn transition(existing: Option<&AlertRow>, f: &Finding, now_ms: i64) -> Opti
     };
     let copy_values = |row: &mut AlertRow| {
         row.severity = f.severity.as_str().into();
-        row.value = f.value;
-        row.baseline = f.baseline;
-        row.threshold = f.threshold;
-        row.p_value = f.p_value;
+        row.value = storable(f.value);
+        row.baseline = storable(f.baseline);
+        row.threshold = storable(f.threshold);
+        row.p_value = f.p_value.filter(|p| p.is_finite());
         row.samples = i64::try_from(f.samples).unwrap_or(i64::MAX);
         row.baseline_samples = i64::try_from(f.baseline_samples).unwrap_or(i64::MAX);
         row.summary = f.summary.clone();
@@ -396,6 +406,19 @@ mod tests {
 
     fn step(a: Option<&AlertRow>, status: Status) -> Option<AlertRow> {
         transition(a, &f(status, Severity::Warning), 100).map(|c| c.row)
+    }
+
+    #[test]
+    fn unknown_numbers_are_stored_as_zero_not_null() {
+        let unknown = Finding {
+            value: f64::INFINITY,
+            baseline: f64::NAN,
+            p_value: Some(f64::NAN),
+            ..f(Status::Firing, Severity::Warning)
+        };
+        let row = transition(None, &unknown, 100).unwrap().row;
+        assert_eq!((row.value, row.baseline, row.p_value), (0.0, 0.0, None));
+        assert_eq!(row.threshold, 0.1);
     }
 
     #[test]

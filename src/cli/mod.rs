@@ -3,6 +3,7 @@
 mod alerts;
 mod backtest;
 mod check;
+mod demo;
 mod migrate;
 mod run;
 mod serve;
@@ -46,18 +47,11 @@ pub enum Command {
     /// Show the health of every stream and suite.
     Status(status::Args),
     /// Start a self-contained demo with simulated traffic and a staged model update.
-    Demo(Reserved),
+    Demo(demo::Args),
     /// List alerts and their notifications.
     Alerts(alerts::Args),
     /// Mute notifications matching a rule, stream or severity until a time.
     Silence(silence::Args),
-}
-
-/// Arguments of commands whose implementation has not landed yet.
-#[derive(Debug, clap::Args)]
-pub struct Reserved {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
 }
 
 /// Entry point of the binary.
@@ -85,9 +79,7 @@ pub fn main() -> ExitCode {
             Command::Alerts(args) => alerts::run(config.as_deref(), args).await,
             Command::Silence(args) => silence::run(config.as_deref(), args).await,
             Command::Run(args) => run::run(config.as_deref(), args).await,
-            Command::Demo(_) => Err(anyhow::anyhow!(
-                "this command is not available in this build yet"
-            )),
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {
@@ -120,4 +112,43 @@ pub fn init_logging(log: &crate::config::LogConfig) {
     } else {
         builder.try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and every argument a user can type explains itself in
+    /// `--help`; clap's own `--help`/`--version` are exempt.
+    #[test]
+    fn every_command_and_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd
+                .get_about()
+                .is_none_or(|a| a.to_string().trim().is_empty())
+            {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    missing.push(format!("{path} {id}: no help"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &format!("{path} {}", sub.get_name()), missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "canaryd", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }

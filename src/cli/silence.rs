@@ -43,13 +43,18 @@ pub enum SilenceCommand {
     },
     /// Silences in force (all of them with --all).
     List {
+        /// Also list silences that have expired.
         #[arg(long)]
         all: bool,
+        /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// End a silence now.
-    Expire { id: i64 },
+    Expire {
+        /// Id of the silence, as `silence list` shows it.
+        id: i64,
+    },
 }
 
 pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {

@@ -151,8 +151,12 @@ pub fn canary_regression(
             direct,
             cfg.alpha,
             format!(
-                "{target}: pass rate {:.0} % → {:.0} % (n={n1}){}{}",
-                100.0 * r0,
+                "{target}: pass rate {} → {:.0} % (n={n1}){}{}",
+                if n0 > 0 {
+                    format!("{:.0} %", 100.0 * r0)
+                } else {
+                    "(no baseline runs)".into()
+                },
                 100.0 * r1,
                 if reasons.is_empty() { "" } else { "; " },
                 reasons.join("; ")
@@ -199,6 +203,27 @@ mod tests {
             x.resolve(x.finding.p_value.is_some_and(|p| p < cfg.alpha));
         }
         v
+    }
+
+    #[test]
+    fn a_new_suite_without_baseline_runs_says_so() {
+        // Only the last 5 hours exist (a suite added today); case 1 flips.
+        let recent: Vec<CanaryObs> = runs(3, |case, ago| case == 1 && ago == 0)
+            .into_iter()
+            .filter(|o| o.at_ms > NOW - 5 * HOUR_MS)
+            .collect();
+        let v = eval(&recent);
+        let live = v
+            .iter()
+            .find(|x| x.finding.dimension.as_deref() == Some("live"))
+            .unwrap();
+        assert_eq!(live.finding.status, Status::Firing, "{:?}", live.finding);
+        assert!(
+            live.finding.summary.contains("no baseline runs")
+                && !live.finding.summary.contains("NaN"),
+            "{}",
+            live.finding.summary
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
 use super::*;
+use crate::signals::{Finding, Status};
+use crate::store::{EmbeddingHour, JudgedResponse};
 
 const DAY: i64 = 24 * HOUR_MS;
 /// 2026-11-23 12:30 UTC.
