@@ -14,13 +14,17 @@ pub struct App {
     pub instance_id: Arc<str>,
     /// Ingest tokens and loaded judges (see `ingest::IngestState`).
     pub ingest: Arc<crate::ingest::IngestState>,
+    /// The group-commit writer every ingest request goes through.
+    pub writer: crate::ingest::Writer,
 }
 
 impl App {
+    /// Starts the ingest writer tasks: call inside the runtime.
     pub fn new(config: Config, store: Store) -> App {
         let ingest = Arc::new(crate::ingest::IngestState::from_config(&config));
         App {
             ingest,
+            writer: crate::ingest::Writer::start(store.clone()),
             config: Arc::new(config),
             store,
             instance_id: instance_id().into(),

@@ -13,20 +13,7 @@ pub struct IngestState {
     /// refused (fail closed) and `serve` refuses to start.
     pub auth_error: Option<String>,
     pub judges: Vec<Judge>,
-    /// Serializes this process's ingest writes on SQLite. SQLite has one
-    /// writer anyway, and a transaction that reads before it writes (model
-    /// identity) fails at once with "database is locked" instead of waiting
-    /// when another write is in progress; queueing here costs nothing.
-    pub sqlite_writes: tokio::sync::Mutex<()>,
-    /// Last identity written per (scope, requested model) and when, so an
-    /// unchanged identity is written at most once a minute instead of once
-    /// per batch (see `api::observe_identities`).
-    pub identity_cache: std::sync::Mutex<IdentityCache>,
 }
-
-/// (scope, requested model) → (response model, fingerprint, written at ms).
-pub type IdentityCache =
-    std::collections::HashMap<(String, String), (Option<String>, Option<String>, i64)>;
 
 impl IngestState {
     /// Reads the tokens now; loads the judges directory (a missing
@@ -55,8 +42,6 @@ impl IngestState {
             tokens,
             auth_error,
             judges,
-            sqlite_writes: tokio::sync::Mutex::new(()),
-            identity_cache: Default::default(),
         }
     }
 
