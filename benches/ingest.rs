@@ -56,6 +56,32 @@ fn spawn(dir: &std::path::Path, db_url: &str) -> Daemon {
     Daemon { child, url }
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th and stime the 13th of them.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds used so far by every PostgreSQL server process on the
+/// machine (the database's share of the cost; 0 when it runs elsewhere).
+fn postgres_cpu_secs() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_secs)
+        .sum()
+}
+
 fn vm_hwm_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -134,13 +160,19 @@ async fn bench(name: &str, db_url: &str, secs: u64, conns: usize) {
     let daemon = spawn(dir.path(), db_url);
     // Warm-up: tokenizer load, connection pools.
     load(&daemon.url, 2, conns).await;
+    let cpu_before = cpu_secs(daemon.child.id());
+    let pg_before = postgres_cpu_secs();
     let (n, elapsed) = load(&daemon.url, secs, conns).await;
+    let cpu = cpu_secs(daemon.child.id()) - cpu_before;
+    let pg = postgres_cpu_secs() - pg_before;
     let rss = vm_hwm_kb(daemon.child.id());
     println!(
-        "{name:<10} {n:>9} records in {elapsed:5.1}s = {:>8.0} records/s  ({} requests of {BATCH}, {conns} connections)  daemon VmHWM {:.1} MB",
+        "{name:<10} {n:>9} records in {elapsed:5.1}s = {:>8.0} records/s  ({} requests of {BATCH}, {conns} connections)  daemon VmHWM {:.1} MB; CPU per record: daemon {:.1} µs, postgres {:.1} µs",
         n as f64 / elapsed,
         n / BATCH as u64,
-        rss as f64 / 1024.0
+        rss as f64 / 1024.0,
+        cpu * 1e6 / n.max(1) as f64,
+        pg * 1e6 / n.max(1) as f64
     );
 }
 
@@ -176,9 +208,15 @@ async fn main() {
             .execute(&mut conn)
             .await
             .unwrap();
-        let url = match admin.rfind('/') {
-            Some(i) if i > admin.find("://").unwrap() + 2 => format!("{}/{name}", &admin[..i]),
-            _ => format!("{admin}/{name}"),
+        // Swap the database name, keeping any query (`?host=/run/postgresql`).
+        let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+        let base = match base.rfind('/') {
+            Some(i) if i > base.find("://").unwrap() + 2 => &base[..i],
+            _ => base,
+        };
+        let url = match query {
+            "" => format!("{base}/{name}"),
+            q => format!("{base}/{name}?{q}"),
         };
         bench("postgres", &url, secs, conns).await;
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(

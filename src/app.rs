@@ -15,14 +15,17 @@ pub struct App {
     pub store: Store,
     /// Identifies this replica in leases and run ownership.
     pub instance_id: Arc<str>,
-    /// Token checking and write serialisation (see `ingest::IngestState`).
+    /// Token checking (see `ingest::IngestState`).
     pub ingest: Arc<crate::ingest::IngestState>,
     /// The current reloadable settings; SIGHUP sends a new version.
     pub live: Arc<tokio::sync::watch::Sender<Arc<Live>>>,
+    /// The group-commit writer every ingest request goes through.
+    pub writer: crate::ingest::Writer,
 }
 
 impl App {
-    /// Builds the state with the initial [`Live`] version. Provider clients
+    /// Builds the state with the initial [`Live`] version and starts the
+    /// ingest writer tasks (call inside the runtime). Provider clients
     /// that cannot be built (a missing API key) are logged and left out;
     /// `daemon::run_until` refuses to start on the same error.
     pub fn new(config: Config, store: Store) -> App {
@@ -33,6 +36,7 @@ impl App {
         }
         App {
             ingest,
+            writer: crate::ingest::Writer::start(store.clone()),
             config: Arc::new(config),
             store,
             instance_id: instance_id().into(),

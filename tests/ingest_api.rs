@@ -164,3 +164,69 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
         db.cleanup().await;
     }
 }
+
+/// Concurrent requests share transactions (group commit); each must still
+/// get its own counts, every record be stored once, and the roll-ups add up
+/// exactly. Requests overlap in ids, so some records race for the same id.
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_counts_on_both_backends() {
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[(
+            "canaryd.yaml",
+            "listen: 127.0.0.1:0\njudges: ./no-judges\njudging: { enabled: false }\n",
+        )]);
+        let daemon = Spawned::start(
+            &["serve", "--config", "canaryd.yaml"],
+            dir.path(),
+            &[("CANARYD_DATABASE_URL", &db.url)],
+        );
+        let url = format!("{}/v1/responses", daemon.base_url);
+        let http = reqwest::Client::new();
+        // 40 requests of 50 records; request k holds ids k*25 .. k*25+50, so
+        // each id after the first 25 is sent twice.
+        let requests: Vec<_> = (0..40u64)
+            .map(|k| {
+                let body: Vec<_> = (k * 25..k * 25 + 50)
+                    .map(|i| {
+                        serde_json::json!({"id": format!("c{i}"), "stream": "load", "output": "ok",
+                        "output_tokens": i % 100, "timestamp": "2026-11-20T10:00:00Z"})
+                    })
+                    .collect();
+                let (http, url) = (http.clone(), url.clone());
+                tokio::spawn(async move {
+                    let r = http.post(&url).json(&body).send().await.unwrap();
+                    assert_eq!(r.status(), 202);
+                    let v: serde_json::Value = r.json().await.unwrap();
+                    (
+                        v["accepted"].as_u64().unwrap(),
+                        v["duplicates"].as_u64().unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for r in requests {
+            let (a, d) = r.await.unwrap();
+            assert_eq!(a + d, 50, "{b}: each answer counts its own records");
+            accepted += a;
+        }
+        let distinct = 39 * 25 + 50;
+        assert_eq!(accepted, distinct, "{b}: every id accepted exactly once");
+        let store = Store::connect(&db.url).await.unwrap();
+        assert_eq!(
+            store.count_responses("load", 0, i64::MAX).await.unwrap(),
+            distinct as i64,
+            "{b}"
+        );
+        let n: (i64,) = canaryd::on_db!(store.db(), pool => sqlx::query_as(
+            "SELECT CAST(SUM(n) AS BIGINT) FROM rollup_hourly WHERE stream = 'load'").fetch_one(pool).await.unwrap());
+        assert_eq!(
+            n.0, distinct as i64,
+            "{b}: roll-ups count stored records only"
+        );
+        store.close().await;
+        drop(daemon);
+        db.cleanup().await;
+    }
+}

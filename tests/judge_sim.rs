@@ -237,6 +237,10 @@ async fn a_restart_with_jobs_queued_loses_none_and_scores_none_twice() {
             60,
             "{b}"
         );
+        // Judge canaries run at start, beside the queue; wait for them too,
+        // or the kill can interrupt them and the dead replica's lease keeps
+        // the next one from running them for an hour.
+        const CANARIES: &str = "SELECT COUNT(*) FROM judge_scores WHERE source = 'canary' AND stream = 'judge:groundedness' AND score IS NOT NULL";
         wait_until(&store, "some scores", Duration::from_secs(30), async |s| {
             scalar(
                 s,
@@ -244,6 +248,7 @@ async fn a_restart_with_jobs_queued_loses_none_and_scores_none_twice() {
             )
             .await
                 >= 4
+                && scalar(s, CANARIES).await >= 2
         })
         .await;
         daemon.signal("KILL");
@@ -308,7 +313,7 @@ async fn a_restart_with_jobs_queued_loses_none_and_scores_none_twice() {
             .fetch_one(pool).await.unwrap());
         assert!(good > bad, "{b}: {good} vs {bad}");
         // Judge canaries ran at start and are stored as `canary` scores.
-        let canaries = scalar(&store, "SELECT COUNT(*) FROM judge_scores WHERE source = 'canary' AND stream = 'judge:groundedness' AND score IS NOT NULL").await;
+        let canaries = scalar(&store, CANARIES).await;
         assert!(canaries >= 2, "{b}: {canaries}");
         let (tokens, usd) = store.judge_spend(canaryd::daemon::now_ms()).await.unwrap();
         assert!(tokens > 0 && usd > 0.0, "{b}: spend is accounted");

@@ -411,3 +411,31 @@ async fn alert_side_retention_keeps_what_is_still_needed() {
         assert_eq!(titles, ["sent-recent", "undelivered"], "{backend}");
     });
 }
+
+/// sqlx 0.9.0 leaves Nagle's algorithm on, and a statement larger than one
+/// TCP segment then waits ~40 ms for the server's delayed ACK (see
+/// `store::nodelay`): the store's PostgreSQL connections must have
+/// TCP_NODELAY. (Other tests in this binary may hold admin connections
+/// without it, so the check is that the store's connection has it.)
+#[tokio::test]
+async fn postgres_connections_have_tcp_nodelay() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let port = db
+        .url
+        .rsplit_once('@')
+        .and_then(|(_, hp)| hp.split(['/', '?']).next())
+        .and_then(|hp| hp.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(5432);
+    let store = open(&db).await;
+    store.tables().await.unwrap();
+    let flags = canaryd::store::nodelay::tcp_nodelay_to_port(port);
+    assert!(
+        flags.iter().any(|on| *on),
+        "no connection to port {port} has TCP_NODELAY: {flags:?}"
+    );
+    store.close().await;
+    db.cleanup().await;
+}

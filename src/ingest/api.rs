@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{Record, prepare};
 use crate::app::App;
-use crate::store::{InsertOutcome, JobPlan, ModelIdentity, ResponseRow, StoreError};
+use crate::store::{InsertOutcome, ResponseRow, StoreError};
 
 /// Why an ingest request failed, as the client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +87,9 @@ pub async fn post_responses(
     Ok((StatusCode::ACCEPTED, Json(stored?)))
 }
 
-/// The shared write path of the JSON API and OTLP: signals, sampling, one
-/// transaction, then model identity once per distinct identity in the batch.
+/// The shared write path of the JSON API and OTLP: signals and the judges
+/// that apply (from the live settings), computed off the executor, then the
+/// group-commit writer.
 pub async fn store_records(
     app: &App,
     records: Vec<Record>,
@@ -98,105 +99,21 @@ pub async fn store_records(
         return Ok(InsertOutcome::default());
     }
     let live = app.live();
-    let judging = live.config.judging.clone();
-    let rows: Vec<ResponseRow> =
-        tokio::task::spawn_blocking(move || prepare(&records, now_ms, &judging))
-            .await
-            .map_err(|e| IngestError::BadRequest(format!("signal task failed: {e}")))?;
-    let state = app.ingest.clone();
-    let judging = &live.config.judging;
-    let judges_for = |r: &ResponseRow| super::state::judges_for(&live.judges, r);
-    let floor_cap = |s: &str| judging.floor_cap(s);
-    let plan = JobPlan {
-        judges_for: &judges_for,
-        floor_cap: &floor_cap,
-        now_ms,
-    };
-    let use_plan = judging.enabled && !live.judges.is_empty();
-    let _serial = match app.store.backend() {
-        crate::store::Backend::Sqlite => Some(state.sqlite_writes.lock().await),
-        crate::store::Backend::Postgres => None,
-    };
-    let outcome = app
-        .store
-        .ingest_responses(&rows, use_plan.then_some(&plan))
-        .await?;
-    observe_identities(app, &rows).await?;
-    Ok(outcome)
-}
-
-/// How often an unchanged model identity is written again.
-const IDENTITY_REFRESH_MS: i64 = 60_000;
-
-/// (stream, requested model, response model, fingerprint, latest time).
-type Sighting<'a> = (
-    &'a str,
-    &'a str,
-    &'a Option<String>,
-    &'a Option<String>,
-    i64,
-);
-
-/// Records which model answered, once per distinct (stream, requested
-/// model, response model, fingerprint) in the batch, in order of first
-/// appearance, so a change inside a batch is still an event.
-async fn observe_identities(app: &App, rows: &[ResponseRow]) -> Result<(), StoreError> {
-    let mut seen: Vec<Sighting> = Vec::new();
-    for r in rows {
-        if r.response_model.is_none() && r.system_fingerprint.is_none() {
-            continue;
-        }
-        let requested = r.request_model.as_deref().unwrap_or("*");
-        match seen.iter_mut().find(|s| {
-            s.0 == r.stream
-                && s.1 == requested
-                && *s.2 == r.response_model
-                && *s.3 == r.system_fingerprint
-        }) {
-            Some(s) => s.4 = s.4.max(r.ts_ms),
-            None => seen.push((
-                &r.stream,
-                requested,
-                &r.response_model,
-                &r.system_fingerprint,
-                r.ts_ms,
-            )),
-        }
-    }
-    for (stream, requested, model, fp, at) in seen {
-        let scope = format!("stream:{stream}");
-        let key = (scope.clone(), requested.to_string());
-        {
-            // Unchanged and written within the last minute: nothing to learn.
-            let cache = app
-                .ingest
-                .identity_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some((m, f, written)) = cache.get(&key)
-                && m == model
-                && f == fp
-                && (at - written).abs() < IDENTITY_REFRESH_MS
-            {
-                continue;
+    let plan = live.config.judging.enabled && !live.judges.is_empty();
+    let for_rows = live.clone();
+    let rows: Vec<ResponseRow> = tokio::task::spawn_blocking(move || {
+        let mut rows = prepare(&records, now_ms, &for_rows.config.judging);
+        if plan {
+            for r in &mut rows {
+                r.judges = super::state::judges_for(&for_rows.judges, r);
             }
         }
-        let identity = ModelIdentity {
-            response_model: model.clone(),
-            system_fingerprint: fp.clone(),
-        };
-        if let Some(ev) = app
-            .store
-            .observe_model(&scope, requested, &identity, at)
-            .await?
-        {
-            tracing::warn!(scope = %ev.scope, old = ?ev.old_model, new = ?ev.new_model, "model identity changed");
-        }
-        app.ingest
-            .identity_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (model.clone(), fp.clone(), at));
-    }
-    Ok(())
+        rows
+    })
+    .await
+    .map_err(|e| IngestError::BadRequest(format!("signal task failed: {e}")))?;
+    Ok(app
+        .writer
+        .write(rows, live.config.clone(), plan, now_ms)
+        .await?)
 }

@@ -9,6 +9,7 @@ pub mod refusal;
 mod settings;
 mod state;
 pub mod tokens;
+pub mod writer;
 
 use sha2::{Digest, Sha256};
 
@@ -16,6 +17,7 @@ pub use record::{Input, Record, RecordError, parse_body, parse_one};
 pub use refusal::is_refusal;
 pub use settings::IngestConfig;
 pub use state::{IngestState, resolve_tokens};
+pub use writer::Writer;
 
 /// The ingest routes, with the body limit (applied after gzip decoding, so
 /// a compressed bomb cannot exceed it either).
@@ -70,6 +72,7 @@ pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) ->
                 sampled,
                 embedding: r.embedding.as_deref().map(embedding_bytes),
                 scores: r.scores.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                judges: Vec::new(),
             }
         })
         .collect()

@@ -13,28 +13,13 @@ pub struct IngestState {
     /// is then refused (fail closed) and `serve` refuses to start. A reload
     /// with an unreadable token is refused instead, keeping the old tokens.
     pub auth_error: Option<String>,
-    /// Serializes this process's ingest writes on SQLite. SQLite has one
-    /// writer anyway, and a transaction that reads before it writes (model
-    /// identity) fails at once with "database is locked" instead of waiting
-    /// when another write is in progress; queueing here costs nothing.
-    pub sqlite_writes: tokio::sync::Mutex<()>,
-    /// Last identity written per (scope, requested model) and when, so an
-    /// unchanged identity is written at most once a minute instead of once
-    /// per batch (see `api::observe_identities`).
-    pub identity_cache: std::sync::Mutex<IdentityCache>,
 }
-
-/// (scope, requested model) → (response model, fingerprint, written at ms).
-pub type IdentityCache =
-    std::collections::HashMap<(String, String), (Option<String>, Option<String>, i64)>;
 
 impl IngestState {
     /// Checks that the configured tokens can be read now.
     pub fn from_config(config: &Config) -> IngestState {
         IngestState {
             auth_error: resolve_tokens(config).err(),
-            sqlite_writes: tokio::sync::Mutex::new(()),
-            identity_cache: Default::default(),
         }
     }
 

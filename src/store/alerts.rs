@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use super::BeginWrite;
 use super::{Result, Store};
 use crate::on_db;
 
@@ -167,7 +168,7 @@ impl Store {
         notifications: &[NewNotification],
     ) -> Result<Option<Vec<i64>>> {
         on_db!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut ids = Vec::with_capacity(changes.len());
             for c in changes {
                 let r = &c.row;

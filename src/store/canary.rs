@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::BeginWrite;
 use super::{Result, Store};
 use crate::on_db;
 
@@ -198,7 +199,7 @@ impl Store {
             .filter(|r| r.outcome == "provider_error")
             .count() as i64;
         on_db!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for r in results {
                 sqlx::query(
                     "INSERT INTO canary_results (run_id, suite, case_id, target, requested_model, response_model, system_fingerprint, \

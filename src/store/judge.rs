@@ -7,6 +7,7 @@
 //! (response_id, judge) index makes a second score impossible, so a job
 //! interrupted at any point is scored exactly once.
 
+use super::BeginWrite;
 use super::rollups::{BatchRollup, upsert_score_rollups};
 use super::{Db, Result, Store};
 use crate::on_db;
@@ -94,7 +95,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool> {
         on_db!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let held = sqlx::query(
                 "UPDATE judge_jobs SET status = $1, finished_ms = $2, last_error = $3, lease_expires_ms = NULL \
                  WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
@@ -317,7 +318,7 @@ impl Store {
     /// that had none, so two replicas embedding the same row add it once.
     pub async fn store_embeddings(&self, items: &[(i64, String, i64, Vec<f32>)]) -> Result<()> {
         on_db!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut roll = BatchRollup::default();
             for (id, stream, ts_ms, v) in items {
                 let n = sqlx::query("UPDATE responses SET embedding = $1 WHERE id = $2 AND embedding IS NULL")

@@ -11,6 +11,7 @@ mod canary;
 mod judge;
 mod leases;
 mod models;
+pub mod nodelay;
 mod pages;
 mod responses;
 mod retention;
@@ -44,6 +45,42 @@ macro_rules! on_db {
     };
 }
 
+/// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`:
+/// a deferred transaction that reads before it writes cannot wait for the
+/// write lock (SQLite answers "database is locked" at once, ignoring
+/// `busy_timeout`), so every write transaction takes the lock up front and
+/// concurrent writers queue instead of failing.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>,
+    > + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+}
+
 /// The backend pool.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -69,6 +106,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     Unsupported(String),
 }
@@ -107,6 +146,12 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
             let pool = PgPoolOptions::new()
+                .after_connect(|_, _| {
+                    Box::pin(async {
+                        nodelay::set_on_tcp_sockets();
+                        Ok(())
+                    })
+                })
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::BeginWrite;
 use super::{Result, Store};
 use crate::on_db;
 
@@ -39,7 +40,7 @@ impl Store {
         at_ms: i64,
     ) -> Result<Option<ModelEvent>> {
         on_db!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let prev: Option<(Option<String>, Option<String>)> = sqlx::query_as(
                 "SELECT response_model, system_fingerprint FROM model_identity WHERE scope = $1 AND requested_model = $2",
             )

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::BeginWrite;
 use super::rollups::{BatchRollup, f64_bytes, hour_of};
 use super::{Result, Store};
 use crate::on_db;
@@ -39,6 +40,11 @@ pub struct ResponseRow {
     #[sqlx(skip)]
     #[serde(skip)]
     pub scores: Vec<(String, f64)>,
+    /// Judges that apply to this record, decided where the judges are known
+    /// (the ingest handler), so the shared writer needs no judge state.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub judges: Vec<String>,
 }
 
 /// What a batch insert did.
@@ -58,6 +64,103 @@ pub struct JobPlan<'a> {
     pub judges_for: &'a (dyn Fn(&ResponseRow) -> Vec<String> + Send + Sync),
     pub floor_cap: &'a (dyn Fn(&str) -> (i64, i64) + Send + Sync),
     pub now_ms: i64,
+}
+
+/// The bulk insert of responses, per backend: PostgreSQL takes one array
+/// per column (`UNNEST`), one statement text whatever the batch size, so it
+/// is parsed and planned once per connection; SQLite takes multi-row
+/// `VALUES`. Both skip a stored `ext_id` and return (ext_id, id) of the rows
+/// they inserted.
+trait InsertRows {
+    fn insert_rows<'a>(
+        &'a mut self,
+        rows: &'a [ResponseRow],
+        chunk: &'a [(usize, String)],
+    ) -> impl std::future::Future<Output = Result<Vec<(String, i64)>>> + Send + 'a;
+}
+
+const RESPONSE_COLUMNS: &str = "ext_id, stream, ts_ms, received_ms, prompt_version, request_model, response_model, \
+     system_fingerprint, input, context, output, finish_reason, input_tokens, output_tokens, latency_ms, session_id, \
+     tool_calls, refusal, sampled, embedding";
+
+impl InsertRows for sqlx::Transaction<'static, sqlx::Sqlite> {
+    async fn insert_rows<'a>(
+        &'a mut self,
+        rows: &'a [ResponseRow],
+        chunk: &'a [(usize, String)],
+    ) -> Result<Vec<(String, i64)>> {
+        let mut qb =
+            sqlx::QueryBuilder::new(format!("INSERT INTO responses ({RESPONSE_COLUMNS}) "));
+        qb.push_values(chunk, |mut b, (i, ext)| {
+            let r = &rows[*i];
+            b.push_bind(ext)
+                .push_bind(&r.stream)
+                .push_bind(r.ts_ms)
+                .push_bind(r.received_ms)
+                .push_bind(&r.prompt_version)
+                .push_bind(&r.request_model)
+                .push_bind(&r.response_model)
+                .push_bind(&r.system_fingerprint)
+                .push_bind(&r.input)
+                .push_bind(&r.context)
+                .push_bind(&r.output)
+                .push_bind(&r.finish_reason)
+                .push_bind(r.input_tokens)
+                .push_bind(r.output_tokens)
+                .push_bind(r.latency_ms)
+                .push_bind(&r.session_id)
+                .push_bind(&r.tool_calls)
+                .push_bind(r.refusal)
+                .push_bind(r.sampled)
+                .push_bind(&r.embedding);
+        });
+        qb.push(" ON CONFLICT (ext_id) DO NOTHING RETURNING ext_id, id");
+        Ok(qb.build_query_as().fetch_all(&mut **self).await?)
+    }
+}
+
+impl InsertRows for sqlx::Transaction<'static, sqlx::Postgres> {
+    async fn insert_rows<'a>(
+        &'a mut self,
+        rows: &'a [ResponseRow],
+        chunk: &'a [(usize, String)],
+    ) -> Result<Vec<(String, i64)>> {
+        fn col<'r, T>(
+            rows: &'r [ResponseRow],
+            chunk: &[(usize, String)],
+            f: impl Fn(&'r ResponseRow) -> T,
+        ) -> Vec<T> {
+            chunk.iter().map(|(i, _)| f(&rows[*i])).collect()
+        }
+        let q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO responses ({RESPONSE_COLUMNS}) SELECT * FROM UNNEST(\
+             $1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[], \
+             $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::int8[], $15::int8[], $16::text[], \
+             $17::text[], $18::bool[], $19::bool[], $20::bytea[]) \
+             ON CONFLICT (ext_id) DO NOTHING RETURNING ext_id, id"
+        )))
+        .bind(chunk.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>())
+        .bind(col(rows, chunk, |r| r.stream.as_str()))
+        .bind(col(rows, chunk, |r| r.ts_ms))
+        .bind(col(rows, chunk, |r| r.received_ms))
+        .bind(col(rows, chunk, |r| r.prompt_version.as_deref()))
+        .bind(col(rows, chunk, |r| r.request_model.as_deref()))
+        .bind(col(rows, chunk, |r| r.response_model.as_deref()))
+        .bind(col(rows, chunk, |r| r.system_fingerprint.as_deref()))
+        .bind(col(rows, chunk, |r| r.input.as_deref()))
+        .bind(col(rows, chunk, |r| r.context.as_deref()))
+        .bind(col(rows, chunk, |r| r.output.as_str()))
+        .bind(col(rows, chunk, |r| r.finish_reason.as_deref()))
+        .bind(col(rows, chunk, |r| r.input_tokens))
+        .bind(col(rows, chunk, |r| r.output_tokens))
+        .bind(col(rows, chunk, |r| r.latency_ms))
+        .bind(col(rows, chunk, |r| r.session_id.as_deref()))
+        .bind(col(rows, chunk, |r| r.tool_calls.as_deref()))
+        .bind(col(rows, chunk, |r| r.refusal))
+        .bind(col(rows, chunk, |r| r.sampled))
+        .bind(col(rows, chunk, |r| r.embedding.as_deref()));
+        Ok(q.fetch_all(&mut **self).await?)
+    }
 }
 
 /// A row that judges apply to: (index in the batch, response id, judges).
@@ -82,6 +185,17 @@ impl Store {
         rows: &[ResponseRow],
         plan: Option<&JobPlan<'_>>,
     ) -> Result<InsertOutcome> {
+        Ok(self.ingest_responses_marked(rows, plan).await?.0)
+    }
+
+    /// [`Store::ingest_responses`], also telling which rows were stored
+    /// (`true`) and which were duplicates, so a writer that merged several
+    /// requests into one transaction can answer each of them.
+    pub async fn ingest_responses_marked(
+        &self,
+        rows: &[ResponseRow],
+        plan: Option<&JobPlan<'_>>,
+    ) -> Result<(InsertOutcome, Vec<bool>)> {
         // Duplicates inside the batch are dropped here; the first one wins.
         // Rows without an idempotency key get a generated one so that every
         // inserted row can be matched to its id.
@@ -96,40 +210,10 @@ impl Store {
         }
         let mut jobs = 0u64;
         let inserted: Vec<(usize, i64)> = on_db!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut ids: HashMap<String, i64> = HashMap::with_capacity(unique.len());
             for chunk in unique.chunks(CHUNK) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO responses (ext_id, stream, ts_ms, received_ms, prompt_version, request_model, response_model, \
-                     system_fingerprint, input, context, output, finish_reason, input_tokens, output_tokens, latency_ms, session_id, \
-                     tool_calls, refusal, sampled, embedding) ",
-                );
-                qb.push_values(chunk, |mut b, (i, ext)| {
-                    let r = &rows[*i];
-                    b.push_bind(ext)
-                        .push_bind(&r.stream)
-                        .push_bind(r.ts_ms)
-                        .push_bind(r.received_ms)
-                        .push_bind(&r.prompt_version)
-                        .push_bind(&r.request_model)
-                        .push_bind(&r.response_model)
-                        .push_bind(&r.system_fingerprint)
-                        .push_bind(&r.input)
-                        .push_bind(&r.context)
-                        .push_bind(&r.output)
-                        .push_bind(&r.finish_reason)
-                        .push_bind(r.input_tokens)
-                        .push_bind(r.output_tokens)
-                        .push_bind(r.latency_ms)
-                        .push_bind(&r.session_id)
-                        .push_bind(&r.tool_calls)
-                        .push_bind(r.refusal)
-                        .push_bind(r.sampled)
-                        .push_bind(&r.embedding);
-                });
-                qb.push(" ON CONFLICT (ext_id) DO NOTHING RETURNING ext_id, id");
-                let got: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                ids.extend(got);
+                ids.extend(tx.insert_rows(rows, chunk).await?);
             }
             let inserted: Vec<(usize, i64)> = unique
                 .iter()
@@ -286,11 +370,18 @@ impl Store {
             inserted
         });
         let accepted = inserted.len() as u64;
-        Ok(InsertOutcome {
-            accepted,
-            duplicates: rows.len() as u64 - accepted,
-            jobs,
-        })
+        let mut marks = vec![false; rows.len()];
+        for (i, _) in inserted {
+            marks[i] = true;
+        }
+        Ok((
+            InsertOutcome {
+                accepted,
+                duplicates: rows.len() as u64 - accepted,
+                jobs,
+            },
+            marks,
+        ))
     }
 
     /// Number of stored responses of a stream in `[from_ms, to_ms)`.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::BeginWrite;
 use super::{Result, Store, StoreError};
 use crate::on_db;
 use crate::signals::canary::CanaryObs;
@@ -123,7 +124,7 @@ impl Store {
     /// Appends one point per stream to the health-score series (idempotent per instant).
     pub async fn record_health(&self, at_ms: i64, scores: &BTreeMap<String, f64>) -> Result<()> {
         on_db!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for (stream, score) in scores {
                 sqlx::query("INSERT INTO health_scores (stream, at_ms, score) VALUES ($1, $2, $3) ON CONFLICT (stream, at_ms) DO UPDATE SET score = excluded.score")
                     .bind(stream).bind(at_ms).bind(score).execute(&mut *tx).await?;
@@ -148,7 +149,7 @@ impl Store {
     /// Replaces the latest verdict of each (stream, rule, dimension) in `findings`.
     pub async fn save_findings(&self, findings: &[Finding]) -> Result<()> {
         on_db!(self.db(), pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for f in findings {
                 let json = serde_json::to_string(f).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let status = serde_json::to_value(f.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
