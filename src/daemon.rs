@@ -245,7 +245,10 @@ async fn retention_loop(app: App, shutdown: CancellationToken) {
 /// replica holds the `detectors` lease, keeping the latest verdicts and the
 /// health series, then turning the findings into alert transitions.
 async fn detectors_loop(app: App, shutdown: CancellationToken) {
-    let mut every_secs = app.live().config.detectors.every_secs.max(1);
+    // `every_secs: 0` turns evaluation off on this replica; the setting is
+    // still re-read every minute, so a reload can turn it back on.
+    let period = |secs: u64| if secs == 0 { 60 } else { secs };
+    let mut every_secs = period(app.live().config.detectors.every_secs);
     let mut tick = detector_interval(every_secs);
     loop {
         tokio::select! {
@@ -254,10 +257,13 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
         }
         let live = app.live();
         let cfg = &live.config.detectors;
-        if cfg.every_secs.max(1) != every_secs {
-            every_secs = cfg.every_secs.max(1);
+        if period(cfg.every_secs) != every_secs {
+            every_secs = period(cfg.every_secs);
             tick = detector_interval(every_secs);
             tick.tick().await;
+        }
+        if cfg.every_secs == 0 {
+            continue;
         }
         let now = now_ms();
         let ttl = 2 * every_secs as i64 * 1000 + 30_000;

@@ -163,10 +163,12 @@ async fn pages_render_charts_escape_content_and_404_unknowns() {
     if alerts_installed {
         assert!(!body.contains("not configured"), "{body}");
         assert_no_injection("alerts", &body);
-        let firing = body.find("judge_score_drop").expect("firing alert listed");
+        let firing = body
+            .find("helpfulness 4.1 → 3.1")
+            .expect("seeded firing alert listed");
         let resolved = body
-            .find("refusal_rate_shift")
-            .expect("resolved alert listed");
+            .find("refusals back to normal")
+            .expect("seeded resolved alert listed");
         assert!(firing < resolved, "firing first: {body}");
         assert!(
             body.contains("helpfulness 4.1 → 3.1 &lt;b&gt;dropped&lt;&#x2F;b&gt;"),

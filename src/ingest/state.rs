@@ -91,7 +91,6 @@ mod tests {
         assert!(s.authorize(&[], None), "no tokens: open");
         let broken = IngestState {
             auth_error: Some("x".into()),
-            ..Default::default()
         };
         assert!(!broken.authorize(&[], None), "fail closed");
     }

@@ -11,7 +11,8 @@ pub struct DetectorConfig {
     pub window_hours: u32,
     /// Length of the baseline before the window, in days.
     pub baseline_days: u32,
-    /// Seconds between evaluations in the daemon.
+    /// Seconds between evaluations in the daemon; 0 turns evaluation off
+    /// on this replica (status pages and ingest keep working).
     pub every_secs: u64,
     /// False-discovery rate controlled (Benjamini–Hochberg) across every
     /// stream × signal window test evaluated together.

@@ -246,9 +246,11 @@ pub async fn seed(store: &Store, now_ms: i64) -> Seeded {
 }
 
 /// A config for `canaryd serve` on the SQLite file at `db_path`.
+/// Detectors are off (`every_secs: 0`): the pages must show the seeded data
+/// as seeded, not as the daemon's own evaluation would revise it.
 pub fn config(db_path: &std::path::Path) -> String {
     format!(
-        "database: sqlite://{}\nlisten: 127.0.0.1:0\nproviders:\n  sim: {{ base_url: \"http://127.0.0.1:9/v1\" }}\nmodels:\n  pinned: {{ provider: sim, model: gpt-4o-2024-08-06 }}\n  live: {{ provider: sim, model: gpt-4o }}\n",
+        "database: sqlite://{}\nlisten: 127.0.0.1:0\ndetectors: {{ every_secs: 0 }}\nproviders:\n  sim: {{ base_url: \"http://127.0.0.1:9/v1\" }}\nmodels:\n  pinned: {{ provider: sim, model: gpt-4o-2024-08-06 }}\n  live: {{ provider: sim, model: gpt-4o }}\n",
         db_path.display()
     )
 }
