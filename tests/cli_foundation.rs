@@ -81,6 +81,15 @@ fn check_reports_each_broken_file_with_position_and_keeps_going() {
             "canaries/unknown.yaml",
             "suite: unknown\nversion: 1\ntargets: [pinned]\nshedule: \"* * * * *\"\ncases:\n  - id: a\n    prompt: x\n",
         ),
+        // Identity: results are recorded under (name, version).
+        (
+            "canaries/identity.yaml",
+            "suite: \" \"\nversion: 0\ntargets: [pinned]\ncases:\n  - id: a\n    prompt: x\n",
+        ),
+        (
+            "judges/identity.yaml",
+            "name: \"\"\nversion: -1\nmodel: judge\nprompt: \"{{ output }}\"\n",
+        ),
         // Semantic problems, all reported: bad target, bad cron, bad regex.
         (
             "canaries/semantic.yaml",
@@ -110,6 +119,26 @@ fn check_reports_each_broken_file_with_position_and_keeps_going() {
     assert_eq!(unknown.len(), 1, "{err}");
     assert!(unknown[0].contains("unknown.yaml:4:1:"), "{err}");
     assert!(unknown[0].contains("did you mean `schedule`"), "{err}");
+    let identity = for_file("identity");
+    assert!(
+        identity.len() == 2
+            && identity[0].contains("identity.yaml:1:8:")
+            && identity[0].contains("suite name must not be empty")
+            && identity[1].contains("identity.yaml:2:10:")
+            && identity[1].contains("version must be a positive integer"),
+        "{err}"
+    );
+    let judge: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("judges/identity.yaml:"))
+        .collect();
+    assert!(
+        judge.len() == 2
+            && judge[0].contains("judge name must not be empty")
+            && judge[1].contains("version must be a positive integer"),
+        "{err}"
+    );
     let semantic = for_file("semantic");
     assert_eq!(semantic.len(), 3, "{err}");
     assert!(

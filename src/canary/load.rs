@@ -154,20 +154,7 @@ pub fn normalise_cron(expr: &str) -> Result<String, String> {
 }
 
 fn validate(path: &Path, f: &SuiteFile, ctx: &Context<'_>, d: &mut Diagnostics) {
-    if f.suite.value.trim().is_empty() {
-        d.push(Diagnostic::at(
-            path,
-            &f.suite,
-            "suite name must not be empty",
-        ));
-    }
-    if f.version.value < 1 {
-        d.push(Diagnostic::at(
-            path,
-            &f.version,
-            "version must be a positive integer",
-        ));
-    }
+    d.check_name_version(path, "suite", &f.suite, &f.version);
     if let Some(s) = &f.schedule
         && let Err(e) = normalise_cron(&s.value)
     {

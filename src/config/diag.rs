@@ -80,6 +80,32 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// Checks the identity every versioned file (suite, judge) carries: a
+    /// non-empty name and a positive version, since results are recorded
+    /// under (name, version).
+    pub fn check_name_version(
+        &mut self,
+        path: &Path,
+        kind: &str,
+        name: &serde_saphyr::Spanned<String>,
+        version: &serde_saphyr::Spanned<i64>,
+    ) {
+        if name.value.trim().is_empty() {
+            self.push(Diagnostic::at(
+                path,
+                name,
+                format!("{kind} name must not be empty"),
+            ));
+        }
+        if version.value < 1 {
+            self.push(Diagnostic::at(
+                path,
+                version,
+                "version must be a positive integer",
+            ));
+        }
+    }
+
     pub fn push(&mut self, d: Diagnostic) {
         self.0.push(d);
     }

@@ -76,20 +76,7 @@ pub fn load_dir(dir: &Path, config: Option<&Config>) -> Loaded {
 pub fn load_file(path: &Path, config: Option<&Config>) -> Result<Judge, Diagnostics> {
     let f: JudgeFile = yaml::parse_file(path)?;
     let mut d = Diagnostics::default();
-    if f.name.value.trim().is_empty() {
-        d.push(Diagnostic::at(
-            path,
-            &f.name,
-            "judge name must not be empty",
-        ));
-    }
-    if f.version.value < 1 {
-        d.push(Diagnostic::at(
-            path,
-            &f.version,
-            "version must be a positive integer",
-        ));
-    }
+    d.check_name_version(path, "judge", &f.name, &f.version);
     if let Some(config) = config
         && !config.models.contains_key(&f.model.value)
     {

@@ -233,61 +233,13 @@ pub fn load(dir: &Path, text: &str) -> canaryd::alert::AlertsConfig {
     canaryd::alert::settings_for(&loaded.config)
 }
 
-fn b64decode(s: &str) -> Vec<u8> {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let v = A.iter().position(|a| *a == c).expect("base64") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
 /// The raw header block of a received mail (up to the first blank line).
 pub fn headers(raw: &str) -> &str {
     raw.split("\r\n\r\n").next().unwrap()
 }
 
-/// The Subject header, unfolded and with RFC 2047 words decoded.
+/// The Subject header, unfolded and with RFC 2047 words decoded (the
+/// demo's capture server reads captured mail the same way).
 pub fn subject(raw: &str) -> String {
-    let mut lines = headers(raw).split("\r\n");
-    let mut value = String::new();
-    for l in lines.by_ref() {
-        if let Some(v) = l.strip_prefix("Subject: ") {
-            value.push_str(v);
-            break;
-        }
-    }
-    for l in lines {
-        if l.starts_with(' ') || l.starts_with('\t') {
-            value.push_str(l);
-        } else {
-            break;
-        }
-    }
-    // RFC 2047: whitespace between two encoded words is dropped, kept elsewhere.
-    let mut out = String::new();
-    let mut prev_encoded = false;
-    for w in value.split_whitespace() {
-        let decoded = w
-            .strip_prefix("=?utf-8?b?")
-            .and_then(|w| w.strip_suffix("?="));
-        let joined = prev_encoded && decoded.is_some();
-        if !out.is_empty() && !joined {
-            out.push(' ');
-        }
-        match decoded {
-            Some(b) => out.push_str(&String::from_utf8(b64decode(b)).unwrap()),
-            None => out.push_str(w),
-        }
-        prev_encoded = decoded.is_some();
-    }
-    out
+    canaryd::demo::capture::subject_of(raw.as_bytes())
 }
