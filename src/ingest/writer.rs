@@ -124,25 +124,21 @@ async fn run(
 
 /// Writes a group in one transaction and answers each request.
 async fn write_group(store: &Store, group: Vec<Job>, identities: &Mutex<IdentityCache>) {
-    // Judge jobs are planned per record: a request that asked for none
-    // contributes records without judges.
-    let mut rows = Vec::with_capacity(group.iter().map(|j| j.rows.len()).sum());
-    let mut answers = Vec::with_capacity(group.len());
-    for job in group.iter() {
-        answers.push(job.rows.len());
-    }
     let config = group[0].config.clone();
     let now_ms = group.iter().map(|j| j.now_ms).max().unwrap_or_default();
     let plan_any = group.iter().any(|j| j.plan);
+    // Judge jobs are planned per record: a request that asked for none
+    // contributes records without judges.
+    let mut rows = Vec::with_capacity(group.iter().map(|j| j.rows.len()).sum());
     let mut replies = Vec::with_capacity(group.len());
     for job in group {
-        for mut r in job.rows {
+        replies.push((job.rows.len(), job.done));
+        rows.extend(job.rows.into_iter().map(|mut r| {
             if !job.plan {
                 r.judges.clear();
             }
-            rows.push(r);
-        }
-        replies.push(job.done);
+            r
+        }));
     }
     let judging = &config.judging;
     let judges_for = |r: &ResponseRow| r.judges.clone();
@@ -166,7 +162,7 @@ async fn write_group(store: &Store, group: Vec<Job>, identities: &Mutex<Identity
                 tracing::warn!("model identity not recorded: {e}");
             }
             let mut at = 0;
-            for (len, reply) in answers.into_iter().zip(replies) {
+            for (len, reply) in replies {
                 let accepted = marks[at..at + len].iter().filter(|m| **m).count() as u64;
                 at += len;
                 let _ = reply.send(Ok(InsertOutcome {
@@ -179,7 +175,7 @@ async fn write_group(store: &Store, group: Vec<Job>, identities: &Mutex<Identity
         Err(e) => {
             tracing::error!(records = rows.len(), "ingest transaction failed: {e}");
             let msg = e.to_string();
-            for reply in replies {
+            for (_, reply) in replies {
                 let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
             }
         }
