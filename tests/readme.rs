@@ -4,10 +4,12 @@
 //!
 //! A block is marked by the HTML comment on the line before its fence:
 //! `<!-- readme-test: skip (REASON) -->` is not run (a real provider key,
-//! root, or a run of minutes that another test covers), `<!-- readme-test:
+//! root and systemd, a PostgreSQL server elsewhere), `<!-- readme-test:
 //! with-daemon (...) -->` runs while `canaryd sim` and `canaryd serve
 //! --config canaryd.sim.yaml` listen on the README's ports (8089 and 8080).
-//! Blocks fenced as `text` are synopses and are not run.
+//! Blocks fenced as `text` are synopses and are not run. The quick start's
+//! `canaryd demo` runs in full (about 70 s) and fails the test unless it
+//! detects the staged model update.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
