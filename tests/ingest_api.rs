@@ -23,6 +23,13 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// Sends `req`; its status and JSON body (null when the body is not JSON).
+async fn send(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
 #[tokio::test]
 async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
     for db in TestDb::all().await {
@@ -38,6 +45,7 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
         );
         let url = format!("{}/v1/responses", daemon.base_url);
         let http = reqwest::Client::new();
+        let authed = |body: reqwest::Body| http.post(&url).bearer_auth("s3cret-token").body(body);
         let batch = r#"[
           {"id": "a1", "stream": "support", "output": "Your order shipped.", "request_model": "gpt-4o", "response_model": "gpt-4o-2024-08-06", "timestamp": "2026-11-20T10:00:00Z"},
           {"id": "a2", "stream": "support", "output": "I'm sorry, but I can't help with that.", "context": ["passage"], "input": [{"role": "user", "content": "hi"}]},
@@ -48,24 +56,11 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
         let r = http.post(&url).body(batch).send().await.unwrap();
         assert_eq!(r.status(), 401, "{b}");
         assert_eq!(r.headers()["www-authenticate"], "Bearer");
-        let r = http
-            .post(&url)
-            .bearer_auth("s3cret-tokeN")
-            .body(batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "{b}");
+        let (status, _) = send(http.post(&url).bearer_auth("s3cret-tokeN").body(batch)).await;
+        assert_eq!(status, 401, "{b}");
 
-        let r = http
-            .post(&url)
-            .bearer_auth("s3cret-token")
-            .body(batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "{b}");
-        let v: serde_json::Value = r.json().await.unwrap();
+        let (status, v) = send(authed(batch.into())).await;
+        assert_eq!(status, 202, "{b}");
         assert_eq!(
             (v["accepted"].as_u64(), v["duplicates"].as_u64()),
             (Some(2), Some(1)),
@@ -74,17 +69,13 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
 
         // NDJSON, gzip-compressed, one id already stored.
         let nd = "{\"id\": \"a2\", \"stream\": \"support\", \"output\": \"again\"}\n{\"id\": \"a3\", \"stream\": \"support\", \"output\": \"new\"}\n";
-        let r = http
-            .post(&url)
-            .bearer_auth("s3cret-token")
-            .header("content-type", "application/x-ndjson")
-            .header("content-encoding", "gzip")
-            .body(gzip(nd.as_bytes()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "{b}");
-        let v: serde_json::Value = r.json().await.unwrap();
+        let (status, v) = send(
+            authed(gzip(nd.as_bytes()).into())
+                .header("content-type", "application/x-ndjson")
+                .header("content-encoding", "gzip"),
+        )
+        .await;
+        assert_eq!(status, 202, "{b}");
         assert_eq!(
             (v["accepted"].as_u64(), v["duplicates"].as_u64()),
             (Some(1), Some(1)),
@@ -94,15 +85,8 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
         // A bad record rejects the whole batch with its index and field.
         let bad = r#"[{"id": "b1", "stream": "support", "output": "fine"},
                       {"id": "b2", "stream": "support", "output": "fine", "latency_ms": "slow"}]"#;
-        let r = http
-            .post(&url)
-            .bearer_auth("s3cret-token")
-            .body(bad)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{b}");
-        let v: serde_json::Value = r.json().await.unwrap();
+        let (status, v) = send(authed(bad.into())).await;
+        assert_eq!(status, 400, "{b}");
         assert_eq!(
             (v["index"].as_u64(), v["field"].as_str()),
             (Some(1), Some("latency_ms")),
@@ -121,25 +105,12 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
             "{{\"stream\": \"s\", \"output\": \"{}\"}}",
             "x".repeat(30_000)
         );
-        let r = http
-            .post(&url)
-            .bearer_auth("s3cret-token")
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 413, "{b}");
-        let r = http
-            .post(&url)
-            .bearer_auth("s3cret-token")
-            .header("content-encoding", "gzip")
-            .body(gzip(big.as_bytes()))
-            .send()
-            .await
-            .unwrap();
+        let (status, _) = send(authed(big.clone().into())).await;
+        assert_eq!(status, 413, "{b}");
+        let (status, _) =
+            send(authed(gzip(big.as_bytes()).into()).header("content-encoding", "gzip")).await;
         assert_eq!(
-            r.status(),
-            413,
+            status, 413,
             "{b}: a small gzip body that inflates past the limit"
         );
 
