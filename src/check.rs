@@ -46,9 +46,36 @@ pub async fn check_all(path: &Path) -> Report {
     report.suites = suites.suites.len() + suites.failed.len();
     report.diagnostics.extend(suites.diagnostics);
     if let Some(c) = cfg {
+        // `load` keeps only errors; the warnings of a valid config count too.
+        let mut warnings = config::validate(path, c);
+        warnings.0.retain(|d| !d.is_error());
+        report.diagnostics.extend(warnings);
+        report.diagnostics.extend(secrets(path, c));
+    }
+    if let Some(c) = cfg {
         report
             .diagnostics
             .extend(canary::versioning::unbumped_versions(&c.database, &suites.suites).await);
     }
     report
+}
+
+/// Resolves every secret `serve` resolves at start, so a missing variable
+/// or file fails `check` as it would fail `serve`. Only the reference is
+/// named, never a value.
+fn secrets(path: &Path, c: &config::Config) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    let mut fail = |msg: String| d.push(config::Diagnostic::error(path, 0, 0, msg));
+    if let Err(e) = crate::ingest::resolve_tokens(c) {
+        fail(e);
+    }
+    if let Err(e) = crate::http::auth::resolve_api_tokens(c) {
+        fail(e);
+    }
+    for (name, p) in &c.providers {
+        if let Err(e) = p.value.api_key_ref().resolve() {
+            fail(format!("provider {name}: API key: {e}"));
+        }
+    }
+    d
 }

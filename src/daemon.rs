@@ -51,7 +51,7 @@ pub async fn run_until(
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
     if let Some(e) = &app.ingest.auth_error {
-        anyhow::bail!("ingest tokens: {e}");
+        anyhow::bail!("tokens: {e}");
     }
     let canaries = start_canaries(&app, shutdown.clone()).await?;
     tokio::spawn(detectors_loop(app.clone(), shutdown.clone()));

@@ -27,8 +27,10 @@ pub struct Live {
     pub config: Arc<Config>,
     pub judges: Arc<Vec<Judge>>,
     pub providers: Providers,
-    /// Bearer tokens of the ingest and API endpoints, read when loaded.
+    /// Bearer tokens of the ingest endpoints (`ingest.tokens`), read when loaded.
     pub ingest_tokens: Arc<Vec<Secret>>,
+    /// Tokens for reading or changing state (`api.tokens`; see `http::auth`).
+    pub api_tokens: Arc<Vec<Secret>>,
     /// Counts accepted reloads (0 at start), so watchers can tell versions apart.
     pub generation: u64,
 }
@@ -59,6 +61,9 @@ impl Live {
             providers,
             // An unreadable token stops `serve` (`IngestState::auth_error`).
             ingest_tokens: Arc::new(crate::ingest::resolve_tokens(&config).unwrap_or_default()),
+            api_tokens: Arc::new(
+                crate::http::auth::resolve_api_tokens(&config).unwrap_or_default(),
+            ),
             judges: Arc::new(judges.judges),
             config: Arc::new(config),
             generation: 0,
@@ -93,6 +98,7 @@ impl Live {
         let providers =
             Providers::from_config(&config).map_err(|e| Rejected::Setup(e.to_string()))?;
         let ingest_tokens = crate::ingest::resolve_tokens(&config).map_err(Rejected::Setup)?;
+        let api_tokens = crate::http::auth::resolve_api_tokens(&config).map_err(Rejected::Setup)?;
         for field in restart_only_changes(&self.config, &config) {
             tracing::warn!(
                 setting = field,
@@ -104,6 +110,7 @@ impl Live {
             judges: Arc::new(judges.judges),
             providers: hooked(providers),
             ingest_tokens: Arc::new(ingest_tokens),
+            api_tokens: Arc::new(api_tokens),
             generation: self.generation + 1,
         })
     }

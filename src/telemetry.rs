@@ -64,6 +64,10 @@ fn describe() {
         "Ingested production records, by outcome (accepted, duplicate; rejected counts refused requests)"
     );
     describe_histogram!("canaryd_ingest_request_seconds", "Ingest request latency");
+    describe_counter!(
+        "canaryd_ingest_busy_total",
+        "Ingest requests refused with 503 because ingest.max_in_flight_bytes stayed full for busy_wait_ms"
+    );
     describe_gauge!(
         "canaryd_judge_queue_depth",
         "Judge jobs by state (pending, running)"
@@ -102,6 +106,7 @@ fn describe() {
     for outcome in ["accepted", "duplicate", "rejected"] {
         metrics::counter!("canaryd_ingest_records_total", "outcome" => outcome).absolute(0);
     }
+    metrics::counter!("canaryd_ingest_busy_total").absolute(0);
     metrics::gauge!("canaryd_alerts_firing").set(0.0);
     metrics::counter!("canaryd_provider_errors_total", "provider" => "none", "kind" => "none")
         .absolute(0);
@@ -144,6 +149,11 @@ pub fn record_ingest(outcome: Option<&crate::store::InsertOutcome>, started: std
         }
     }
     metrics::histogram!("canaryd_ingest_request_seconds").record(started.elapsed().as_secs_f64());
+}
+
+/// Counts an ingest request refused because too many were in flight.
+pub fn ingest_refused_busy() {
+    metrics::counter!("canaryd_ingest_busy_total").increment(1);
 }
 
 /// Refreshes the gauges read from the database (the same on every replica,

@@ -48,7 +48,21 @@ fn check_accepts_the_shipped_examples() {
         "canaryd.sim.yaml",
         "deploy/canaryd.yaml",
     ] {
-        let (code, _, err) = run_cli(&["check", "--config", config], root, &[]);
+        // `check` reads every secret `serve` reads: give them.
+        let creds = write_tree(&[
+            ("openai-api-key", "k"),
+            ("ingest-token", "i"),
+            ("api-token", "a"),
+        ]);
+        let creds_dir = creds.path().to_str().unwrap();
+        let (code, _, err) = run_cli(
+            &["check", "--config", config],
+            root,
+            &[
+                ("OPENAI_API_KEY", "k"),
+                ("CREDENTIALS_DIRECTORY", creds_dir),
+            ],
+        );
         let err = err.replace("/etc/canaryd/", "");
         if config.starts_with("deploy/") {
             // Its directories live under /etc/canaryd on a real host: only the

@@ -289,6 +289,7 @@ impl AlertsConfig {
     /// plaintext SMTP stays on loopback, addresses parse.
     pub fn validate(&self, path: &Path) -> Diagnostics {
         let mut d = Diagnostics::default();
+        let mut warnings = Vec::new();
         let mut err = |msg: String| d.push(Diagnostic::error(path, 0, 0, format!("alerts: {msg}")));
         for (i, route) in self.routes.iter().enumerate() {
             if route.channels.is_empty() {
@@ -341,6 +342,11 @@ impl AlertsConfig {
                             "channel {name}: give both username and password, or neither"
                         ));
                     }
+                    if e.tls == SmtpTls::None && e.username.is_some() {
+                        warnings.push(format!(
+                            "channel {name}: username and password with tls: none are not sent unless the relay offers AUTH without TLS (most offer it only after STARTTLS); use tls: starttls or tls, or drop the credentials"
+                        ));
+                    }
                 }
                 ChannelConfig::Slack(s) => {
                     if s.webhook_url.is_empty() {
@@ -372,6 +378,9 @@ impl AlertsConfig {
         }
         if self.retry.attempts == 0 {
             err("retry.attempts must be at least 1".into());
+        }
+        for w in warnings {
+            d.push(Diagnostic::warning(path, 0, 0, format!("alerts: {w}")));
         }
         d
     }

@@ -110,6 +110,14 @@ fn rebase(config: &mut Config, base: &Path) {
         config.database = format!("sqlite://{}", base.join(rest).display());
     }
     config.alerts.rebase(base);
+    for t in config
+        .ingest
+        .tokens
+        .iter_mut()
+        .chain(config.api.tokens.iter_mut())
+    {
+        t.rebase(base);
+    }
 }
 
 /// Semantic checks that serde cannot express. Every problem is reported.
@@ -184,6 +192,56 @@ pub fn validate(path: &Path, config: &Config) -> Diagnostics {
         }
     }
     d.extend(config.alerts.validate(path));
+    d.extend(access(path, config));
+    d
+}
+
+/// The access model's rules on the config (`http::auth`): an address other
+/// than loopback needs a token unless `insecure_no_auth` says otherwise,
+/// and a class left without tokens while another has some is closed.
+fn access(path: &Path, config: &Config) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    let (ingest, api) = (
+        !config.ingest.tokens.is_empty(),
+        !config.api.tokens.is_empty(),
+    );
+    if !ingest && !api && !config.listen.ip().is_loopback() && !config.insecure_no_auth {
+        d.push(Diagnostic::error(
+            path,
+            0,
+            0,
+            format!(
+                "listen {} is not a loopback address and no tokens are configured, so anyone who can reach it could read production content and silence alerts; \
+add `api.tokens: [{{ env: CANARYD_API_TOKEN }}]` (status pages, API, metrics) and `ingest.tokens: [{{ env: CANARYD_INGEST_TOKEN }}]` (writing records), \
+each also `{{ file: PATH }}` or `{{ credential: NAME }}`, or set `insecure_no_auth: true` to serve without authentication",
+                config.listen
+            ),
+        ));
+    }
+    if ingest && !api {
+        d.push(Diagnostic::warning(
+            path,
+            0,
+            0,
+            "ingest.tokens is set but api.tokens is not: the status pages, the alerts and status API and /metrics refuse every request until api.tokens is set",
+        ));
+    }
+    if api && !ingest {
+        d.push(Diagnostic::warning(
+            path,
+            0,
+            0,
+            "api.tokens is set but ingest.tokens is not: POST /v1/responses and /v1/traces refuse every request until ingest.tokens is set",
+        ));
+    }
+    if config.insecure_no_auth && (ingest || api) {
+        d.push(Diagnostic::warning(
+            path,
+            0,
+            0,
+            "insecure_no_auth has no effect while tokens are configured",
+        ));
+    }
     d
 }
 

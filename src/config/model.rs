@@ -36,6 +36,13 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub ingest: crate::ingest::IngestConfig,
+    /// Who may read or change state over HTTP (`http::auth`).
+    #[serde(default)]
+    pub api: crate::http::auth::ApiConfig,
+    /// Serve without any token on an address other than loopback. Without
+    /// it `check` and `serve` refuse such a config.
+    #[serde(default)]
+    pub insecure_no_auth: bool,
     #[serde(default)]
     pub judging: crate::judge::JudgingConfig,
     #[serde(default)]

@@ -2,26 +2,30 @@
 //! status pages (`crate::web`).
 
 mod alerts_api;
+pub mod auth;
 mod status_api;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::app::App;
 
-/// All routes of the daemon.
+/// All routes of the daemon, behind the one access check (`auth::guard`).
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
         .merge(alerts_api::routes())
         .merge(status_api::routes())
         .route("/metrics", get(metrics))
-        .merge(crate::ingest::routes(app.config.ingest.max_body_bytes))
+        .merge(crate::ingest::routes(&app.config.ingest))
         .with_state(app.clone())
-        .merge(crate::web::router(app))
+        .merge(crate::web::router(app.clone()))
+        .layer(axum::middleware::from_fn_with_state(app, auth::guard))
 }
 
 /// Alive: the process answers.

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -18,12 +18,13 @@ use crate::store::{InsertOutcome, ResponseRow, StoreError};
 /// Why an ingest request failed, as the client sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("missing or invalid bearer token")]
-    Unauthorized,
     #[error(transparent)]
     Invalid(#[from] super::RecordError),
     #[error("{0}")]
     BadRequest(String),
+    /// The request is larger than a configured limit (413).
+    #[error("{message}")]
+    TooLarge { message: String, limit: usize },
     #[error("storage unavailable: {0}")]
     Store(#[from] StoreError),
 }
@@ -31,12 +32,6 @@ pub enum IngestError {
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         match self {
-            IngestError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(json!({"error": self.to_string()})),
-            )
-                .into_response(),
             IngestError::Invalid(e) => (
                 StatusCode::BAD_REQUEST,
                 Json(json!({"error": e.to_string(), "index": e.index, "field": e.field})),
@@ -45,6 +40,11 @@ impl IntoResponse for IngestError {
             IngestError::BadRequest(m) => {
                 (StatusCode::BAD_REQUEST, Json(json!({"error": m}))).into_response()
             }
+            IngestError::TooLarge { message, limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({"error": message, "limit": limit})),
+            )
+                .into_response(),
             IngestError::Store(e) => {
                 tracing::error!("ingest write failed: {e}");
                 (
@@ -57,29 +57,25 @@ impl IntoResponse for IngestError {
     }
 }
 
-/// Refuses the request unless it carries an accepted bearer token.
-pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), IngestError> {
-    let h = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if app.ingest.authorize(&app.live().ingest_tokens, h) {
-        Ok(())
-    } else {
-        Err(IngestError::Unauthorized)
-    }
-}
-
 pub async fn post_responses(
     State(app): State<App>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<InsertOutcome>), IngestError> {
-    authorize(&app, &headers)?;
+    // The ingest token is checked by `http::auth::guard` before the body is read.
     let started = std::time::Instant::now();
     let stored = async {
-        let records = tokio::task::spawn_blocking(move || super::parse_body(&body))
-            .await
-            .map_err(|e| IngestError::BadRequest(format!("parse task failed: {e}")))??;
+        let max = app.live().config.ingest.max_records;
+        let records =
+            tokio::task::spawn_blocking(move || super::record::parse_body_limited(&body, max))
+                .await
+                .map_err(|e| IngestError::BadRequest(format!("parse task failed: {e}")))?
+                .map_err(|e| match e {
+                    super::record::BodyError::Record(r) => IngestError::Invalid(r),
+                    e @ super::record::BodyError::TooMany { limit } => IngestError::TooLarge {
+                        message: e.to_string(),
+                        limit,
+                    },
+                })?;
         store_records(&app, records, crate::daemon::now_ms()).await
     }
     .await;

@@ -3,6 +3,7 @@
 //! reason, model identity).
 
 pub mod api;
+mod limits;
 pub mod otlp;
 pub mod record;
 pub mod refusal;
@@ -20,14 +21,19 @@ pub use state::{IngestState, resolve_tokens};
 pub use writer::Writer;
 
 /// The ingest routes, with the body limit (applied after gzip decoding, so
-/// a compressed bomb cannot exceed it either).
-pub fn routes(max_body_bytes: usize) -> axum::Router<crate::app::App> {
+/// a compressed bomb cannot exceed it either), the limit on requests in
+/// flight, and every refusal as the same JSON shape (`limits.rs`).
+pub fn routes(config: &IngestConfig) -> axum::Router<crate::app::App> {
+    use axum::middleware::from_fn_with_state;
     use axum::routing::post;
+    let limits = limits::Limits::new(config);
     axum::Router::new()
         .route("/v1/responses", post(api::post_responses))
         .route("/v1/traces", post(otlp::post_traces))
-        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(from_fn_with_state(limits.clone(), limits::in_flight))
+        .layer(from_fn_with_state(limits, limits::json_errors))
 }
 
 use crate::judge::JudgingConfig;

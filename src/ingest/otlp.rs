@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -26,7 +26,7 @@ use prost::Message as _;
 use serde_json::Value;
 
 use super::Record;
-use super::api::{IngestError, authorize, store_records};
+use super::api::{IngestError, store_records};
 use super::record::{Input, content_text};
 use crate::app::App;
 
@@ -35,9 +35,6 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if let Err(e) = authorize(&app, &headers) {
-        return e.into_response();
-    }
     let request = if json {
         serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| e.to_string())
     } else {
@@ -51,19 +48,35 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
         }
     };
     let started = std::time::Instant::now();
-    let records = to_records(&request, &app.live().config.ingest.stream_attribute);
+    let live = app.live();
+    let (records, rejected) = checked_records(&request, &live.config.ingest.stream_attribute);
+    drop(request);
+    let max = live.config.ingest.max_records;
+    if records.len() > max {
+        return IngestError::TooLarge {
+            message: format!(
+                "more than {max} GenAI spans in one export (ingest.max_records); export smaller batches"
+            ),
+            limit: max,
+        }
+        .into_response();
+    }
     let stored = store_records(&app, records, crate::daemon::now_ms()).await;
     crate::telemetry::record_ingest(stored.as_ref().ok(), started);
     match stored {
-        Ok(_) => answer(json),
+        Ok(_) => answer(json, rejected),
         Err(e) => e.into_response(),
     }
 }
 
-/// The success answer, in the request's encoding.
-fn answer(json: bool) -> Response {
+/// The success answer, in the request's encoding; spans left out are
+/// reported in `partial_success`, as OTLP/HTTP specifies.
+fn answer(json: bool, rejected: Rejected) -> Response {
     let resp = ExportTraceServiceResponse {
-        partial_success: None,
+        partial_success: (rejected.spans > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: rejected.spans,
+            error_message: rejected.first.unwrap_or_default(),
+        }),
     };
     if json {
         (
@@ -84,22 +97,84 @@ fn answer(json: bool) -> Response {
 
 /// The records of every GenAI span in an export.
 pub fn to_records(req: &ExportTraceServiceRequest, stream_attribute: &str) -> Vec<Record> {
+    checked_records(req, stream_attribute).0
+}
+
+/// Spans that could not become records, for OTLP's `partial_success`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Rejected {
+    pub spans: i64,
+    /// The first reason, naming the span's position and field.
+    pub first: Option<String>,
+}
+
+/// The records of every GenAI span, each validated like a JSON record
+/// (`record::check`); a span that fails is left out and counted.
+///
+/// A span without usable ids (empty or all-zero trace or span id) would
+/// share one record id with every other such span and be dropped as a
+/// duplicate; it gets an id derived from its content and its position in
+/// the export instead, so a retried export still deduplicates.
+pub fn checked_records(
+    req: &ExportTraceServiceRequest,
+    stream_attribute: &str,
+) -> (Vec<Record>, Rejected) {
     let mut out = Vec::new();
-    for rs in &req.resource_spans {
+    let mut rejected = Rejected::default();
+    for (ri, rs) in req.resource_spans.iter().enumerate() {
         let resource: HashMap<&str, &AnyValue> = rs
             .resource
             .as_ref()
             .map(|r| attr_map(&r.attributes))
             .unwrap_or_default();
-        for ss in &rs.scope_spans {
-            for span in &ss.spans {
-                if let Some(r) = span_record(span, &resource, stream_attribute) {
-                    out.push(r);
+        for (si, ss) in rs.scope_spans.iter().enumerate() {
+            for (pi, span) in ss.spans.iter().enumerate() {
+                let Some(mut r) = span_record(span, &resource, stream_attribute) else {
+                    continue;
+                };
+                let unusable = |id: &[u8]| id.iter().all(|b| *b == 0);
+                if unusable(&span.trace_id) || unusable(&span.span_id) {
+                    r.id = Some(derived_id(&r, span, [ri, si, pi]));
+                }
+                match super::record::check(out.len(), &r) {
+                    Ok(()) => out.push(r),
+                    Err(e) => {
+                        rejected.spans += 1;
+                        rejected.first.get_or_insert_with(|| {
+                            format!(
+                                "resourceSpans[{ri}].scopeSpans[{si}].spans[{pi}]: {}: {}",
+                                e.field, e.message
+                            )
+                        });
+                    }
                 }
             }
         }
     }
-    out
+    (out, rejected)
+}
+
+/// `otel:derived:` and a hash of the span's position, times, name and content.
+fn derived_id(r: &Record, span: &Span, position: [usize; 3]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in position {
+        h.update((p as u64).to_le_bytes());
+    }
+    h.update(span.start_time_unix_nano.to_le_bytes());
+    h.update(span.end_time_unix_nano.to_le_bytes());
+    for part in [
+        span.name.as_str(),
+        r.stream.as_str(),
+        r.output.as_str(),
+        &r.input.as_ref().map(|i| i.to_text()).unwrap_or_default(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    let d = h.finalize();
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("otel:derived:{hex}")
 }
 
 fn attr_map(attrs: &[KeyValue]) -> HashMap<&str, &AnyValue> {

@@ -14,6 +14,10 @@ use serde_json::{Map, Value};
 const MAX_LABEL: usize = 512;
 /// Most embedding dimensions accepted.
 const MAX_DIMS: usize = 16_384;
+/// Largest accepted token count or latency (ms): a billion tokens is beyond
+/// any context window and ~11 days beyond any call, so larger values are
+/// corrupt and would swamp the roll-up sums.
+pub const MAX_COUNT: i64 = 1_000_000_000;
 
 /// What the user sent: a plain string or chat messages.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,22 +125,29 @@ const FIELDS: &[&str] = &[
     "embedding",
 ];
 
+/// Why a body could not become records.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// More records than `ingest.max_records` allows.
+    #[error("more than {limit} records in one request (ingest.max_records); split the batch")]
+    TooMany { limit: usize },
+}
+
 /// Parses a request body: one record, a JSON array of records, or NDJSON
 /// (one record per line). All or nothing: the first bad record fails the
-/// whole batch.
-pub fn parse_body(body: &[u8]) -> Result<Vec<Record>, RecordError> {
+/// whole batch. Records are converted one at a time as they are read, so a
+/// body never exists as a whole tree of JSON values, and reading stops at
+/// the `max_records + 1`-th record.
+///
+/// A body that starts with `[` must be exactly one array; an array followed
+/// by more values, or an array on a later NDJSON line, is rejected (NDJSON
+/// takes one object per line), so a body never means two things.
+pub fn parse_body_limited(body: &[u8], max_records: usize) -> Result<Vec<Record>, BodyError> {
     let first = body.iter().copied().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'[') {
-        let values: Vec<Value> = serde_json::from_slice(body).map_err(|e| RecordError {
-            index: array_index_at(body, e.line(), e.column()),
-            field: "(record)".into(),
-            message: format!("invalid JSON: {e}"),
-        })?;
-        return values
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| from_value(i, v))
-            .collect();
+        return parse_array(body, max_records);
     }
     let mut out = Vec::new();
     let stream = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
@@ -146,6 +157,18 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Record>, RecordError> {
             field: "(record)".into(),
             message: format!("invalid JSON: {e}"),
         })?;
+        if out.len() == max_records {
+            return Err(BodyError::TooMany { limit: max_records });
+        }
+        if v.is_array() {
+            return Err(RecordError {
+                index: i,
+                field: "(record)".into(),
+                message: "an array on an NDJSON line: send one JSON array, or one object per line"
+                    .into(),
+            }
+            .into());
+        }
         out.push(from_value(i, v)?);
     }
     if out.is_empty() {
@@ -153,9 +176,79 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Record>, RecordError> {
             index: 0,
             field: "(record)".into(),
             message: "the body holds no record".into(),
-        });
+        }
+        .into());
     }
     Ok(out)
+}
+
+/// [`parse_body_limited`] without a limit on the number of records.
+pub fn parse_body(body: &[u8]) -> Result<Vec<Record>, RecordError> {
+    parse_body_limited(body, usize::MAX).map_err(|e| match e {
+        BodyError::Record(r) => r,
+        BodyError::TooMany { .. } => unreachable!("no limit"),
+    })
+}
+
+fn parse_array(body: &[u8], max_records: usize) -> Result<Vec<Record>, BodyError> {
+    use serde::de::{Deserializer as _, Error as _, SeqAccess, Visitor};
+    /// Converts each element as it is read; a record error is kept aside
+    /// (serde errors carry only text) and the visit stops.
+    struct Records<'a> {
+        max: usize,
+        failed: &'a mut Option<BodyError>,
+    }
+    impl<'de> Visitor<'de> for Records<'_> {
+        type Value = Vec<Record>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Record>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element::<Value>()? {
+                if out.len() == self.max {
+                    *self.failed = Some(BodyError::TooMany { limit: self.max });
+                    return Err(A::Error::custom("too many records"));
+                }
+                match from_value(out.len(), v) {
+                    Ok(r) => out.push(r),
+                    Err(e) => {
+                        *self.failed = Some(e.into());
+                        return Err(A::Error::custom("bad record"));
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut failed = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = de
+        .deserialize_seq(Records {
+            max: max_records,
+            failed: &mut failed,
+        })
+        .and_then(|v| de.end().map(|()| v));
+    match (parsed, failed) {
+        (_, Some(e)) => Err(e),
+        (Ok(v), None) => Ok(v),
+        (Err(e), None) => {
+            let trailing = e.classify() == serde_json::error::Category::Syntax
+                && e.to_string().contains("trailing characters");
+            Err(RecordError {
+                index: array_index_at(body, e.line(), e.column()),
+                field: "(record)".into(),
+                message: if trailing {
+                    format!(
+                        "invalid JSON: {e}: a body that starts with an array must be exactly one array (NDJSON takes one object per line)"
+                    )
+                } else {
+                    format!("invalid JSON: {e}")
+                },
+            }
+            .into())
+        }
+    }
 }
 
 /// Parses one record from JSON text (`index` is only used in errors).
@@ -402,15 +495,63 @@ fn count(
 ) -> Result<Option<i64>, RecordError> {
     match m.remove(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_i64().filter(|n| *n >= 0) {
+        Some(v) => match v.as_i64().filter(|n| (0..=MAX_COUNT).contains(n)) {
             Some(n) => Ok(Some(n)),
             None => Err(RecordError {
                 index,
                 field: field.into(),
-                message: format!("expected a non-negative integer, got {v}"),
+                message: format!("expected an integer from 0 to {MAX_COUNT}, got {v}"),
             }),
         },
     }
+}
+
+/// The checks of [`from_value`] that apply to a record built another way
+/// (OTLP): label lengths, a non-empty stream, counts in range. One rule for
+/// every path, so OTLP cannot store what the JSON API refuses.
+pub fn check(index: usize, r: &Record) -> Result<(), RecordError> {
+    let err = |field: &str, message: String| RecordError {
+        index,
+        field: field.into(),
+        message,
+    };
+    if r.stream.trim().is_empty() {
+        return Err(err("stream", "must not be empty".into()));
+    }
+    let labels = [
+        ("id", &r.id),
+        ("prompt_version", &r.prompt_version),
+        ("request_model", &r.request_model),
+        ("response_model", &r.response_model),
+        ("system_fingerprint", &r.system_fingerprint),
+        ("finish_reason", &r.finish_reason),
+        ("session_id", &r.session_id),
+    ];
+    for (field, value) in std::iter::once(("stream", &Some(r.stream.clone()))).chain(labels) {
+        if let Some(v) = value
+            && v.len() > MAX_LABEL
+        {
+            return Err(err(
+                field,
+                format!("longer than {MAX_LABEL} bytes ({} bytes)", v.len()),
+            ));
+        }
+    }
+    for (field, value) in [
+        ("input_tokens", r.input_tokens),
+        ("output_tokens", r.output_tokens),
+        ("latency_ms", r.latency_ms),
+    ] {
+        if let Some(n) = value
+            && !(0..=MAX_COUNT).contains(&n)
+        {
+            return Err(err(
+                field,
+                format!("expected an integer from 0 to {MAX_COUNT}, got {n}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn kind(v: &Value) -> &'static str {
