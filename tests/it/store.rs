@@ -1,10 +1,9 @@
 //! The storage interface, run against both backends: SQLite always, and
 //! PostgreSQL (mandatory in CI).
 
-mod common;
 
 use canaryd::store::{CaseResultRow, ModelIdentity, NewRun, ResponseRow, RunTrigger, Store};
-use common::TestDb;
+use crate::support::TestDb;
 
 async fn open(db: &TestDb) -> Store {
     let store = Store::connect(&db.url).await.expect("connect");
@@ -21,7 +20,6 @@ macro_rules! for_each_backend {
             let $store = open(&db).await;
             $body
             $store.close().await;
-            db.cleanup().await;
         }
     }};
 }
@@ -437,5 +435,4 @@ async fn postgres_connections_have_tcp_nodelay() {
         "no connection to port {port} has TCP_NODELAY: {flags:?}"
     );
     store.close().await;
-    db.cleanup().await;
 }

@@ -3,14 +3,12 @@
 //! once, and a replica killed with SIGKILL in the middle of judging loses no
 //! job (its leases expire and the survivor takes the work over).
 
-mod canary_common;
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use canary_common::{Sim, project};
-use common::{Spawned, TestDb};
+use crate::support::canary::{Sim, project};
+use crate::support::{TestDaemon, Spawned, TestDb, wait_until};
 use sqlx::PgPool;
 
 /// Judge calls take 250 ms, so the jobs keep two replicas (4 calls each in
@@ -97,8 +95,8 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
         s.close().await;
     }
     let env = [("CANARYD_DATABASE_URL", db.url.as_str())];
-    let a = Spawned::start(&["serve"], dir.path(), &env);
-    let mut b = Spawned::start(&["serve"], dir.path(), &env);
+    let a = TestDaemon::start(dir.path(), &[], &env);
+    let mut b = TestDaemon::start(dir.path(), &[], &env);
     let pool = PgPool::connect(&db.url).await.unwrap();
     let started = chrono::Utc::now().timestamp_millis();
 
@@ -116,8 +114,8 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     // SIGKILL B while it holds claimed jobs, between two ticks (runs take
     // milliseconds, so it holds no suite lease that would pause a suite).
     let b_owner = format!("%:{}:%", b.child.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let every = Duration::from_millis(20);
+    wait_until("replica B to claim jobs", Duration::from_secs(20), every, async || {
         let now = chrono::Utc::now().timestamp_millis();
         let mid_tick = (now.rem_euclid(TICK_MS) - TICK_MS / 2).abs() < 300;
         let held: i64 = sqlx::query_scalar(
@@ -128,12 +126,13 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
         .await
         .unwrap();
         if held > 0 && mid_tick && now - started > 2 * TICK_MS {
-            b.signal("KILL");
-            break;
+            Ok(())
+        } else {
+            Err(format!("replica B never claimed jobs ({held} held)"))
         }
-        assert!(Instant::now() < deadline, "replica B never claimed jobs");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    b.signal("KILL");
     let killed_at = chrono::Utc::now().timestamp_millis();
     assert!(b.wait_exit(Duration::from_secs(5)).is_some());
     let orphaned = count(
@@ -145,23 +144,23 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     .await;
 
     // Every job is eventually done by the survivor, within a bounded time.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let drained_after_ms = loop {
+    let every = Duration::from_millis(250);
+    let drained_after_ms = wait_until("the jobs to drain", Duration::from_secs(40), every, async || {
         let open = count(
             &pool,
             "SELECT COUNT(*) FROM judge_jobs WHERE status IN ('pending', 'running')",
         )
         .await;
         if open == 0 {
-            break chrono::Utc::now().timestamp_millis() - killed_at;
+            Ok(chrono::Utc::now().timestamp_millis() - killed_at)
+        } else {
+            Err(format!(
+                "{open} judge jobs still open 40 s after the kill; survivor log:\n{}",
+                a.stderr()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{open} judge jobs still open 40 s after the kill; survivor log:\n{}",
-            a.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    })
+    .await;
     assert_eq!(
         count(
             &pool,
@@ -241,5 +240,4 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     }
     pool.close().await;
     drop(a);
-    db.cleanup().await;
 }

@@ -4,13 +4,11 @@
 //! latency, judge results, queue depth and spend, detector values, alerts
 //! firing, notification failures, reloads).
 
-mod canary_common;
-mod common;
 
 use std::time::{Duration, Instant};
 
-use canary_common::Sim;
-use common::{Spawned, TestDb, write_tree};
+use crate::support::canary::Sim;
+use crate::support::{TestDaemon, Spawned, TestDb, wait_until, write_tree};
 use prometheus_parse::{Scrape, Value};
 
 /// `flaky-model` always answers 503, so every call to it is a provider error.
@@ -89,7 +87,7 @@ async fn counters_move_while_the_daemon_works() {
         ("canaries/m.yaml", SUITE),
         ("judges/completion.yaml", &judge),
     ]);
-    let daemon = Spawned::start(&["serve"], dir.path(), &[("CANARYD_DATABASE_URL", &db.url)]);
+    let daemon = TestDaemon::on_db(dir.path(), &db.url);
     let before = scrape(&daemon.base_url).await;
     assert_eq!(
         value(
@@ -226,8 +224,8 @@ async fn counters_move_while_the_daemon_works() {
         ),
         ("alerts firing", "canaryd_alerts_firing", vec![], 1.0),
     ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let every = Duration::from_millis(500);
+    let now = wait_until("the metrics to move", Duration::from_secs(30), every, async || {
         let now = scrape(&daemon.base_url).await;
         let mut short: Vec<String> = checks
             .iter()
@@ -261,18 +259,18 @@ async fn counters_move_while_the_daemon_works() {
             }
         }
         if short.is_empty() {
-            assert!(
-                now.docs.contains_key("canaryd_canary_runs_total"),
-                "HELP text"
-            );
-            break;
+            Ok(now)
+        } else {
+            Err(format!(
+                "metrics did not move within 30 s:\n{}\nlog:\n{}",
+                short.join("\n"),
+                daemon.stderr()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "metrics did not move within 30 s:\n{}\nlog:\n{}",
-            short.join("\n"),
-            daemon.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
+    assert!(
+        now.docs.contains_key("canaryd_canary_runs_total"),
+        "HELP text"
+    );
 }
