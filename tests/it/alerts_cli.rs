@@ -1,10 +1,9 @@
 //! `canaryd alerts`, `canaryd silence` and the silences API through the real binary.
 
-
 use crate::support::alerts::HttpReceiver;
+use crate::support::{self, TestDaemon, TestDb, run_cli, write_tree};
 use canaryd::signals::{Finding, Rule, Severity, Status};
 use canaryd::store::Store;
-use crate::support::{TestDaemon, self, Spawned, TestDb, run_cli, write_tree};
 
 const T0: i64 = 1_763_000_000_000;
 

@@ -2,13 +2,12 @@
 //! worst judge scores with reasoning, failing canary cases with the pinned
 //! answer next to the live one, model changes of a suite, and cutting.
 
-
+use crate::support::TestDb;
 use canaryd::alert::AlertsConfig;
 use canaryd::alert::evidence::{examples, model_events};
 use canaryd::store::{
     AlertRow, CaseResultRow, ModelIdentity, NewRun, ResponseRow, RunTrigger, Store,
 };
-use crate::support::TestDb;
 
 const T0: i64 = 1_763_000_000_000;
 

@@ -2,13 +2,12 @@
 //! and AUTH, an HTTP server for Slack and the webhook), on SQLite and
 //! PostgreSQL, with time driven explicitly.
 
-
 use crate::support::alerts::{HttpReceiver, SmtpServer};
+use crate::support::{self, TestDb};
 use canaryd::alert::notifier::deliver_due;
 use canaryd::alert::{AlertsConfig, process};
 use canaryd::signals::{Finding, Rule, Severity, Status};
 use canaryd::store::{ModelIdentity, ResponseRow, Store};
-use crate::support::{self, TestDb};
 use std::sync::atomic::Ordering;
 
 const T0: i64 = 1_763_000_000_000;

@@ -5,7 +5,6 @@
 //! window of its start and resolve after the revert; the stationary stream
 //! and a surge of apologetic-but-helpful answers must raise nothing.
 
-
 use crate::support;
 use std::collections::BTreeMap;
 

@@ -8,14 +8,13 @@
 //! absent. When it cannot be installed the test is skipped with a loud
 //! message — except under `CI=true`, where that is a failure.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use canaryd::store::Store;
-use crate::support::{TestDaemon, self, Spawned, write_tree};
 use crate::support::web_data::{HOSTILE, JUDGES, STREAM};
+use crate::support::{self, TestDaemon, write_tree};
+use canaryd::store::Store;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SIZES: [(&str, u32, u32); 2] = [("laptop", 1366, 900), ("phone", 390, 844)];

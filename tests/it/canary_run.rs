@@ -2,7 +2,6 @@
 //! all-pass, a staged regression on the live model only, a fault storm,
 //! a model change, non-OpenAI answers and a run timeout.
 
-
 use crate::support::canary::{Sim, outcomes, project, result, run_json, store};
 use crate::support::{self, TestDb, run_cli};
 

@@ -2,12 +2,11 @@
 //! never overlapping itself, hot-reloading edited files, one catch-up run
 //! after downtime, and recording runs cut by shutdown as cancelled.
 
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::canary::{Sim, project, store};
+use crate::support::{TestDaemon, TestDb, wait_until};
 use canaryd::store::{NewRun, RunRow, RunTrigger, Store};
-use crate::support::{TestDaemon, Spawned, TestDb, wait_until};
 
 const SCENARIO: &str = r#"
 default:

@@ -1,7 +1,6 @@
 //! The binary as a user runs it: `check`, `migrate`, `serve`, `--version`.
 
-
-use crate::support::{TestDaemon, self, TestDb, run_cli, write_tree};
+use crate::support::{TestDaemon, TestDb, run_cli, write_tree};
 
 const CONFIG: &str = r#"
 database: sqlite://canaryd.db

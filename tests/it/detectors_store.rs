@@ -3,7 +3,6 @@
 //! results and model events included; verdicts and health round-trip; and
 //! `canaryd status` reports them.
 
-
 use crate::support;
 use canaryd::signals::synth::{ChangeKind, StreamSpec, records};
 use canaryd::signals::{DetectorConfig, Rule, Status, evaluate};

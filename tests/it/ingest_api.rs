@@ -1,11 +1,10 @@
 //! The ingest API against the real binary (`canaryd serve` spawned, HTTP),
 //! on SQLite and PostgreSQL.
 
-
 use std::io::Write;
 
+use crate::support::{TestDaemon, TestDb, write_tree};
 use canaryd::store::Store;
-use crate::support::{TestDaemon, Spawned, TestDb, write_tree};
 
 const CONFIG: &str = r#"
 listen: 127.0.0.1:0
@@ -34,7 +33,10 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
     for db in TestDb::all().await {
         let b = db.backend;
         let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = TestDaemon::start(dir.path(), &[], &[
+        let daemon = TestDaemon::start(
+            dir.path(),
+            &[],
+            &[
                 ("CANARYD_DATABASE_URL", &db.url),
                 ("CANARYD_TEST_INGEST_TOKEN", "s3cret-token"),
             ],

@@ -6,13 +6,12 @@
 //! missing. Without network that is impossible: the test then fails when
 //! `CI=true` and is skipped loudly otherwise.
 
-
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::support::{TestDaemon, TestDb, write_tree};
 use canaryd::on_db;
 use canaryd::store::Store;
-use crate::support::{TestDaemon, Spawned, TestDb, write_tree};
 
 /// stream, output, request_model, response_model, output_tokens, refusal, finish_reason
 type Row = (
@@ -85,7 +84,10 @@ async fn official_python_exporter_and_otlp_json_land_as_records() {
     for db in TestDb::all().await {
         let b = db.backend;
         let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = TestDaemon::start(dir.path(), &[], &[
+        let daemon = TestDaemon::start(
+            dir.path(),
+            &[],
+            &[
                 ("CANARYD_DATABASE_URL", &db.url),
                 ("OTLP_TEST_TOKEN", "otel-token"),
             ],

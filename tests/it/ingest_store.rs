@@ -2,12 +2,11 @@
 //! transaction, duplicates counted once, precomputed scores stored, judge
 //! jobs enqueued within the hourly floor and cap.
 
-
+use crate::support::TestDb;
 use canaryd::ingest::{Record, prepare};
 use canaryd::judge::JudgingConfig;
 use canaryd::on_db;
 use canaryd::store::{JobPlan, Store};
-use crate::support::TestDb;
 
 async fn open(db: &TestDb) -> Store {
     let store = Store::connect(&db.url).await.expect("connect");

@@ -1,10 +1,9 @@
 //! The judge queue and spend budget at the storage level, on both backends.
 
-
+use crate::support::TestDb;
 use canaryd::ingest::{Record, prepare};
 use canaryd::judge::JudgingConfig;
 use canaryd::store::{JobPlan, JudgeOutcome, Store};
-use crate::support::TestDb;
 
 async fn open(db: &TestDb) -> Store {
     let store = Store::connect(&db.url).await.expect("connect");

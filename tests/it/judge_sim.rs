@@ -2,16 +2,15 @@
 //! process, and the judge queue in the spawned daemon: scores, judge errors,
 //! restarts.
 
-
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::{self, Spawned, TestDaemon, TestDb, write_tree};
 use canaryd::judge::call::{JudgeError, score};
 use canaryd::judge::template::{JudgeInput, render};
 use canaryd::on_db;
 use canaryd::provider::Providers;
 use canaryd::store::Store;
-use crate::support::{TestDaemon, self, Spawned, TestDb, write_tree};
 
 const SCENARIO: &str = r#"
 seed: 1
@@ -208,7 +207,11 @@ async fn wait_until(
 ) {
     let every = Duration::from_millis(200);
     support::wait_until(what, timeout, every, async || {
-        if f(store).await { Ok(()) } else { Err(String::new()) }
+        if f(store).await {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
     })
     .await
 }

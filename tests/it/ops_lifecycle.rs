@@ -3,12 +3,11 @@
 //! new config defines, a broken suite, a broken config) and stopped with
 //! SIGTERM in the middle of a slow canary run, with every stored row checked.
 
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::canary::{Sim, config, store};
+use crate::support::{TestDaemon, TestDb, wait_until, write_tree};
 use canaryd::store::{RunRow, Store};
-use crate::support::{TestDaemon, Spawned, TestDb, wait_until, write_tree};
 
 /// `slow-model` takes 1.5 s per answer (under the 2 s provider timeout);
 /// every other model answers at once.
@@ -57,8 +56,7 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
         ]);
         let suite_path = dir.path().join("canaries/life.yaml");
         let config_path = dir.path().join("canaryd.yaml");
-        let mut daemon =
-            TestDaemon::on_db(dir.path(), &db.url);
+        let mut daemon = TestDaemon::on_db(dir.path(), &db.url);
         let s = store(&db.url).await;
         wait_for(&s, Duration::from_secs(10), "a completed v1 run", |r| {
             r.iter()
@@ -87,7 +85,8 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
                 .replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1");
         std::fs::write(&config_path, &with_slow).unwrap();
         daemon.signal("HUP");
-        let log = daemon.wait_log("configuration, judges and suites reloaded",
+        let log = daemon.wait_log(
+            "configuration, judges and suites reloaded",
             Duration::from_secs(5),
         );
         assert!(

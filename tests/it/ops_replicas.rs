@@ -3,12 +3,11 @@
 //! once, and a replica killed with SIGKILL in the middle of judging loses no
 //! job (its leases expire and the survivor takes the work over).
 
-
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::canary::{Sim, project};
-use crate::support::{TestDaemon, Spawned, TestDb, wait_until};
+use crate::support::{TestDaemon, TestDb, wait_until};
 use sqlx::PgPool;
 
 /// Judge calls take 250 ms, so the jobs keep two replicas (4 calls each in
@@ -115,22 +114,27 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     // milliseconds, so it holds no suite lease that would pause a suite).
     let b_owner = format!("%:{}:%", b.child.id());
     let every = Duration::from_millis(20);
-    wait_until("replica B to claim jobs", Duration::from_secs(20), every, async || {
-        let now = chrono::Utc::now().timestamp_millis();
-        let mid_tick = (now.rem_euclid(TICK_MS) - TICK_MS / 2).abs() < 300;
-        let held: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM judge_jobs WHERE status = 'running' AND lease_owner LIKE $1",
-        )
-        .bind(&b_owner)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if held > 0 && mid_tick && now - started > 2 * TICK_MS {
-            Ok(())
-        } else {
-            Err(format!("replica B never claimed jobs ({held} held)"))
-        }
-    })
+    wait_until(
+        "replica B to claim jobs",
+        Duration::from_secs(20),
+        every,
+        async || {
+            let now = chrono::Utc::now().timestamp_millis();
+            let mid_tick = (now.rem_euclid(TICK_MS) - TICK_MS / 2).abs() < 300;
+            let held: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM judge_jobs WHERE status = 'running' AND lease_owner LIKE $1",
+            )
+            .bind(&b_owner)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if held > 0 && mid_tick && now - started > 2 * TICK_MS {
+                Ok(())
+            } else {
+                Err(format!("replica B never claimed jobs ({held} held)"))
+            }
+        },
+    )
     .await;
     b.signal("KILL");
     let killed_at = chrono::Utc::now().timestamp_millis();
@@ -145,21 +149,26 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
 
     // Every job is eventually done by the survivor, within a bounded time.
     let every = Duration::from_millis(250);
-    let drained_after_ms = wait_until("the jobs to drain", Duration::from_secs(40), every, async || {
-        let open = count(
-            &pool,
-            "SELECT COUNT(*) FROM judge_jobs WHERE status IN ('pending', 'running')",
-        )
-        .await;
-        if open == 0 {
-            Ok(chrono::Utc::now().timestamp_millis() - killed_at)
-        } else {
-            Err(format!(
-                "{open} judge jobs still open 40 s after the kill; survivor log:\n{}",
-                a.stderr()
-            ))
-        }
-    })
+    let drained_after_ms = wait_until(
+        "the jobs to drain",
+        Duration::from_secs(40),
+        every,
+        async || {
+            let open = count(
+                &pool,
+                "SELECT COUNT(*) FROM judge_jobs WHERE status IN ('pending', 'running')",
+            )
+            .await;
+            if open == 0 {
+                Ok(chrono::Utc::now().timestamp_millis() - killed_at)
+            } else {
+                Err(format!(
+                    "{open} judge jobs still open 40 s after the kill; survivor log:\n{}",
+                    a.stderr()
+                ))
+            }
+        },
+    )
     .await;
     assert_eq!(
         count(

@@ -1,9 +1,8 @@
 //! The storage interface, run against both backends: SQLite always, and
 //! PostgreSQL (mandatory in CI).
 
-
-use canaryd::store::{CaseResultRow, ModelIdentity, NewRun, ResponseRow, RunTrigger, Store};
 use crate::support::TestDb;
+use canaryd::store::{CaseResultRow, ModelIdentity, NewRun, ResponseRow, RunTrigger, Store};
 
 async fn open(db: &TestDb) -> Store {
     let store = Store::connect(&db.url).await.expect("connect");

@@ -2,10 +2,9 @@
 //! database with data, fetched over HTTP. Also the page queries on both
 //! backends (PostgreSQL when reachable, mandatory in CI).
 
-
-use canaryd::store::Store;
-use crate::support::{TestDaemon, self, Spawned, TestDb, write_tree};
 use crate::support::web_data::{HOSTILE, HOUR_MS, JUDGES, STREAM, SUITE, XSS_OUTPUT};
+use crate::support::{self, TestDaemon, TestDb, write_tree};
+use canaryd::store::Store;
 
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.expect("GET");
@@ -40,7 +39,8 @@ async fn pages_render_charts_escape_content_and_404_unknowns() {
         .unwrap();
     store.migrate().await.unwrap();
     let seeded = support::web_data::seed(&store, support::web_data::now_ms()).await;
-    let alerts_installed = support::web_data::seed_alerts(&store, support::web_data::now_ms()).await;
+    let alerts_installed =
+        support::web_data::seed_alerts(&store, support::web_data::now_ms()).await;
     store.close().await;
     let cfg = write_tree(&[("canaryd.yaml", &support::web_data::config(&db_path))]);
     let app = TestDaemon::start(cfg.path(), &[], &[]);

@@ -97,7 +97,6 @@ impl TestDb {
         }
         v
     }
-
 }
 
 /// A PostgreSQL test database is dropped with its `TestDb`, also when the
@@ -244,7 +243,11 @@ impl Spawned {
         let what = format!("`{needle}` in the log");
         wait_until_blocking(&what, within, Duration::from_millis(100), || {
             let log = self.stderr();
-            if log.contains(needle) { Ok(log) } else { Err(format!("log:\n{log}")) }
+            if log.contains(needle) {
+                Ok(log)
+            } else {
+                Err(format!("log:\n{log}"))
+            }
         })
     }
 
