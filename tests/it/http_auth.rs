@@ -3,9 +3,7 @@
 //! a bearer header or the login cookie, health stays open, and an exposed
 //! address without tokens is refused by `check` and `serve`.
 
-mod common;
-
-use common::{Spawned, TestDb, run_cli, write_tree};
+use crate::support::{Spawned, TestDb, run_cli, write_tree};
 
 const CONFIG: &str = r#"
 listen: 127.0.0.1:0
@@ -188,7 +186,6 @@ async fn every_route_asks_for_the_credential_of_its_class() {
             .unwrap()
             .contains("Max-Age=0")
     );
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -209,7 +206,6 @@ async fn metrics_are_open_only_when_the_config_says_so() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "only metrics are opened");
-    db.cleanup().await;
 }
 
 /// Runs `canaryd check` (or another command) on `config` in a directory

@@ -3,13 +3,11 @@
 //! for a body that starts with an array, and OTLP held to the JSON rules
 //! (labels, counts, ids) with rejected spans in `partial_success`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use crate::support::{Spawned, TestDb, write_tree};
 use canaryd::store::Store;
-use common::{Spawned, TestDb, write_tree};
 
 const CONFIG: &str = r#"
 listen: 127.0.0.1:0
@@ -135,7 +133,6 @@ async fn records_bytes_and_encodings_are_limited_with_json_refusals() {
     let store = Store::connect(&db.url).await.unwrap();
     assert_eq!(store.count_responses("lim", 0, i64::MAX).await.unwrap(), 5);
     store.close().await;
-    db.cleanup().await;
 }
 
 #[tokio::test]
@@ -182,7 +179,6 @@ async fn a_full_budget_answers_503_with_retry_after_and_frees_up() {
     );
     let (status, _, v) = send(http.post(&url).body(small)).await;
     assert_eq!(status, 202, "{v}");
-    db.cleanup().await;
 }
 
 fn span(trace: &str, span: &str, attrs: &str) -> String {
@@ -321,5 +317,4 @@ async fn otlp_spans_get_the_json_rules_and_never_merge_silently() {
         "{v}"
     );
     store.close().await;
-    db.cleanup().await;
 }
