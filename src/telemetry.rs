@@ -76,6 +76,10 @@ fn describe() {
         "canaryd_judge_scores_total",
         "Judge results, by judge and outcome"
     );
+    describe_counter!(
+        "canaryd_judge_truncated_total",
+        "Parts of records (input, a context passage, output) cut to judging.max_content_bytes before judging"
+    );
     describe_gauge!(
         "canaryd_judge_spend_usd_today",
         "Estimated judge spend of the current UTC day in USD, all replicas"
@@ -107,6 +111,7 @@ fn describe() {
         metrics::counter!("canaryd_ingest_records_total", "outcome" => outcome).absolute(0);
     }
     metrics::counter!("canaryd_ingest_busy_total").absolute(0);
+    metrics::counter!("canaryd_judge_truncated_total").absolute(0);
     metrics::gauge!("canaryd_alerts_firing").set(0.0);
     metrics::counter!("canaryd_provider_errors_total", "provider" => "none", "kind" => "none")
         .absolute(0);

@@ -24,22 +24,38 @@ pub struct Verdict {
     pub cost_usd: f64,
 }
 
+/// Tokens and cost of the answers a call got, as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spent {
+    pub tokens: u64,
+    pub usd: f64,
+}
+
 /// Why no score was produced.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum JudgeError {
     #[error("judge provider error: {0}")]
     Provider(#[from] ProviderError),
+    /// The answers were paid for: what they cost is kept.
     #[error("judge answered malformed output twice: {0}")]
-    Malformed(String),
+    Malformed(String, Spent),
     #[error("judge prompt could not be rendered: {0}")]
     Render(String),
 }
 
 impl JudgeError {
+    /// What the failed call cost as reported (nothing unless answers came).
+    pub fn spent(&self) -> Spent {
+        match self {
+            JudgeError::Malformed(_, s) => *s,
+            _ => Spent::default(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             JudgeError::Provider(e) => e.kind(),
-            JudgeError::Malformed(_) => "judge_malformed",
+            JudgeError::Malformed(..) => "judge_malformed",
             JudgeError::Render(_) => "judge_render",
         }
     }
@@ -108,7 +124,16 @@ pub async fn score(
             Err(e) => last_error = e,
         }
     }
-    Err(JudgeError::Malformed(last_error))
+    let usd = (input_tokens as f64 * model.input_cost_per_mtok
+        + output_tokens as f64 * model.output_cost_per_mtok)
+        / 1e6;
+    Err(JudgeError::Malformed(
+        last_error,
+        Spent {
+            tokens: input_tokens + output_tokens,
+            usd,
+        },
+    ))
 }
 
 /// Reads `{"score", "reasoning"}` from an answer: the whole answer as JSON,

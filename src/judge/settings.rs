@@ -37,6 +37,11 @@ pub struct JudgingConfig {
     /// Model name from the config used to embed records that carry no
     /// embedding (only sampled records are embedded). Unset: no embeddings.
     pub embedder: Option<String>,
+    /// Most bytes of each of a record's input, context and output a judge
+    /// sees; the rest is cut with a marker saying how much (counted in
+    /// `canaryd_judge_truncated_total`), so one huge record cannot become
+    /// a huge paid prompt.
+    pub max_content_bytes: usize,
 }
 
 /// Sampling settings of one stream; unset values use the global ones.
@@ -64,6 +69,7 @@ impl Default for JudgingConfig {
             retry_backoff_secs: 30.0,
             canary_interval_secs: 3600,
             embedder: None,
+            max_content_bytes: 32 * 1024,
         }
     }
 }

@@ -54,6 +54,7 @@ async fn queue_loop(app: App, shutdown: CancellationToken) {
                     now,
                     lease_ms,
                     cfg.concurrency.max(1) as i64,
+                    cfg.max_attempts.max(1),
                 )
                 .await
             {
@@ -76,12 +77,39 @@ async fn queue_loop(app: App, shutdown: CancellationToken) {
         // Jobs in flight finish even during shutdown (they are short and
         // bounded by the provider timeout); an interrupted one is reclaimed
         // after its lease.
-        futures::future::join_all(jobs.iter().map(|j| process(&app, &live, j))).await;
+        // A heartbeat renews their leases while the calls are in flight, so
+        // a call slower than the lease is not taken over (and paid for) by
+        // another worker; only a dead or stalled worker's leases expire.
+        let work = futures::future::join_all(jobs.iter().map(|j| process(&app, &live, j)));
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+        heartbeat(&app, &ids, lease_ms, work).await;
     }
 }
 
-/// What a judge reads of a stored response.
-pub fn judge_input(row: &ResponseRow) -> JudgeInput {
+/// Runs `work`, renewing the leases of `ids` every third of a lease. The
+/// renewal runs as its own task: a renewal waiting for a row that one of
+/// the jobs' own transactions holds must not stop that job from being
+/// polled to its commit.
+async fn heartbeat(app: &App, ids: &[i64], lease_ms: i64, work: impl std::future::Future) {
+    let (store, owner, ids) = (app.store.clone(), app.instance_id.clone(), ids.to_vec());
+    let beat = tokio::spawn(async move {
+        let every = Duration::from_millis((lease_ms / 3).max(100) as u64);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            let until = crate::daemon::now_ms() + lease_ms;
+            if let Err(e) = store.renew_judge_leases(&owner, &ids, until).await {
+                tracing::warn!("renewing judge leases failed: {e}");
+            }
+        }
+    });
+    work.await;
+    beat.abort();
+}
+
+/// What a judge reads of a stored response, each part cut to `max_bytes`
+/// (see [`cap`]).
+pub fn judge_input(row: &ResponseRow, max_bytes: usize) -> JudgeInput {
     let input = row
         .input
         .as_deref()
@@ -90,16 +118,43 @@ pub fn judge_input(row: &ResponseRow) -> JudgeInput {
             Ok(serde_json::Value::Array(msgs)) => crate::ingest::Input::Messages(msgs).to_text(),
             _ => s.to_string(),
         });
-    let context = row
+    let context: Vec<String> = row
         .context
         .as_deref()
         .and_then(|c| serde_json::from_str::<Vec<String>>(c).ok())
         .unwrap_or_default();
+    let mut budget = max_bytes;
+    let context = context
+        .into_iter()
+        .map(|c| {
+            let kept = cap(&c, budget);
+            budget = budget.saturating_sub(kept.len());
+            kept
+        })
+        .collect();
     JudgeInput {
-        input,
+        input: input.map(|i| cap(&i, max_bytes)),
         context,
-        output: row.output.clone(),
+        output: cap(&row.output, max_bytes),
     }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary) with a
+/// marker saying how much was left out; counted in the metrics.
+pub fn cap(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    metrics::counter!("canaryd_judge_truncated_total").increment(1);
+    format!(
+        "{}\n[… {} more bytes cut by canaryd: judging.max_content_bytes is {max}]",
+        &text[..end],
+        text.len() - end
+    )
 }
 
 /// An upper bound of one `score` call's tokens and cost: two attempts (one
@@ -138,7 +193,7 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
                 .skip_judge_job(job, owner, "response no longer stored", now)
                 .await;
         };
-        let input = judge_input(&row);
+        let input = judge_input(&row, cfg.max_content_bytes);
         let (est_tokens, est_usd) = match (
             render(&judge.prompt, &input),
             providers.resolve(&judge.model),
@@ -148,7 +203,9 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
         };
         if !app
             .store
-            .reserve_judge_spend(
+            .reserve_job_spend(
+                job,
+                owner,
                 now,
                 est_tokens,
                 est_usd,
@@ -170,10 +227,12 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
             Ok(v) => {
                 count(&job.judge, "scored");
                 app.store
-                    .adjust_judge_spend(
-                        now,
-                        (v.input_tokens + v.output_tokens) as i64 - est_tokens,
-                        v.cost_usd - est_usd,
+                    .settle_job_spend(
+                        job,
+                        owner,
+                        done,
+                        (v.input_tokens + v.output_tokens) as i64,
+                        v.cost_usd,
                     )
                     .await?;
                 let out = JudgeOutcome {
@@ -194,9 +253,7 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
             Err(JudgeError::Provider(e)) if e.is_retryable() && job.attempts < cfg.max_attempts => {
                 count(&job.judge, "retried");
                 // Nothing was answered; give the reservation back.
-                app.store
-                    .adjust_judge_spend(now, -est_tokens, -est_usd)
-                    .await?;
+                app.store.settle_job_spend(job, owner, done, 0, 0.0).await?;
                 let backoff =
                     cfg.retry_backoff_secs * 2f64.powi(job.attempts.clamp(1, 10) as i32 - 1);
                 let at = done + (backoff * 1000.0) as i64;
@@ -210,8 +267,13 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
                     .await
             }
             Err(e) => {
-                // Malformed answers keep their reservation (tokens were spent).
-                let status = if matches!(e, JudgeError::Malformed(_)) {
+                // Charged what the provider reported: the answers of a
+                // malformed judgement, nothing for a provider error.
+                let spent = e.spent();
+                app.store
+                    .settle_job_spend(job, owner, done, spent.tokens as i64, spent.usd)
+                    .await?;
+                let status = if matches!(e, JudgeError::Malformed(..)) {
                     "done"
                 } else {
                     "failed"
@@ -397,5 +459,38 @@ async fn embed_loop(app: App, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_judge_sees_at_most_the_cap_of_each_part_with_a_marker() {
+        let row = ResponseRow {
+            output: "é".repeat(10_000),
+            input: Some(serde_json::to_string("short question").unwrap()),
+            context: Some(serde_json::to_string(&["a".repeat(700), "b".repeat(700)]).unwrap()),
+            ..Default::default()
+        };
+        let j = judge_input(&row, 1_000);
+        assert!(
+            j.output.starts_with(&"é".repeat(500)),
+            "cut on a character boundary"
+        );
+        assert!(
+            j.output.contains("19000 more bytes cut by canaryd"),
+            "{}",
+            &j.output[990..]
+        );
+        assert_eq!(j.input.as_deref(), Some("short question"));
+        // The passages share one cap: the second keeps what the first left.
+        assert_eq!(j.context[0], "a".repeat(700));
+        assert!(
+            j.context[1].starts_with(&"b".repeat(300)) && j.context[1].contains("400 more bytes")
+        );
+        // Within the cap nothing changes.
+        assert_eq!(cap("fine", 4), "fine");
     }
 }

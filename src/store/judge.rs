@@ -49,26 +49,39 @@ pub struct JobCounts {
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Adds a reservation to the day's spend only when it stays within both
+/// budgets: one conditional statement, so concurrent reservations can
+/// never exceed them together.
+const RESERVE_SQL: &str = "INSERT INTO judge_spend (day_ms, tokens, usd) SELECT $1, $2, $3 WHERE $2 <= $4 AND $3 <= $5 \
+     ON CONFLICT (day_ms) DO UPDATE SET tokens = judge_spend.tokens + excluded.tokens, usd = judge_spend.usd + excluded.usd \
+     WHERE judge_spend.tokens + excluded.tokens <= $4 AND judge_spend.usd + excluded.usd <= $5";
+
 impl Store {
-    /// Claims up to `limit` jobs that are due, or whose lease expired.
+    /// Claims up to `limit` jobs that are due, or whose lease expired, with
+    /// attempts left. Every claim counts as an attempt; first the expired
+    /// leases are settled ([`Store::expire_judge_leases`]), so a job whose
+    /// worker keeps dying or stalling is parked after `max_attempts` claims
+    /// instead of being paid for again and again.
     pub async fn claim_judge_jobs(
         &self,
         owner: &str,
         now_ms: i64,
         lease_ms: i64,
         limit: i64,
+        max_attempts: i64,
     ) -> Result<Vec<JudgeJob>> {
+        self.expire_judge_leases(now_ms, max_attempts).await?;
         let sql = match self.db() {
             Db::Sqlite(_) => {
                 "UPDATE judge_jobs SET status = 'running', lease_owner = $1, lease_expires_ms = $2, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM judge_jobs WHERE (status = 'pending' AND not_before_ms <= $3) \
-                 OR (status = 'running' AND lease_expires_ms < $3) ORDER BY id LIMIT $4) \
+                 WHERE id IN (SELECT id FROM judge_jobs WHERE ((status = 'pending' AND not_before_ms <= $3) \
+                 OR (status = 'running' AND lease_expires_ms < $3)) AND attempts < $5 ORDER BY id LIMIT $4) \
                  RETURNING id, response_id, judge, stream, ts_ms, attempts"
             }
             Db::Postgres(_) => {
                 "UPDATE judge_jobs SET status = 'running', lease_owner = $1, lease_expires_ms = $2, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM judge_jobs WHERE (status = 'pending' AND not_before_ms <= $3) \
-                 OR (status = 'running' AND lease_expires_ms < $3) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 WHERE id IN (SELECT id FROM judge_jobs WHERE ((status = 'pending' AND not_before_ms <= $3) \
+                 OR (status = 'running' AND lease_expires_ms < $3)) AND attempts < $5 ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  RETURNING id, response_id, judge, stream, ts_ms, attempts"
             }
         };
@@ -77,10 +90,187 @@ impl Store {
             .bind(now_ms + lease_ms)
             .bind(now_ms)
             .bind(limit)
+            .bind(max_attempts)
             .fetch_all(pool)
             .await)?;
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
+    }
+
+    /// Settles jobs whose lease expired: gives back the spend their call
+    /// reserved (nothing was reported for it), and parks as `failed`, with
+    /// their last error, those that used every attempt. Returns how many
+    /// were parked. Each give-back is a compare-and-set on the job row, so
+    /// replicas settling at once give it back once.
+    pub async fn expire_judge_leases(&self, now_ms: i64, max_attempts: i64) -> Result<u64> {
+        on_db!(self.db(), pool => {
+            let mut tx = pool.begin_write().await?;
+            let expired: Vec<(i64, i64, i64, f64)> = sqlx::query_as(
+                "SELECT id, reserved_day_ms, reserved_tokens, reserved_usd FROM judge_jobs \
+                 WHERE status = 'running' AND lease_expires_ms < $1 AND reserved_day_ms IS NOT NULL",
+            )
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, day, tokens, usd) in &expired {
+                let taken = sqlx::query(
+                    "UPDATE judge_jobs SET reserved_day_ms = NULL, reserved_tokens = 0, reserved_usd = 0 \
+                     WHERE id = $1 AND reserved_day_ms = $2 AND status = 'running' AND lease_expires_ms < $3",
+                )
+                .bind(id)
+                .bind(day)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if taken == 1 {
+                    sqlx::query("UPDATE judge_spend SET tokens = tokens - $1, usd = usd - $2 WHERE day_ms = $3")
+                        .bind(tokens)
+                        .bind(usd)
+                        .bind(day)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            let parked = sqlx::query(
+                "UPDATE judge_jobs SET status = 'failed', finished_ms = $1, lease_owner = NULL, lease_expires_ms = NULL, \
+                 last_error = COALESCE(last_error || '; ', '') || 'lease expired on attempt ' || CAST(attempts AS TEXT) || ', the last allowed' \
+                 WHERE status = 'running' AND lease_expires_ms < $1 AND attempts >= $2",
+            )
+            .bind(now_ms)
+            .bind(max_attempts)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(parked)
+        })
+    }
+
+    /// Extends the leases of jobs `owner` still holds to `until_ms` (the
+    /// worker's heartbeat while their calls are in flight).
+    pub async fn renew_judge_leases(&self, owner: &str, ids: &[i64], until_ms: i64) -> Result<()> {
+        for id in ids {
+            on_db!(self.db(), pool => sqlx::query(
+                "UPDATE judge_jobs SET lease_expires_ms = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running'",
+            )
+            .bind(until_ms)
+            .bind(*id)
+            .bind(owner)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    /// Reserves an upper bound of a held job's call against the day's budget
+    /// and notes it on the job, in one transaction: true when it fits.
+    /// False as well, reserving nothing, when the lease was lost.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reserve_job_spend(
+        &self,
+        job: &JudgeJob,
+        owner: &str,
+        now_ms: i64,
+        tokens: i64,
+        usd: f64,
+        max_tokens: i64,
+        max_usd: f64,
+    ) -> Result<bool> {
+        let day = now_ms.div_euclid(DAY_MS) * DAY_MS;
+        on_db!(self.db(), pool => {
+            let mut tx = pool.begin_write().await?;
+            let fits = sqlx::query(RESERVE_SQL)
+                .bind(day)
+                .bind(tokens)
+                .bind(usd)
+                .bind(max_tokens)
+                .bind(max_usd)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            let held = fits
+                && sqlx::query(
+                    "UPDATE judge_jobs SET reserved_day_ms = $1, reserved_tokens = $2, reserved_usd = $3 \
+                     WHERE id = $4 AND lease_owner = $5 AND status = 'running'",
+                )
+                .bind(day)
+                .bind(tokens)
+                .bind(usd)
+                .bind(job.id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+            if held {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok(held)
+        })
+    }
+
+    /// Replaces a job's reservation with what its call actually cost (the
+    /// provider's reported usage, or nothing). A reservation already given
+    /// back because the lease expired is not given back twice; the actual
+    /// cost is charged to today either way.
+    pub async fn settle_job_spend(
+        &self,
+        job: &JudgeJob,
+        owner: &str,
+        now_ms: i64,
+        tokens: i64,
+        usd: f64,
+    ) -> Result<()> {
+        let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
+        on_db!(self.db(), pool => {
+            let mut tx = pool.begin_write().await?;
+            let held: Option<(i64, i64, f64)> = sqlx::query_as(
+                "SELECT reserved_day_ms, reserved_tokens, reserved_usd FROM judge_jobs \
+                 WHERE id = $1 AND lease_owner = $2 AND reserved_day_ms IS NOT NULL",
+            )
+            .bind(job.id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((day, rt, ru)) = held {
+                let taken = sqlx::query(
+                    "UPDATE judge_jobs SET reserved_day_ms = NULL, reserved_tokens = 0, reserved_usd = 0 \
+                     WHERE id = $1 AND lease_owner = $2 AND reserved_day_ms = $3",
+                )
+                .bind(job.id)
+                .bind(owner)
+                .bind(day)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if taken == 1 {
+                    sqlx::query("UPDATE judge_spend SET tokens = tokens - $1, usd = usd - $2 WHERE day_ms = $3")
+                        .bind(rt)
+                        .bind(ru)
+                        .bind(day)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            if tokens != 0 || usd != 0.0 {
+                sqlx::query(
+                    "INSERT INTO judge_spend (day_ms, tokens, usd) VALUES ($1, $2, $3) \
+                     ON CONFLICT (day_ms) DO UPDATE SET tokens = judge_spend.tokens + excluded.tokens, usd = judge_spend.usd + excluded.usd",
+                )
+                .bind(today)
+                .bind(tokens)
+                .bind(usd)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Records the outcome of a job still held by `owner` and closes it
@@ -201,9 +391,7 @@ impl Store {
     ) -> Result<bool> {
         let day = now_ms.div_euclid(DAY_MS) * DAY_MS;
         let n = on_db!(self.db(), pool => sqlx::query(
-            "INSERT INTO judge_spend (day_ms, tokens, usd) SELECT $1, $2, $3 WHERE $2 <= $4 AND $3 <= $5 \
-             ON CONFLICT (day_ms) DO UPDATE SET tokens = judge_spend.tokens + excluded.tokens, usd = judge_spend.usd + excluded.usd \
-             WHERE judge_spend.tokens + excluded.tokens <= $4 AND judge_spend.usd + excluded.usd <= $5",
+            RESERVE_SQL,
         )
         .bind(day)
         .bind(tokens)

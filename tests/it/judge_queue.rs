@@ -46,8 +46,14 @@ async fn claims_are_exclusive_leases_and_expired_leases_are_reclaimed() {
             "{b}"
         );
 
-        let a = store.claim_judge_jobs("a", 2_000, 1_000, 3).await.unwrap();
-        let bjobs = store.claim_judge_jobs("b", 2_000, 1_000, 3).await.unwrap();
+        let a = store
+            .claim_judge_jobs("a", 2_000, 1_000, 3, 100)
+            .await
+            .unwrap();
+        let bjobs = store
+            .claim_judge_jobs("b", 2_000, 1_000, 3, 100)
+            .await
+            .unwrap();
         assert_eq!(
             (a.len(), bjobs.len()),
             (3, 1),
@@ -55,7 +61,7 @@ async fn claims_are_exclusive_leases_and_expired_leases_are_reclaimed() {
         );
         assert!(
             store
-                .claim_judge_jobs("c", 2_500, 1_000, 10)
+                .claim_judge_jobs("c", 2_500, 1_000, 10, 100)
                 .await
                 .unwrap()
                 .is_empty()
@@ -72,7 +78,10 @@ async fn claims_are_exclusive_leases_and_expired_leases_are_reclaimed() {
                 .await
                 .unwrap()
         );
-        let c = store.claim_judge_jobs("c", 3_001, 1_000, 10).await.unwrap();
+        let c = store
+            .claim_judge_jobs("c", 3_001, 1_000, 10, 100)
+            .await
+            .unwrap();
         assert_eq!(c.len(), 3, "{b}: expired leases are reclaimed");
         assert!(c.iter().all(|j| j.attempts == 2));
         // The dead worker coming back cannot finish (or score) a job it lost.

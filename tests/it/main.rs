@@ -24,6 +24,7 @@ mod ingest_limits;
 mod ingest_otlp;
 mod ingest_refusal;
 mod ingest_store;
+mod judge_leases;
 mod judge_queue;
 mod judge_sim;
 mod ops_lifecycle;

@@ -1,0 +1,6 @@
+-- Judge queue hardening (issue 14): the spend reserved for a job's call in
+-- flight, kept on the job so that a reservation whose lease expired (the
+-- worker died) is given back instead of staying charged for the day.
+ALTER TABLE judge_jobs ADD COLUMN reserved_day_ms BIGINT;
+ALTER TABLE judge_jobs ADD COLUMN reserved_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE judge_jobs ADD COLUMN reserved_usd    DOUBLE PRECISION NOT NULL DEFAULT 0;
