@@ -66,10 +66,10 @@ pub async fn check_all(path: &Path) -> Report {
 fn secrets(path: &Path, c: &config::Config) -> Diagnostics {
     let mut d = Diagnostics::default();
     let mut fail = |msg: String| d.push(config::Diagnostic::error(path, 0, 0, msg));
-    if let Err(e) = crate::ingest::resolve_tokens(c) {
+    if let Err(e) = config::ingest_tokens(c) {
         fail(e);
     }
-    if let Err(e) = crate::http::auth::resolve_api_tokens(c) {
+    if let Err(e) = config::api_tokens(c) {
         fail(e);
     }
     for (name, p) in &c.providers {

@@ -34,8 +34,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::app::App;
-use crate::config::{Config, Secret, SecretRef};
+use crate::config::{Secret, SecretRef};
+use crate::live::Shared;
 
 /// The `api:` section of the config.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -170,29 +170,10 @@ fn session_value(token: &Secret) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads every token of `refs` (`what` names the list in errors); an
-/// unreadable or empty one is an error. Values are never part of the error.
-pub fn resolve_list(what: &str, refs: &[SecretRef]) -> Result<Vec<Secret>, String> {
-    let mut tokens = Vec::new();
-    for (i, t) in refs.iter().enumerate() {
-        match t.resolve() {
-            Ok(Some(s)) if !s.expose().is_empty() => tokens.push(s),
-            Ok(_) => return Err(format!("{what}[{i}] is empty")),
-            Err(e) => return Err(format!("{what}[{i}]: {e}")),
-        }
-    }
-    Ok(tokens)
-}
-
-/// Reads the API tokens of `config`.
-pub fn resolve_api_tokens(config: &Config) -> Result<Vec<Secret>, String> {
-    resolve_list("api.tokens", &config.api.tokens)
-}
-
 /// The middleware in front of every route.
-pub async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
+pub async fn guard(State(live): State<Shared>, req: Request, next: Next) -> Response {
     let class = classify(req.method(), req.uri().path());
-    let live = app.live();
+    let live = live.current();
     let access = Access {
         ingest: &live.ingest_tokens,
         api: &live.api_tokens,
@@ -272,8 +253,8 @@ pub async fn login_page(Query(q): Query<LoginQuery>) -> Html<String> {
 }
 
 /// `POST /login`: checks the token and sets the cookie.
-pub async fn login(State(app): State<App>, Form(f): Form<LoginForm>) -> Response {
-    let live = app.live();
+pub async fn login(State(ctx): State<super::Ctx>, Form(f): Form<LoginForm>) -> Response {
+    let live = ctx.live.current();
     let next = safe_next(f.next.as_deref()).to_string();
     let token = f.token.trim();
     if token.is_empty()
@@ -283,7 +264,7 @@ pub async fn login(State(app): State<App>, Form(f): Form<LoginForm>) -> Response
     {
         return (StatusCode::UNAUTHORIZED, Html(login_html(&next, true))).into_response();
     }
-    let secure = app
+    let secure = live
         .config
         .base_url
         .as_deref()

@@ -1,5 +1,6 @@
-//! The HTTP surface of the daemon: health, ingest and API routes, and the
-//! status pages (`crate::web`).
+//! The daemon's own HTTP endpoints: health, readiness, metrics, the status
+//! API and the alerts API. The daemon's router (`daemon::router`) merges
+//! them with the ingest routes and the status pages.
 
 mod alerts_api;
 pub mod auth;
@@ -10,10 +11,27 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
-use crate::app::App;
+use axum::extract::FromRef;
 
-/// All routes of the daemon, behind the one access check (`auth::guard`).
-pub fn router(app: App) -> Router {
+use crate::clock::Clock;
+use crate::live::Shared;
+use crate::store::Store;
+
+/// What these endpoints need from the daemon.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub store: Store,
+    pub live: Shared,
+    pub clock: Clock,
+}
+
+/// Health, readiness, metrics, status and alerts routes, for any daemon
+/// state that provides a [`Ctx`].
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Ctx: FromRef<S>,
+{
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -22,10 +40,6 @@ pub fn router(app: App) -> Router {
         .merge(alerts_api::routes())
         .merge(status_api::routes())
         .route("/metrics", get(metrics))
-        .merge(crate::ingest::routes(&app.config.ingest))
-        .with_state(app.clone())
-        .merge(crate::web::router(app.clone()))
-        .layer(axum::middleware::from_fn_with_state(app, auth::guard))
 }
 
 /// Alive: the process answers.
@@ -34,8 +48,8 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready: the database answers.
-async fn readyz(State(app): State<App>) -> (StatusCode, String) {
-    match app.store.ping().await {
+async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, String) {
+    match ctx.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".into()),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -8,17 +8,21 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::app::App;
+use super::Ctx;
 
-pub fn routes() -> Router<App> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Ctx: axum::extract::FromRef<S>,
+{
     Router::new().route("/api/v1/status", get(status))
 }
 
-/// Access (an API token) is checked by `auth::guard` in front of every route.
-async fn status(State(app): State<App>) -> Response {
-    let now = crate::daemon::now_ms();
-    let live = app.live();
-    match crate::signals::report::current(&app.store, now, &live.config.detectors).await {
+/// Access (an API token) is checked by `http::auth::guard` in front of every route.
+async fn status(State(ctx): State<Ctx>) -> Response {
+    let now = ctx.clock.now_ms();
+    let live = ctx.live.current();
+    match crate::signals::report::current(&ctx.store, now, &live.config.detectors).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "status evaluation failed");

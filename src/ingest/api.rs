@@ -11,8 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Record, prepare};
-use crate::app::App;
+use super::{Ctx, Record, prepare};
 use crate::store::{InsertOutcome, ResponseRow, StoreError};
 
 /// Why an ingest request failed, as the client sees it.
@@ -58,13 +57,13 @@ impl IntoResponse for IngestError {
 }
 
 pub async fn post_responses(
-    State(app): State<App>,
+    State(ctx): State<Ctx>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<InsertOutcome>), IngestError> {
     // The ingest token is checked by `http::auth::guard` before the body is read.
     let started = std::time::Instant::now();
     let stored = async {
-        let max = app.live().config.ingest.max_records;
+        let max = ctx.live.current().config.ingest.max_records;
         let records =
             tokio::task::spawn_blocking(move || super::record::parse_body_limited(&body, max))
                 .await
@@ -76,7 +75,7 @@ pub async fn post_responses(
                         limit,
                     },
                 })?;
-        store_records(&app, records, crate::daemon::now_ms()).await
+        store_records(&ctx, records, ctx.clock.now_ms()).await
     }
     .await;
     crate::telemetry::record_ingest(stored.as_ref().ok(), started);
@@ -87,14 +86,14 @@ pub async fn post_responses(
 /// that apply (from the live settings), computed off the executor, then the
 /// group-commit writer.
 pub async fn store_records(
-    app: &App,
+    ctx: &Ctx,
     records: Vec<Record>,
     now_ms: i64,
 ) -> Result<InsertOutcome, IngestError> {
     if records.is_empty() {
         return Ok(InsertOutcome::default());
     }
-    let live = app.live();
+    let live = ctx.live.current();
     let plan = live.config.judging.enabled && !live.judges.is_empty();
     let for_rows = live.clone();
     let rows: Vec<ResponseRow> = tokio::task::spawn_blocking(move || {
@@ -108,7 +107,7 @@ pub async fn store_records(
     })
     .await
     .map_err(|e| IngestError::BadRequest(format!("signal task failed: {e}")))?;
-    Ok(app
+    Ok(ctx
         .writer
         .write(rows, live.config.clone(), plan, now_ms)
         .await?)

@@ -25,12 +25,11 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use serde_json::Value;
 
-use super::Record;
 use super::api::{IngestError, store_records};
 use super::record::{Input, content_text};
-use crate::app::App;
+use super::{Ctx, Record};
 
-pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post_traces(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -48,7 +47,7 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
         }
     };
     let started = std::time::Instant::now();
-    let live = app.live();
+    let live = ctx.live.current();
     let (records, rejected) = checked_records(&request, &live.config.ingest.stream_attribute);
     drop(request);
     let max = live.config.ingest.max_records;
@@ -61,7 +60,7 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
         }
         .into_response();
     }
-    let stored = store_records(&app, records, crate::daemon::now_ms()).await;
+    let stored = store_records(&ctx, records, ctx.clock.now_ms()).await;
     crate::telemetry::record_ingest(stored.as_ref().ok(), started);
     match stored {
         Ok(_) => answer(json, rejected),

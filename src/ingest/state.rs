@@ -1,34 +1,9 @@
-//! What the ingest endpoints need at hand: checking bearer tokens, and which
-//! judges apply to a record. The tokens and judges themselves are reloadable
-//! and live in `App::live`.
+//! Which judges apply to a record. The judges are reloadable and come from
+//! the live settings; bearer tokens are checked in front of every route by
+//! `http::auth`.
 
-use crate::config::{Config, Secret};
 use crate::judge::Judge;
 use crate::store::ResponseRow;
-
-/// Ingest state, built once at start.
-#[derive(Debug, Default)]
-pub struct IngestState {
-    /// Set when a configured token (ingest or API) could not be read at
-    /// start: `serve` then refuses to start. A reload
-    /// with an unreadable token is refused instead, keeping the old tokens.
-    pub auth_error: Option<String>,
-}
-
-impl IngestState {
-    /// Checks that the configured tokens can be read now.
-    pub fn from_config(config: &Config) -> IngestState {
-        let api = crate::http::auth::resolve_api_tokens(config).map(|_| ());
-        IngestState {
-            auth_error: resolve_tokens(config).and(api).err(),
-        }
-    }
-}
-
-/// Reads every configured ingest token; an unreadable or empty one is an error.
-pub fn resolve_tokens(config: &Config) -> Result<Vec<Secret>, String> {
-    crate::http::auth::resolve_list("ingest.tokens", &config.ingest.tokens)
-}
 
 /// Names of the `judges` that apply to `row` (per their `applies_when`),
 /// leaving out those whose score came with the record: judging it again

@@ -22,11 +22,10 @@ async fn one_job(store: &Store) {
         output: "ok".into(),
         ..Default::default()
     };
-    let rows = prepare(&[rec], 1_000, &cfg);
-    let judges = |_: &canaryd::store::ResponseRow| vec!["completion".to_string()];
+    let mut rows = prepare(&[rec], 1_000, &cfg);
+    rows[0].judges = vec!["completion".to_string()];
     let fc = |_: &str| (0, 100);
     let plan = JobPlan {
-        judges_for: &judges,
         floor_cap: &fc,
         now_ms: 1_000,
     };
