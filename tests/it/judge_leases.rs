@@ -246,9 +246,9 @@ async fn two_replicas_with_a_lease_shorter_than_the_call_claim_each_job_once() {
             if open == 0 {
                 return Ok(());
             }
-            let rows: Vec<(i64, String, i64, Option<String>, Option<i64>, Option<String>)> =
+            let rows: Vec<(i64, String, i64, Option<i64>)> =
                 sqlx::query_as(
-                    "SELECT id, status, attempts, lease_owner, lease_expires_ms, last_error FROM judge_jobs WHERE status IN ('pending', 'running')",
+                    "SELECT id, status, attempts, lease_expires_ms FROM judge_jobs WHERE status IN ('pending', 'running')",
                 )
                 .fetch_all(&pool)
                 .await
