@@ -1,9 +1,11 @@
 //! Building and installing versions of the live settings ([`Live`]): the
 //! first at start, the next on SIGHUP.
 //!
-//! A reload is all or nothing: the new config, every judge and every suite
-//! must be valid (what `canaryd check` reports as errors), otherwise every
-//! problem is logged and the running version stays. Settings bound to
+//! A reload is all or nothing: the new config and every judge must be
+//! valid (what `canaryd check` reports as errors), otherwise every problem
+//! is logged and the running version stays. A broken suite file is logged
+//! and does not block it: the scheduler keeps that suite's last good
+//! version, so a rotated token still applies. Settings bound to
 //! resources opened at start (database, listen address, logging, the ingest
 //! body limit) are compared and logged as applying at restart.
 
@@ -59,7 +61,11 @@ pub fn next(current: &Live, path: &Path) -> Result<Live, Rejected> {
     let judges = load_judges(&config);
     errors.extend(judges.diagnostics.clone());
     let names = judges.names();
-    // A missing directory means no suites; the scheduler logs it.
+    // A missing directory means no suites; the scheduler logs it. A broken
+    // suite file does not block the reload (token rotation, a new model):
+    // the scheduler keeps that suite's last good version, as it does when
+    // the file changes without a SIGHUP; the config itself stays all or
+    // nothing.
     if config.canaries.is_dir() {
         let suites = crate::canary::load::load_dir(
             &config.canaries,
@@ -68,7 +74,9 @@ pub fn next(current: &Live, path: &Path) -> Result<Live, Rejected> {
                 judges: Some(&names),
             },
         );
-        errors.extend(suites.diagnostics);
+        for d in suites.diagnostics.0.iter().filter(|d| d.is_error()) {
+            tracing::error!("suite kept at its last good version: {d}");
+        }
     }
     errors.0.retain(|d| d.is_error());
     if !errors.0.is_empty() {
