@@ -83,6 +83,8 @@ pub fn from_str(path: &Path, text: &str) -> Result<Config, Diagnostics> {
         }
     }
     diags.extend(validate(path, &config));
+    diags.extend(ranges(path, &config));
+    locate(&mut diags, text);
     if diags.has_errors() {
         return Err(diags);
     }
@@ -243,6 +245,92 @@ each also `{{ file: PATH }}` or `{{ credential: NAME }}`, or set `insecure_no_au
         ));
     }
     d
+}
+
+/// Values serde accepts but that make no sense (`judging.sample_rate: 7`),
+/// each named by its key; `locate` adds the key's position.
+fn ranges(path: &Path, c: &Config) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    let mut bad = |key: String, found: String, expected: &str| {
+        d.push(Diagnostic::error(
+            path,
+            0,
+            0,
+            format!("{key}: found {found}, expected {expected}"),
+        ))
+    };
+    let j = &c.judging;
+    let rate = |r: f64| (0.0..=1.0).contains(&r);
+    if !rate(j.sample_rate) {
+        bad(
+            "judging.sample_rate".into(),
+            j.sample_rate.to_string(),
+            "a number from 0 to 1",
+        );
+    }
+    for (name, s) in &j.streams {
+        if let Some(r) = s.sample_rate.filter(|r| !rate(*r)) {
+            bad(
+                format!("judging.streams.{name}.sample_rate"),
+                r.to_string(),
+                "a number from 0 to 1",
+            );
+        }
+    }
+    let at_least = |v: i64, min: i64| v >= min;
+    for (key, v, min) in [
+        ("judging.floor_per_hour", j.floor_per_hour, 0),
+        ("judging.cap_per_hour", j.cap_per_hour, 0),
+        ("judging.daily_budget_tokens", j.daily_budget_tokens, 0),
+        ("judging.max_attempts", j.max_attempts, 1),
+        ("judging.concurrency", j.concurrency as i64, 1),
+        ("judging.lease_secs", j.lease_secs as i64, 1),
+        ("judging.max_content_bytes", j.max_content_bytes as i64, 1),
+        ("ingest.max_body_bytes", c.ingest.max_body_bytes as i64, 1),
+        ("ingest.max_records", c.ingest.max_records as i64, 1),
+        (
+            "ingest.max_in_flight_bytes",
+            c.ingest.max_in_flight_bytes as i64,
+            1,
+        ),
+    ] {
+        if !at_least(v, min) {
+            bad(key.into(), v.to_string(), &format!("at least {min}"));
+        }
+    }
+    for (key, v) in [
+        ("judging.daily_budget_usd", j.daily_budget_usd),
+        ("judging.retry_backoff_secs", j.retry_backoff_secs),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            bad(key.into(), v.to_string(), "a number of at least 0");
+        }
+    }
+    d
+}
+
+/// Points diagnostics that know their key but not its place at the key:
+/// `ranges`' `a.b.c: …`, and the alerts section's `alerts: channel NAME` /
+/// `alerts: route N`, which would otherwise point at 1:1.
+fn locate(diags: &mut Diagnostics, text: &str) {
+    for d in diags.0.iter_mut().filter(|d| d.line == 0) {
+        let keys: Vec<String> = if let Some(rest) = d.message.strip_prefix("alerts: channel ") {
+            let name = rest.split([':', ' ']).next().unwrap_or("");
+            vec!["alerts".into(), "channels".into(), name.into()]
+        } else if d.message.starts_with("alerts: route") {
+            vec!["alerts".into(), "routes".into()]
+        } else if d.message.starts_with("alerts:") {
+            vec!["alerts".into()]
+        } else if let Some((key, _)) = d.message.split_once(": found ") {
+            key.split('.').map(String::from).collect()
+        } else {
+            continue;
+        };
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        if let Some((line, column)) = yaml::key_position(text, &keys) {
+            (d.line, d.column) = (line, column);
+        }
+    }
 }
 
 /// Hides a password in a database URL so it can be logged.

@@ -133,3 +133,64 @@ mod tests {
         assert!(err.line >= 1, "{err}");
     }
 }
+
+/// Where the key at `keys` (e.g. `["judging", "sample_rate"]`) is written
+/// in `text`, 1-based, for diagnostics about values serde accepted but
+/// validation refused. A textual search: the first key is a top-level key
+/// (at column 1); each next key is the first occurrence of `key:` after the
+/// previous one within that top-level section, so block and flow style both
+/// work. `None` when the key is not written (a default).
+pub fn key_position(text: &str, keys: &[&str]) -> Option<(u64, u64)> {
+    let (first, rest) = keys.split_first()?;
+    let mut offset = 0;
+    let mut start = None;
+    for line in text.split_inclusive('\n') {
+        if start.is_none() {
+            if line.starts_with(&format!("{first}:")) {
+                start = Some(offset);
+            }
+        } else if !line.starts_with([' ', '\t', '#', '\n', '\r', '-']) && !line.trim().is_empty() {
+            break;
+        }
+        offset += line.len();
+    }
+    let start = start?;
+    let section = &text[start..offset];
+    let mut at = 0;
+    for key in rest {
+        let mut from = at;
+        loop {
+            let i = section[from..].find(key)? + from;
+            let before = section[..i].chars().next_back();
+            let after = section[i + key.len()..].trim_start_matches([' ', '"', '\'']);
+            let boundary = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            if boundary && after.starts_with(':') {
+                at = i;
+                break;
+            }
+            from = i + key.len();
+        }
+    }
+    let abs = start + at;
+    let line = text[..abs].matches('\n').count() as u64 + 1;
+    let column = (abs - text[..abs].rfind('\n').map(|i| i + 1).unwrap_or(0)) as u64 + 1;
+    Some((line, column))
+}
+
+#[cfg(test)]
+mod key_position_tests {
+    use super::key_position;
+
+    #[test]
+    fn finds_keys_in_block_and_flow_style() {
+        let t = "listen: x\njudging:\n  floor_per_hour: 3\n  sample_rate: 7\ningest: { max_records: 0 }\n";
+        assert_eq!(key_position(t, &["judging", "sample_rate"]), Some((4, 3)));
+        assert_eq!(key_position(t, &["ingest", "max_records"]), Some((5, 11)));
+        assert_eq!(key_position(t, &["ingest", "max_body_bytes"]), None);
+        let t = "alerts:\n  channels:\n    ops-mail:\n      email: {}\n";
+        assert_eq!(
+            key_position(t, &["alerts", "channels", "ops-mail"]),
+            Some((3, 5))
+        );
+    }
+}

@@ -15,6 +15,7 @@ mod backtest;
 mod browser;
 mod canary_run;
 mod canary_schedule;
+mod check_ranges;
 mod cli_foundation;
 mod cli_help;
 mod demo;
