@@ -48,6 +48,12 @@ pub struct SuiteCase {
     pub system: Option<String>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    // Absent keys stay out of the content hash, so adding them changed no
+    // existing suite's hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
     pub expect: Vec<Expectation>,
 }
 
@@ -333,6 +339,8 @@ fn normalise(path: &Path, f: SuiteFile) -> Suite {
                     system: c.system,
                     temperature: c.temperature,
                     max_tokens: c.max_tokens,
+                    stream: c.stream,
+                    response_format: c.response_format,
                     expect: c.expect.into_iter().map(|e| e.value).collect(),
                 }
             })

@@ -20,8 +20,8 @@ use crate::live::Live;
 use crate::provider::Providers;
 use crate::store::{JudgeJob, JudgeOutcome, ResponseRow};
 
-/// Output tokens a judge answer may use (`call::score` asks for at most 400).
-const ANSWER_TOKENS: i64 = 400;
+/// Output tokens a judge answer may use (what `call::score` asks for).
+const ANSWER_TOKENS: i64 = super::call::ANSWER_TOKENS as i64;
 
 /// Runs until `shutdown`: the queue loop, the judge-canary schedule and the
 /// embedder. Each reads [`App::live`] per iteration, so judges, judging
