@@ -334,3 +334,98 @@ async fn real_embeddings_separate_refund_from_shipping_answers() {
     eprintln!("centroid cosine refund vs shipping (all 8 each): {topic_shift:.4}");
     assert!(topic_shift < same_refund, "{topic_shift} vs {same_refund}");
 }
+
+const DRILL_SUITE: &str = r#"
+suite: drill
+version: 1
+targets: [pinned, live]
+defaults: { temperature: 0, max_tokens: 40, seed: 7 }
+system: You are the support assistant of Acme. Answer in one or two sentences.
+cases:
+  - id: refund-window
+    context: ["Refunds are accepted within 30 days of delivery."]
+    prompt: How many days do I have to ask for a refund?
+    expect: [{ icontains: "30" }]
+  # No expectation: compared with pinned only.
+  - id: free-text
+    prompt: What can you help me with?
+"#;
+
+/// A silent update rehearsed on the real server: `live` is the same model,
+/// same name, same fingerprint, but the server restarted with other
+/// sampling defaults (repeat penalty 1.6, top-k 1). `pinned` stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_update_drill_on_the_real_server() {
+    let Some(py) = llama::python_or_skip("silent_update_drill_on_the_real_server") else {
+        return;
+    };
+    let pinned = LlamaServer::start(&py, &[]).await;
+    let mut live = LlamaServer::start(&py, &[]).await;
+    let cfg = format!(
+        "{}detectors:\n  canary_regression: {{ recent_passes: 2 }}\n",
+        llama::config(&pinned.url, &live.url)
+    );
+    let dir = write_tree(&[
+        ("canaryd.yaml", cfg.as_str()),
+        ("canaries/drill.yaml", DRILL_SUITE),
+        ("judges/.keep", ""),
+    ]);
+    let db = TestDb::sqlite().await;
+    let env = [("CANARYD_DATABASE_URL", db.url.as_str())];
+    let regressions = |dir: &std::path::Path| {
+        let (_, out, err) =
+            common::run_cli(&["status", "--format", "json"], dir, &env);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        v
+    };
+    for _ in 0..2 {
+        let (code, report, err) = run_json(dir.path(), "drill", &[], &db.url);
+        assert_eq!(code, 0, "{err}\n{report:#}");
+        assert_eq!(result(&report, "free-text", "live")["agrees_with_pinned"], true);
+    }
+    let before = regressions(dir.path());
+    eprintln!("status before the switch: {before:#}");
+
+    // The silent update: same port, same alias, new sampling defaults.
+    let port = live.port;
+    live.stop();
+    let switched = std::time::Instant::now();
+    let _live = LlamaServer::start_on(&py, port, &["--repeat-penalty", "1.6", "--top-k", "1"]).await;
+    let (code, report, err) = run_json(dir.path(), "drill", &[], &db.url);
+    let after = regressions(dir.path());
+    let detected_in = switched.elapsed();
+    eprintln!("status after the switch ({:.1} s): {after:#}", detected_in.as_secs_f64());
+    assert_eq!(code, 1, "{err}\n{report:#}");
+    let r = result(&report, "refund-window", "live");
+    assert_eq!(r["outcome"], "fail", "{r:#}");
+    assert_eq!(r["response_model"], MODEL, "the name did not change");
+    assert_eq!(r["system_fingerprint"], FINGERPRINT, "nor the fingerprint");
+    assert_eq!(result(&report, "refund-window", "pinned")["outcome"], "pass");
+    assert_eq!(result(&report, "free-text", "live")["agrees_with_pinned"], false);
+
+    // What the detectors make of it: live regressed, pinned did not, and
+    // no model change was seen: the update was silent.
+    let verdict = |status: &serde_json::Value, rule: &str, dim: Option<&str>| {
+        status["subjects"][0]["detectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["rule"] == rule && d["dimension"].as_str() == dim)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {rule} {dim:?} in {status:#}"))
+    };
+    assert_eq!(verdict(&before, "canary_regression", Some("live"))["status"], "ok");
+    let live_after = verdict(&after, "canary_regression", Some("live"));
+    assert_eq!(live_after["status"], "firing", "{live_after:#}");
+    assert!(
+        live_after["summary"]
+            .as_str()
+            .unwrap()
+            .contains("now failing after 2 passes: refund-window"),
+        "{live_after:#}"
+    );
+    assert_eq!(verdict(&after, "canary_regression", Some("pinned"))["status"], "ok");
+    assert_eq!(verdict(&after, "model_change", None)["status"], "ok");
+    db.cleanup().await;
+}
