@@ -429,3 +429,77 @@ async fn silent_update_drill_on_the_real_server() {
     assert_eq!(verdict(&after, "model_change", None)["status"], "ok");
     db.cleanup().await;
 }
+
+/// The shipped groundedness canaries, run by the daemon against the real
+/// 135M judge: it scores everything near 1 (see BENCHMARKS.md), so the
+/// grounded canary (expected 5) lands outside its tolerance and is stored
+/// marked OUTSIDE under `judge:groundedness`.
+#[tokio::test(flavor = "multi_thread")]
+async fn judge_canaries_flag_the_weak_real_judge() {
+    use canaryd::on_db;
+    let Some(py) = llama::python_or_skip("judge_canaries_flag_the_weak_real_judge") else {
+        return;
+    };
+    let server = LlamaServer::start(&py, &[]).await;
+    let judge = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/judges/groundedness.yaml"
+    ))
+    .unwrap();
+    let cfg = llama::config(&server.url, &server.url);
+    let dir = write_tree(&[
+        ("canaryd.yaml", cfg.as_str()),
+        ("judges/groundedness.yaml", judge.as_str()),
+        ("canaries/.keep", ""),
+    ]);
+    let db = TestDb::sqlite().await;
+    let daemon = common::Spawned::start(
+        &["serve", "--config", "canaryd.yaml"],
+        dir.path(),
+        &[("CANARYD_DATABASE_URL", &db.url)],
+    );
+    let s = store(&db.url).await;
+    type Row = (Option<f64>, Option<String>, Option<String>, Option<String>);
+    let started = std::time::Instant::now();
+    let rows: Vec<Row> = loop {
+        let rows: Vec<Row> = on_db!(s.db(), pool => sqlx::query_as(
+            "SELECT score, reasoning, error, judge_model FROM judge_scores \
+             WHERE source = 'canary' AND stream = 'judge:groundedness' ORDER BY id")
+            .fetch_all(pool).await.unwrap());
+        if rows.len() >= 2 {
+            break rows;
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "judge canaries did not run: {rows:?}\n{}",
+            daemon.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    eprintln!("judge canaries: {rows:#?}");
+    for (score, reasoning, error, model) in &rows {
+        match (score, error) {
+            (Some(v), None) => {
+                assert!((1.0..=5.0).contains(v), "{rows:?}");
+                assert!(reasoning.as_deref().is_some_and(|r| r.len() > 20), "{rows:?}");
+                assert_eq!(model.as_deref(), Some(MODEL));
+            }
+            (None, Some(e)) => assert!(e.contains("judge_malformed"), "{e}"),
+            other => panic!("neither a score nor an error: {other:?}"),
+        }
+    }
+    let grounded = &rows[0];
+    assert!(
+        grounded.2.is_some()
+            || grounded.1.as_deref().is_some_and(|r| r.contains("(OUTSIDE)")),
+        "the weak judge passed the grounded canary: {grounded:?}"
+    );
+    assert!(
+        daemon.stderr().contains("judge canary outside tolerance") || grounded.2.is_some(),
+        "{}",
+        daemon.stderr()
+    );
+    s.close().await;
+    drop(daemon);
+    db.cleanup().await;
+}

@@ -55,6 +55,9 @@ pub const ANSWER_TOKENS: u32 = 400;
 /// token per character ("1.1.1.…" was seen from SmolLM2-135M), so this stays
 /// well under [`ANSWER_TOKENS`] for a grammar-bound answer to close.
 pub const REASONING_MAX_CHARS: u32 = 300;
+/// Shortest `reasoning` the schema allows: SmolLM2-135M under a grammar
+/// with no lower bound answered `"reasoning": "1"`, a score twice over.
+pub const REASONING_MIN_CHARS: u32 = 20;
 
 /// The JSON schema handed to providers that support structured outputs.
 /// Property order is what grammar-constrained servers (llama.cpp) generate
@@ -70,7 +73,7 @@ pub fn response_format(judge: &Judge) -> serde_json::Value {
                 "type": "object",
                 "properties": {
                     "score": { "type": "number", "minimum": judge.scale.min, "maximum": judge.scale.max },
-                    "reasoning": { "type": "string", "minLength": 1, "maxLength": REASONING_MAX_CHARS }
+                    "reasoning": { "type": "string", "minLength": REASONING_MIN_CHARS, "maxLength": REASONING_MAX_CHARS }
                 },
                 "required": ["reasoning", "score"],
                 "additionalProperties": false
