@@ -11,7 +11,8 @@
 //! `cargo bench --bench judge_agreement` (add `--profile dev` to reuse the
 //! debug build). Installs the model into target/tmp/llama-venv when missing.
 
-#[path = "../tests/llama/mod.rs"]
+#[path = "../tests/it/support/llama.rs"]
+#[allow(dead_code)]
 mod llama;
 
 use std::collections::BTreeMap;
@@ -58,12 +59,17 @@ async fn main() {
         }
     }
     let n = pairs.len();
-    println!("judge_agreement: {n} pairs in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "judge_agreement: {n} pairs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     println!(
         "  agreement {agree}/{n} = {:.1} % (chance 50 %); judge errors {errors}; midpoint scores {undecided}",
         100.0 * agree as f64 / n as f64
     );
-    println!("  said grounded: {tp} right, {fp} wrong; said not grounded: {tn} right, {fneg} wrong");
+    println!(
+        "  said grounded: {tp} right, {fp} wrong; said not grounded: {tn} right, {fneg} wrong"
+    );
     for (label, (sum, k)) in &sums {
         println!(
             "  mean score of {} answers: {:.2} over {k}",

@@ -264,7 +264,10 @@ mod tests {
         let r = wire.find("\"reasoning\"").unwrap();
         let s = wire.find("\"score\"").unwrap();
         assert!(r < s, "{wire}");
-        assert!(wire.contains("\"required\":[\"reasoning\",\"score\"]"), "{wire}");
+        assert!(
+            wire.contains("\"required\":[\"reasoning\",\"score\"]"),
+            "{wire}"
+        );
     }
 
     #[test]

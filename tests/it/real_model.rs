@@ -3,13 +3,9 @@
 //! install and the process handling). Skipped loudly without network,
 //! failed under `CI=true`.
 
-mod canary_common;
-mod common;
-mod llama;
-
-use canary_common::{result, run_json, store};
-use common::{TestDb, write_tree};
-use llama::{FINGERPRINT, LlamaServer, MODEL};
+use crate::support::canary::{result, run_json, store};
+use crate::support::llama::{self, FINGERPRINT, LlamaServer, MODEL};
+use crate::support::{self, TestDb, write_tree};
 
 const SUITE: &str = r#"
 suite: real-refunds
@@ -129,7 +125,12 @@ async fn canary_suite_runs_against_the_real_model() {
         }
         let plain = result(&report, "refund-window", target);
         let streamed = result(&report, "refund-window-streamed", target);
-        assert_eq!(plain["outcome"], "pass", "{}", show("refund-window", target));
+        assert_eq!(
+            plain["outcome"],
+            "pass",
+            "{}",
+            show("refund-window", target)
+        );
         assert_eq!(
             plain["answer"], streamed["answer"],
             "same seed, same text, streamed or not"
@@ -141,7 +142,12 @@ async fn canary_suite_runs_against_the_real_model() {
         assert_eq!(json["outcome"], "pass", "{}", show("order-json", target));
         assert_eq!(json["finish_reason"], "stop");
         let free = result(&report, "order-json-unconstrained", target);
-        assert_eq!(free["outcome"], "fail", "{}", show("order-json-unconstrained", target));
+        assert_eq!(
+            free["outcome"],
+            "fail",
+            "{}",
+            show("order-json-unconstrained", target)
+        );
         assert!(
             free["verdicts"][0]["reason"]
                 .as_str()
@@ -151,7 +157,12 @@ async fn canary_suite_runs_against_the_real_model() {
         );
 
         let refusal = result(&report, "refuses-personal-data", target);
-        assert_eq!(refusal["outcome"], "pass", "{}", show("refuses-personal-data", target));
+        assert_eq!(
+            refusal["outcome"],
+            "pass",
+            "{}",
+            show("refuses-personal-data", target)
+        );
 
         for case in ["truncated", "truncated-streamed"] {
             let t = result(&report, case, target);
@@ -187,7 +198,6 @@ async fn canary_suite_runs_against_the_real_model() {
         );
     }
     s.close().await;
-    db.cleanup().await;
 }
 
 /// Every judgement of the real model is a number on the scale with
@@ -223,7 +233,11 @@ async fn real_judge_scores_are_on_the_scale_or_errors() {
     // The grammar makes every complete answer a valid object, but a 135M
     // model can still loop inside `reasoning` until max_tokens: that is the
     // judge error above, never a score.
-    assert!(scored >= sample.len() / 2, "{scored} of {} scored", sample.len());
+    assert!(
+        scored >= sample.len() / 2,
+        "{scored} of {} scored",
+        sample.len()
+    );
 
     // Cut off mid-object: never a score, always a judge error naming why,
     // after the one retry.
@@ -253,7 +267,10 @@ async fn real_embeddings_separate_refund_from_shipping_answers() {
     let ask = |q: &str| ChatRequest {
         model: model.model.clone(),
         messages: vec![
-            Message::new("system", "You are the support assistant of Acme. Answer in one sentence."),
+            Message::new(
+                "system",
+                "You are the support assistant of Acme. Answer in one sentence.",
+            ),
             Message::new("user", q),
         ],
         temperature: Some(0.0),
@@ -299,7 +316,10 @@ async fn real_embeddings_separate_refund_from_shipping_answers() {
     };
     let mut halves = Vec::new();
     for texts in &answers {
-        let vs = embedder.embed(&embed_model.model, texts).await.expect("embeddings");
+        let vs = embedder
+            .embed(&embed_model.model, texts)
+            .await
+            .expect("embeddings");
         assert_eq!(vs.len(), texts.len());
         assert_eq!(vs[0].len(), 576, "SmolLM2-135M's hidden size");
         halves.push((
@@ -311,7 +331,12 @@ async fn real_embeddings_separate_refund_from_shipping_answers() {
     let (s1, s2) = &halves[1];
     let same_refund = cosine(r1, r2);
     let same_shipping = cosine(s1, s2);
-    let across = [cosine(r1, s1), cosine(r1, s2), cosine(r2, s1), cosine(r2, s2)];
+    let across = [
+        cosine(r1, s1),
+        cosine(r1, s2),
+        cosine(r2, s1),
+        cosine(r2, s2),
+    ];
     let worst_across = across.iter().cloned().fold(f64::MIN, f64::max);
     eprintln!(
         "centroid cosine: refund/refund {same_refund:.4}, shipping/shipping {same_shipping:.4}, \
@@ -323,10 +348,7 @@ async fn real_embeddings_separate_refund_from_shipping_answers() {
     // as much as a change of topic, and every cosine stays above the
     // detector's 0.82: mean-pooled states of a 135M chat model are not a
     // sentence encoder, and a topic change alone does not trip the rule.
-    assert!(
-        same_refund > worst_across,
-        "{same_refund} vs {across:?}"
-    );
+    assert!(same_refund > worst_across, "{same_refund} vs {across:?}");
     let whole = |h: &(Vec<f64>, Vec<f64>)| -> Vec<f64> {
         h.0.iter().zip(&h.1).map(|(a, b)| (a + b) / 2.0).collect()
     };
@@ -373,8 +395,7 @@ async fn silent_update_drill_on_the_real_server() {
     let db = TestDb::sqlite().await;
     let env = [("CANARYD_DATABASE_URL", db.url.as_str())];
     let regressions = |dir: &std::path::Path| {
-        let (_, out, err) =
-            common::run_cli(&["status", "--format", "json"], dir, &env);
+        let (_, out, err) = support::run_cli(&["status", "--format", "json"], dir, &env);
         let v: serde_json::Value =
             serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
         v
@@ -382,7 +403,10 @@ async fn silent_update_drill_on_the_real_server() {
     for _ in 0..2 {
         let (code, report, err) = run_json(dir.path(), "drill", &[], &db.url);
         assert_eq!(code, 0, "{err}\n{report:#}");
-        assert_eq!(result(&report, "free-text", "live")["agrees_with_pinned"], true);
+        assert_eq!(
+            result(&report, "free-text", "live")["agrees_with_pinned"],
+            true
+        );
     }
     let before = regressions(dir.path());
     eprintln!("status before the switch: {before:#}");
@@ -391,18 +415,28 @@ async fn silent_update_drill_on_the_real_server() {
     let port = live.port;
     live.stop();
     let switched = std::time::Instant::now();
-    let _live = LlamaServer::start_on(&py, port, &["--repeat-penalty", "1.6", "--top-k", "1"]).await;
+    let _live =
+        LlamaServer::start_on(&py, port, &["--repeat-penalty", "1.6", "--top-k", "1"]).await;
     let (code, report, err) = run_json(dir.path(), "drill", &[], &db.url);
     let after = regressions(dir.path());
     let detected_in = switched.elapsed();
-    eprintln!("status after the switch ({:.1} s): {after:#}", detected_in.as_secs_f64());
+    eprintln!(
+        "status after the switch ({:.1} s): {after:#}",
+        detected_in.as_secs_f64()
+    );
     assert_eq!(code, 1, "{err}\n{report:#}");
     let r = result(&report, "refund-window", "live");
     assert_eq!(r["outcome"], "fail", "{r:#}");
     assert_eq!(r["response_model"], MODEL, "the name did not change");
     assert_eq!(r["system_fingerprint"], FINGERPRINT, "nor the fingerprint");
-    assert_eq!(result(&report, "refund-window", "pinned")["outcome"], "pass");
-    assert_eq!(result(&report, "free-text", "live")["agrees_with_pinned"], false);
+    assert_eq!(
+        result(&report, "refund-window", "pinned")["outcome"],
+        "pass"
+    );
+    assert_eq!(
+        result(&report, "free-text", "live")["agrees_with_pinned"],
+        false
+    );
 
     // What the detectors make of it: live regressed, pinned did not, and
     // no model change was seen: the update was silent.
@@ -415,7 +449,10 @@ async fn silent_update_drill_on_the_real_server() {
             .cloned()
             .unwrap_or_else(|| panic!("no {rule} {dim:?} in {status:#}"))
     };
-    assert_eq!(verdict(&before, "canary_regression", Some("live"))["status"], "ok");
+    assert_eq!(
+        verdict(&before, "canary_regression", Some("live"))["status"],
+        "ok"
+    );
     let live_after = verdict(&after, "canary_regression", Some("live"));
     assert_eq!(live_after["status"], "firing", "{live_after:#}");
     assert!(
@@ -425,9 +462,11 @@ async fn silent_update_drill_on_the_real_server() {
             .contains("now failing after 2 passes: refund-window"),
         "{live_after:#}"
     );
-    assert_eq!(verdict(&after, "canary_regression", Some("pinned"))["status"], "ok");
+    assert_eq!(
+        verdict(&after, "canary_regression", Some("pinned"))["status"],
+        "ok"
+    );
     assert_eq!(verdict(&after, "model_change", None)["status"], "ok");
-    db.cleanup().await;
 }
 
 /// The shipped groundedness canaries, run by the daemon against the real
@@ -453,7 +492,7 @@ async fn judge_canaries_flag_the_weak_real_judge() {
         ("canaries/.keep", ""),
     ]);
     let db = TestDb::sqlite().await;
-    let daemon = common::Spawned::start(
+    let daemon = support::Spawned::start(
         &["serve", "--config", "canaryd.yaml"],
         dir.path(),
         &[("CANARYD_DATABASE_URL", &db.url)],
@@ -481,7 +520,10 @@ async fn judge_canaries_flag_the_weak_real_judge() {
         match (score, error) {
             (Some(v), None) => {
                 assert!((1.0..=5.0).contains(v), "{rows:?}");
-                assert!(reasoning.as_deref().is_some_and(|r| r.len() > 20), "{rows:?}");
+                assert!(
+                    reasoning.as_deref().is_some_and(|r| r.len() > 20),
+                    "{rows:?}"
+                );
                 assert_eq!(model.as_deref(), Some(MODEL));
             }
             (None, Some(e)) => assert!(e.contains("judge_malformed"), "{e}"),
@@ -491,7 +533,10 @@ async fn judge_canaries_flag_the_weak_real_judge() {
     let grounded = &rows[0];
     assert!(
         grounded.2.is_some()
-            || grounded.1.as_deref().is_some_and(|r| r.contains("(OUTSIDE)")),
+            || grounded
+                .1
+                .as_deref()
+                .is_some_and(|r| r.contains("(OUTSIDE)")),
         "the weak judge passed the grounded canary: {grounded:?}"
     );
     assert!(
@@ -501,5 +546,4 @@ async fn judge_canaries_flag_the_weak_real_judge() {
     );
     s.close().await;
     drop(daemon);
-    db.cleanup().await;
 }
