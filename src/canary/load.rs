@@ -247,6 +247,26 @@ fn validate_case(
     if !ids.insert(case.id.clone()) {
         d.push(at("duplicate case id".into()));
     }
+    if let Some(rf) = &case.response_format {
+        // Sent verbatim: a wrong shape would only show as a 400 from the
+        // provider, recorded as a provider error on every run.
+        let kind = rf.get("type").and_then(|t| t.as_str());
+        let msg = match kind {
+            None => Some("response_format needs a `type` (text, json_object or json_schema)"),
+            Some("json_schema")
+                if !rf
+                    .get("json_schema")
+                    .is_some_and(|j| j.get("schema").is_some()) =>
+            {
+                Some("response_format of type json_schema needs `json_schema: {name, schema}`")
+            }
+            Some("text" | "json_object" | "json_schema") => None,
+            Some(_) => Some("response_format.type must be text, json_object or json_schema"),
+        };
+        if let Some(m) = msg {
+            d.push(at(m.into()));
+        }
+    }
     match (&case.prompt, &case.messages) {
         (None, None) => d.push(at("needs `prompt` or `messages`".into())),
         (Some(_), Some(_)) => d.push(at("give `prompt` or `messages`, not both".into())),

@@ -438,6 +438,21 @@ async fn invalid_input_exits_2() {
     let (code, _, err) = run_json(dir.path(), "broken", &[], &db.url);
     assert_eq!(code, 2);
     assert!(err.contains("invalid regex"), "{err}");
+    // A response_format the provider would refuse on every run is refused here.
+    let bad_format = "suite: bad-format\nversion: 1\ntargets: [pinned]\ncases:\n  - id: a\n    prompt: x\n    response_format: { type: json_schema, json_schema: { name: x } }\n  - id: b\n    prompt: x\n    response_format: { kind: json }\n";
+    std::fs::write(dir.path().join("canaries/bad-format.yaml"), bad_format).unwrap();
+    let (code, _, err) = run_json(dir.path(), "bad-format", &[], &db.url);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad-format.yaml:5:5:")
+            && err.contains("case `a`: response_format of type json_schema needs"),
+        "{err}"
+    );
+    assert!(
+        err.contains("case `b`: response_format needs a `type`"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("canaries/bad-format.yaml")).unwrap();
     let (code, _, err) = run_json(dir.path(), "refund-policy", &["--target", "judge"], &db.url);
     assert_eq!(code, 2);
     assert!(
