@@ -253,11 +253,7 @@ fn validate_case(
         let kind = rf.get("type").and_then(|t| t.as_str());
         let msg = match kind {
             None => Some("response_format needs a `type` (text, json_object or json_schema)"),
-            Some("json_schema")
-                if !rf
-                    .get("json_schema")
-                    .is_some_and(|j| j.get("schema").is_some()) =>
-            {
+            Some("json_schema") if rf.pointer("/json_schema/schema").is_none() => {
                 Some("response_format of type json_schema needs `json_schema: {name, schema}`")
             }
             Some("text" | "json_object" | "json_schema") => None,
