@@ -522,3 +522,53 @@ cases:
         "{err}"
     );
 }
+
+/// `stream: true` reads the answer as server-sent events: the same text,
+/// usage (from the last, choice-less chunk) and finish reason as without.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_cases_record_the_same_answer_usage_and_finish_reason() {
+    // Chunks 150 ms apart: only a streamed answer takes that long.
+    let sim = Sim::start(
+        "default:\n  stream_chunk_ms: 150\n  answers:\n    - match: \"how many days\"\n      answer: \"You have 30 days to ask for a refund.\"\n",
+    );
+    let suite = r#"
+suite: streamed
+version: 1
+targets: [pinned]
+cases:
+  - id: plain
+    prompt: How many days do I have to ask for a refund at Acme?
+  - id: streamed
+    prompt: How many days do I have to ask for a refund at Acme?
+    stream: true
+    expect: [{ contains: "30 days" }]
+  - id: streamed-cut
+    prompt: How many days do I have to ask for a refund at Acme?
+    stream: true
+    max_tokens: 3
+"#;
+    let dir = project(sim.url(), &[("streamed.yaml", suite)]);
+    let db = TestDb::sqlite().await;
+    let (code, report, err) = run_json(dir.path(), "streamed", &[], &db.url);
+    assert_eq!(code, 0, "{err}\n{report:#}");
+    let plain = result(&report, "plain", "pinned");
+    let streamed = result(&report, "streamed", "pinned");
+    assert_eq!(streamed["request"]["stream"], true);
+    assert_eq!(plain["answer"], "You have 30 days to ask for a refund.");
+    assert_eq!(streamed["answer"], plain["answer"]);
+    assert_eq!(streamed["usage"], plain["usage"]);
+    assert_eq!(streamed["finish_reason"], "stop");
+    assert_eq!(streamed["response_model"], "gpt-4o-2024-08-06");
+    assert_eq!(streamed["system_fingerprint"], "fp_sim0000001");
+    assert_eq!(
+        result(&report, "streamed-cut", "pinned")["finish_reason"],
+        "length"
+    );
+    assert!(
+        streamed["latency_ms"].as_u64().unwrap() >= 300
+            && plain["latency_ms"].as_u64().unwrap() < 300,
+        "the streamed case was read as events: {} ms vs {} ms",
+        streamed["latency_ms"],
+        plain["latency_ms"]
+    );
+}
