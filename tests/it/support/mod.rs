@@ -39,7 +39,13 @@ pub fn or_skip<T>(what: &str, r: Result<T, String>) -> Option<T> {
             panic!("cannot install {what}: {e}")
         }
         Err(e) => {
-            eprintln!("\n*** SKIPPING: cannot install {what}: {e}\n");
+            // Straight to the process's stderr: libtest captures `eprintln!`
+            // of a passing test, and a skip must not be quiet.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPING: cannot install {what}: {e}\n"
+            );
             None
         }
     }
