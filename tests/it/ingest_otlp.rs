@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::{TestDaemon, TestDb, write_tree};
+use crate::support::{self, TestDaemon, TestDb, write_tree};
 use canaryd::on_db;
 use canaryd::store::Store;
 
@@ -40,17 +40,7 @@ fn python_with_sdk() -> Result<PathBuf, String> {
     if has_sdk(&py) {
         return Ok(py);
     }
-    let run = |cmd: &mut Command| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{cmd:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
+    let run = support::run_ok;
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     run(Command::new(&py).args([
         "-m",
@@ -70,15 +60,8 @@ fn python_with_sdk() -> Result<PathBuf, String> {
 
 #[tokio::test]
 async fn official_python_exporter_and_otlp_json_land_as_records() {
-    let py = match python_with_sdk() {
-        Ok(p) => p,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("cannot install the OpenTelemetry SDK: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPING: cannot install the OpenTelemetry Python SDK: {e}\n");
-            return;
-        }
+    let Some(py) = support::or_skip("the OpenTelemetry Python SDK", python_with_sdk()) else {
+        return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otel_export.py");
     for db in TestDb::all().await {

@@ -33,6 +33,7 @@ mod ops_lifecycle;
 mod ops_metrics;
 mod ops_replicas;
 mod readme;
+mod real_model;
 mod schema_parity;
 mod sim;
 mod store;
