@@ -283,6 +283,7 @@ mod tests {
             judges: Arc::new(vec![]),
             providers: Default::default(),
             ingest_tokens: Arc::new(vec![]),
+            api_tokens: Arc::new(vec![]),
             generation: 0,
         });
         // 2001-09-09 01:46:40 UTC.

@@ -226,7 +226,7 @@ async fn real_judge_scores_are_on_the_scale_or_errors() {
                 assert_eq!(v.judge_model, MODEL);
                 assert!(v.output_tokens > 0);
             }
-            Err(JudgeError::Malformed(m)) => eprintln!("judge error (allowed): {m}"),
+            Err(JudgeError::Malformed(m, _)) => eprintln!("judge error (allowed): {m}"),
             Err(e) => panic!("not a judge verdict: {e}"),
         }
     }
@@ -244,7 +244,7 @@ async fn real_judge_scores_are_on_the_scale_or_errors() {
     for max_tokens in [3, 12] {
         let r = score_within(&providers, &judge, &sample[0].judge_input(), max_tokens).await;
         match r {
-            Err(JudgeError::Malformed(m)) => assert!(m.contains("cut off"), "{m}"),
+            Err(JudgeError::Malformed(m, _)) => assert!(m.contains("cut off"), "{m}"),
             other => panic!("max_tokens {max_tokens}: expected a judge error, got {other:?}"),
         }
     }
