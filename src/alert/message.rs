@@ -120,6 +120,8 @@ fn rule_label(rule: &str) -> &str {
         "canary_regression" => "canary pass rate",
         "model_change" => "model change",
         "truncation_rate" => "truncation rate",
+        "tool_call_loop" => "tool-call loop",
+        "session_budget" => "session budget",
         other => other,
     }
 }

@@ -37,5 +37,6 @@ pub fn settings_for(config: &crate::config::Config) -> AlertsConfig {
     if cfg.base_url.is_none() {
         cfg.base_url = config.base_url.clone();
     }
+    cfg.hook = config.sessions.hook.clone();
     cfg
 }

@@ -43,6 +43,8 @@ pub struct Config {
     #[serde(default)]
     pub alerts: crate::alert::AlertsConfig,
     #[serde(default)]
+    pub sessions: crate::sessions::SessionsConfig,
+    #[serde(default)]
     pub retention: RetentionConfig,
 }
 

@@ -14,10 +14,12 @@ pub enum Rule {
     CanaryRegression,
     ModelChange,
     TruncationRate,
+    ToolCallLoop,
+    SessionBudget,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 9] = [
         Rule::JudgeScoreDrop,
         Rule::RefusalRateShift,
         Rule::LengthDrift,
@@ -25,6 +27,8 @@ impl Rule {
         Rule::CanaryRegression,
         Rule::ModelChange,
         Rule::TruncationRate,
+        Rule::ToolCallLoop,
+        Rule::SessionBudget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +40,8 @@ impl Rule {
             Rule::CanaryRegression => "canary_regression",
             Rule::ModelChange => "model_change",
             Rule::TruncationRate => "truncation_rate",
+            Rule::ToolCallLoop => "tool_call_loop",
+            Rule::SessionBudget => "session_budget",
         }
     }
 

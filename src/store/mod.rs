@@ -16,6 +16,7 @@ mod pages;
 mod responses;
 mod retention;
 pub mod rollups;
+pub mod sessions;
 mod signals;
 
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use judge::*;
 pub use models::*;
 pub use pages::*;
 pub use responses::*;
+pub use sessions::StreamSpend;
 pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
