@@ -52,9 +52,9 @@ pub struct SessionSummary {
     pub fired: Vec<String>,
 }
 
-/// The most repeated (tool, argument hash) of a session and how often it
-/// occurred (a call id seen before is not counted again).
-pub fn most_repeated(events: &[SessionEvent]) -> Option<(&ToolCall, usize)> {
+/// How often each (tool, argument hash) of a session occurred (a call id
+/// seen before is not counted again).
+pub fn repeat_counts(events: &[SessionEvent]) -> Vec<(&ToolCall, usize)> {
     let mut ids: HashSet<&str> = HashSet::new();
     let mut counts: HashMap<(&str, &str), (usize, &ToolCall)> = HashMap::new();
     for t in events.iter().flat_map(|e| &e.tools) {
@@ -66,10 +66,14 @@ pub fn most_repeated(events: &[SessionEvent]) -> Option<(&ToolCall, usize)> {
         let slot = counts.entry((&t.name, &t.hash)).or_insert((0, t));
         slot.0 += 1;
     }
-    counts
-        .into_values()
-        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.hash.cmp(&a.1.hash)))
-        .map(|(n, t)| (t, n))
+    let mut out: Vec<(&ToolCall, usize)> = counts.into_values().map(|(n, t)| (t, n)).collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.hash.cmp(&b.0.hash)));
+    out
+}
+
+/// The most repeated (tool, argument hash) of a session and its count.
+pub fn most_repeated(events: &[SessionEvent]) -> Option<(&ToolCall, usize)> {
+    repeat_counts(events).into_iter().next()
 }
 
 /// The longest run of agent turns alternating between two agents with no
@@ -119,16 +123,26 @@ pub fn tool_call_loop(
     cfg: &LoopConfig,
     now_ms: i64,
 ) -> Option<Finding> {
-    let repeats = cfg.repeats.max(2);
-    if let Some((t, n)) = most_repeated(events).filter(|(_, n)| *n >= repeats) {
+    let needed = |t: &ToolCall| match t.args {
+        Some(_) => cfg.repeats.max(2),
+        None => cfg.repeats_without_arguments.max(2),
+    };
+    if let Some((t, n)) = repeat_counts(events)
+        .into_iter()
+        .find(|(t, n)| *n >= needed(t))
+    {
+        let repeats = needed(t);
         return Some(finding(
             Rule::ToolCallLoop,
             s,
             now_ms,
             (n as f64, repeats as f64),
             format!(
-                "session {}: tool {} called {n}× with the same arguments (hash {})",
-                s.session_id, t.name, t.hash
+                "session {}: tool {} called {n}× with {} (hash {})",
+                s.session_id,
+                t.name,
+                if t.args.is_some() { "the same arguments" } else { "no arguments recorded" },
+                t.hash
             ),
         ));
     }
@@ -298,6 +312,23 @@ mod tests {
         assert_eq!((f.rule, f.value, f.status), (Rule::ToolCallLoop, 5.0, Status::Firing));
         assert_eq!(f.dimension.as_deref(), Some("s1"));
         assert!(f.summary.contains("get_weather called 5×"), "{}", f.summary);
+    }
+
+    #[test]
+    fn calls_without_recorded_arguments_need_more_repeats() {
+        let cfg = LoopConfig::default();
+        let bare = |n: usize| -> Vec<SessionEvent> {
+            (0..n)
+                .map(|_| SessionEvent {
+                    tools: vec![ToolCall::new("check_status", None, None)],
+                    ..ev(None, &[])
+                })
+                .collect()
+        };
+        assert_eq!(tool_call_loop(&summary(), &bare(14), &cfg, 1), None);
+        let f = tool_call_loop(&summary(), &bare(15), &cfg, 1).expect("loop");
+        assert!(f.summary.contains("no arguments recorded"), "{}", f.summary);
+        assert_eq!(f.threshold, 15.0);
     }
 
     #[test]

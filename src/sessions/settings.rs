@@ -54,6 +54,11 @@ impl Default for SessionsConfig {
 pub struct LoopConfig {
     /// The same (tool, normalised arguments) this many times in one session.
     pub repeats: usize,
+    /// The same for calls whose arguments were not recorded (OTLP
+    /// instrumentations send them only when opted in): the tool name alone
+    /// is weaker evidence, since a tool called often with different
+    /// arguments looks the same.
+    pub repeats_without_arguments: usize,
     /// An A→B→A→B… hand-off between two agents of this many turns.
     pub agent_cycle_turns: usize,
 }
@@ -62,6 +67,7 @@ impl Default for LoopConfig {
     fn default() -> Self {
         Self {
             repeats: 5,
+            repeats_without_arguments: 15,
             agent_cycle_turns: 5,
         }
     }
