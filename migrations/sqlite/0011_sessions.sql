@@ -35,3 +35,16 @@ CREATE TABLE session_events (
     user_id     TEXT
 );
 CREATE INDEX session_events_by_session ON session_events (stream, session_id, ts_ms);
+
+-- Spend per (stream, hour, user) of stored responses ('' = no user), from
+-- the application's cost_usd or the model's prices; spend_rate reads it.
+CREATE TABLE rollup_spend (
+    stream      TEXT    NOT NULL,
+    hour_ms     BIGINT  NOT NULL,
+    user_id     TEXT    NOT NULL,
+    n           BIGINT  NOT NULL,
+    tokens      BIGINT  NOT NULL,
+    cost_usd    REAL NOT NULL,
+    PRIMARY KEY (stream, hour_ms, user_id)
+);
+CREATE INDEX rollup_spend_hour ON rollup_spend (hour_ms);

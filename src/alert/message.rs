@@ -122,6 +122,7 @@ fn rule_label(rule: &str) -> &str {
         "truncation_rate" => "truncation rate",
         "tool_call_loop" => "tool-call loop",
         "session_budget" => "session budget",
+        "spend_rate" => "spend rate",
         other => other,
     }
 }

@@ -46,6 +46,35 @@ pub async fn run_once(
     Ok(findings)
 }
 
+/// One `spend_rate` pass: every stream, and the top spenders of each, for
+/// the last complete hour. Firing and `Ok` verdicts are returned (an `Ok`
+/// resolves an earlier spike); "insufficient data" changes nothing.
+pub async fn spend_pass(
+    store: &Store,
+    now_ms: i64,
+    cfg: &crate::signals::spend_rate::SpendRateConfig,
+) -> Result<Vec<Finding>, StoreError> {
+    use crate::signals::spend_rate::{spend_rate, tested_hour};
+    let hour = tested_hour(now_ms);
+    let from = hour - i64::from(cfg.baseline_days) * 24 * 3_600_000;
+    let mut out = Vec::new();
+    let keep = |v: crate::signals::verdict::Verdict, out: &mut Vec<Finding>| {
+        if v.finding.status != crate::signals::Status::InsufficientData {
+            out.push(v.finding);
+        }
+    };
+    for (stream, hours) in store.spend_hours(from).await? {
+        keep(spend_rate(&stream, None, &hours, now_ms, cfg), &mut out);
+    }
+    for t in store.spend_totals(hour, cfg.top_users).await? {
+        let Some(user) = &t.key else { continue };
+        let hours = store.user_spend_hours(&t.stream, user, from).await?;
+        let dim = format!("user:{user}");
+        keep(spend_rate(&t.stream, Some(&dim), &hours, now_ms, cfg), &mut out);
+    }
+    Ok(out)
+}
+
 /// The daemon's session loop: every `sessions.every_secs`, on whichever
 /// replica holds the `sessions` lease, one [`run_once`] whose findings go
 /// through the alert lifecycle (which also flushes alerts whose
@@ -59,6 +88,7 @@ pub async fn run(
     clock: impl Fn() -> i64 + Send,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    let mut spend_minute = i64::MIN;
     loop {
         let cfg = config();
         let secs = cfg.sessions.every_secs;
@@ -79,7 +109,18 @@ pub async fn run(
         ) {
             continue;
         }
-        match run_once(&store, now, &cfg.sessions).await {
+        let mut result = run_once(&store, now, &cfg.sessions).await;
+        // Spend is tested on complete hours: once a minute is plenty.
+        if now / 60_000 != spend_minute
+            && let Ok(findings) = &mut result
+        {
+            spend_minute = now / 60_000;
+            match spend_pass(&store, now, &cfg.sessions.spend_rate).await {
+                Ok(f) => findings.extend(f),
+                Err(e) => tracing::warn!("spend_rate failed: {e}"),
+            }
+        }
+        match result {
             Ok(findings) => {
                 if !findings.is_empty() {
                     tracing::info!(findings = findings.len(), "session detectors evaluated");

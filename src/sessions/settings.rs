@@ -29,6 +29,9 @@ pub struct SessionsConfig {
     pub budget: BudgetConfig,
     /// Per-stream budgets (keys not given fall back to `budget`).
     pub streams: BTreeMap<String, StreamBudget>,
+    /// `spend_rate`: tokens or cost per hour of a stream and its top users
+    /// against their own baseline.
+    pub spend_rate: crate::signals::spend_rate::SpendRateConfig,
     /// The kill-switch: an HTTP POST for `tool_call_loop`/`session_budget`
     /// alerts to the application's orchestrator.
     pub hook: Option<HookConfig>,
@@ -44,6 +47,7 @@ impl Default for SessionsConfig {
             tool_call_loop: LoopConfig::default(),
             budget: BudgetConfig::default(),
             streams: BTreeMap::new(),
+            spend_rate: Default::default(),
             hook: None,
         }
     }

@@ -16,10 +16,11 @@ pub enum Rule {
     TruncationRate,
     ToolCallLoop,
     SessionBudget,
+    SpendRate,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::JudgeScoreDrop,
         Rule::RefusalRateShift,
         Rule::LengthDrift,
@@ -29,6 +30,7 @@ impl Rule {
         Rule::TruncationRate,
         Rule::ToolCallLoop,
         Rule::SessionBudget,
+        Rule::SpendRate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +44,7 @@ impl Rule {
             Rule::TruncationRate => "truncation_rate",
             Rule::ToolCallLoop => "tool_call_loop",
             Rule::SessionBudget => "session_budget",
+            Rule::SpendRate => "spend_rate",
         }
     }
 

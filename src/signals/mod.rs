@@ -22,6 +22,7 @@ pub mod rates;
 pub mod report;
 pub mod rollup;
 pub mod sequential;
+pub mod spend_rate;
 mod settings;
 pub mod stats;
 pub mod synth;

@@ -249,7 +249,7 @@ impl HealthWeights {
             ModelChange => self.model_change,
             TruncationRate => self.truncation_rate,
             // Session alerts are about one session, not the stream's health.
-            ToolCallLoop | SessionBudget => 0.0,
+            ToolCallLoop | SessionBudget | SpendRate => 0.0,
         }
     }
 }

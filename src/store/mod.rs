@@ -33,7 +33,7 @@ pub use judge::*;
 pub use models::*;
 pub use pages::*;
 pub use responses::*;
-pub use sessions::StreamSpend;
+pub use sessions::{SpendHour, SpendTotal, StreamSpend};
 pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.

@@ -243,17 +243,6 @@ impl Store {
                 .filter_map(|(i, ext)| ids.get(ext).map(|id| (*i, *id)))
                 .collect();
 
-            // Session events: the new responses of a session and the
-            // session-only spans, each counted once.
-            let events: Vec<_> = unique
-                .iter()
-                .filter(|(_, ext)| ids.contains_key(ext))
-                .chain(&session_only)
-                .filter_map(|(i, ext)| super::sessions::event_of(&rows[*i], ext))
-                .collect();
-            if !events.is_empty() {
-                new_events = super::sessions::record_session_events!(&mut *tx, &events);
-            }
 
             // Judge sampling: per (stream, hour), lock the counter, apply
             // the floor and cap in batch order, enqueue jobs.
@@ -401,6 +390,20 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+
+            // Session events: the new responses of a session and the
+            // session-only spans, each counted once.
+            let events: Vec<_> = unique
+                .iter()
+                .filter(|(_, ext)| ids.contains_key(ext))
+                .chain(&session_only)
+                .filter_map(|(i, ext)| super::sessions::event_of(&rows[*i], ext))
+                .collect();
+            if !events.is_empty() {
+                new_events = super::sessions::record_session_events!(&mut *tx, &events);
+            }
+            let spend = super::sessions::spend_deltas(rows, &inserted);
+            super::sessions::upsert_spend!(&mut *tx, &spend);
             tx.commit().await?;
             inserted
         });

@@ -169,6 +169,74 @@ pub(crate) fn deltas<'a>(
     out
 }
 
+/// Spend of the inserted responses per (stream, hour, user): (calls, tokens, cost).
+pub(crate) fn spend_deltas<'a>(
+    rows: &'a [ResponseRow],
+    inserted: &[(usize, i64)],
+) -> BTreeMap<(&'a str, i64, &'a str), (i64, i64, f64)> {
+    let mut out: BTreeMap<(&str, i64, &str), (i64, i64, f64)> = BTreeMap::new();
+    for &(i, _) in inserted {
+        let r = &rows[i];
+        let e = out
+            .entry((
+                r.stream.as_str(),
+                super::rollups::hour_of(r.ts_ms),
+                r.user_id.as_deref().unwrap_or(""),
+            ))
+            .or_default();
+        e.0 += 1;
+        e.1 += r.input_tokens.unwrap_or(0) + r.output_tokens;
+        e.2 += r.cost_usd.unwrap_or(0.0);
+    }
+    out
+}
+
+/// Upserts [`spend_deltas`] in the open transaction `$tx`, in key order.
+macro_rules! upsert_spend {
+    ($tx:expr, $deltas:expr) => {{
+        let deltas: Vec<_> = $deltas.iter().collect();
+        for chunk in deltas.chunks($crate::store::sessions::CHUNK_SIZE) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO rollup_spend (stream, hour_ms, user_id, n, tokens, cost_usd) ",
+            );
+            qb.push_values(chunk, |mut b, ((stream, hour, user), (n, tokens, cost))| {
+                b.push_bind(*stream)
+                    .push_bind(*hour)
+                    .push_bind(*user)
+                    .push_bind(*n)
+                    .push_bind(*tokens)
+                    .push_bind(*cost);
+            });
+            qb.push(
+                " ON CONFLICT (stream, hour_ms, user_id) DO UPDATE SET n = rollup_spend.n + excluded.n, \
+                 tokens = rollup_spend.tokens + excluded.tokens, cost_usd = rollup_spend.cost_usd + excluded.cost_usd",
+            );
+            qb.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use upsert_spend;
+
+/// One hour of a stream's (or a user's) spend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct SpendHour {
+    pub hour_ms: i64,
+    pub calls: i64,
+    pub tokens: i64,
+    pub cost_usd: f64,
+}
+
+/// Spend of one stream or user over a period.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SpendTotal {
+    pub stream: String,
+    /// A user, or a session, where the total is per user or session.
+    pub key: Option<String>,
+    pub calls: i64,
+    pub tokens: i64,
+    pub cost_usd: f64,
+}
+
 type SummaryRow = (
     String,
     String,
@@ -298,6 +366,69 @@ impl Store {
             rows
         });
         Ok(fired.into_iter().map(summary).collect())
+    }
+
+    /// Hourly spend of every stream (all users) from `from_ms`, by stream.
+    pub async fn spend_hours(&self, from_ms: i64) -> Result<BTreeMap<String, Vec<SpendHour>>> {
+        let rows: Vec<(String, i64, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT stream, hour_ms, CAST(SUM(n) AS BIGINT), CAST(SUM(tokens) AS BIGINT), \
+             CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM rollup_spend WHERE hour_ms >= $1 \
+             GROUP BY stream, hour_ms ORDER BY stream, hour_ms",
+        ).bind(from_ms).fetch_all(pool).await)?;
+        let mut out: BTreeMap<String, Vec<SpendHour>> = BTreeMap::new();
+        for (stream, hour_ms, calls, tokens, cost_usd) in rows {
+            out.entry(stream).or_default().push(SpendHour { hour_ms, calls, tokens, cost_usd });
+        }
+        Ok(out)
+    }
+
+    /// Hourly spend of one user of a stream from `from_ms`.
+    pub async fn user_spend_hours(&self, stream: &str, user: &str, from_ms: i64) -> Result<Vec<SpendHour>> {
+        let rows: Vec<(i64, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT hour_ms, n, tokens, cost_usd FROM rollup_spend \
+             WHERE stream = $1 AND user_id = $2 AND hour_ms >= $3 ORDER BY hour_ms",
+        ).bind(stream).bind(user).bind(from_ms).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(|(hour_ms, calls, tokens, cost_usd)| SpendHour { hour_ms, calls, tokens, cost_usd }).collect())
+    }
+
+    /// Spend since `from_ms`: per stream (`key` none), and the `top` users
+    /// by cost of each stream.
+    pub async fn spend_totals(&self, from_ms: i64, top: usize) -> Result<Vec<SpendTotal>> {
+        let rows: Vec<(String, String, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT stream, user_id, CAST(SUM(n) AS BIGINT), CAST(SUM(tokens) AS BIGINT), \
+             CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM rollup_spend WHERE hour_ms >= $1 \
+             GROUP BY stream, user_id ORDER BY stream, 5 DESC, user_id",
+        ).bind(from_ms).fetch_all(pool).await)?;
+        let mut out: Vec<SpendTotal> = Vec::new();
+        let mut users_of_stream = 0usize;
+        for (stream, user, calls, tokens, cost_usd) in rows {
+            match out.iter_mut().rev().find(|t| t.stream == stream && t.key.is_none()) {
+                Some(t) => {
+                    t.calls += calls;
+                    t.tokens += tokens;
+                    t.cost_usd += cost_usd;
+                }
+                None => {
+                    users_of_stream = 0;
+                    out.push(SpendTotal { stream: stream.clone(), key: None, calls, tokens, cost_usd });
+                }
+            }
+            if !user.is_empty() && users_of_stream < top {
+                users_of_stream += 1;
+                out.push(SpendTotal { stream, key: Some(user), calls, tokens, cost_usd });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `top` active sessions by cost (then tokens).
+    pub async fn top_sessions(&self, top: usize) -> Result<Vec<SpendTotal>> {
+        let top = i64::try_from(top).unwrap_or(i64::MAX);
+        let rows: Vec<(String, String, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT stream, session_id, calls, tokens, cost_usd FROM sessions WHERE state = 'active' \
+             ORDER BY cost_usd DESC, tokens DESC, stream, session_id LIMIT $1",
+        ).bind(top).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(|(stream, s, calls, tokens, cost_usd)| SpendTotal { stream, key: Some(s), calls, tokens, cost_usd }).collect())
     }
 
     /// Session spend per stream: all sessions, active ones, tokens, cost.
