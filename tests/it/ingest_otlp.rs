@@ -6,14 +6,12 @@
 //! missing. Without network that is impossible: the test then fails when
 //! `CI=true` and is skipped loudly otherwise.
 
-mod common;
-
-use std::path::PathBuf;
 use std::process::Command;
 
+use crate::support::otel::python_with_sdk;
+use crate::support::{TestDaemon, TestDb, write_tree};
 use canaryd::on_db;
 use canaryd::store::Store;
-use common::{Spawned, TestDb, write_tree};
 
 /// stream, output, request_model, response_model, output_tokens, refusal, finish_reason
 type Row = (
@@ -28,47 +26,6 @@ type Row = (
 
 const CONFIG: &str =
     "listen: 127.0.0.1:0\njudges: ./none\ningest:\n  tokens: [{ env: OTLP_TEST_TOKEN }]\n";
-
-/// A Python with the OpenTelemetry SDK and OTLP/HTTP exporter, or why not.
-fn python_with_sdk() -> Result<PathBuf, String> {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("otel-venv");
-    let py = venv.join("bin/python");
-    let has_sdk = |py: &PathBuf| {
-        Command::new(py)
-            .args(["-c", "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has_sdk(&py) {
-        return Ok(py);
-    }
-    let run = |cmd: &mut Command| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{cmd:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run(Command::new(&py).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "opentelemetry-sdk",
-        "opentelemetry-exporter-otlp-proto-http",
-    ]))?;
-    if has_sdk(&py) {
-        Ok(py)
-    } else {
-        Err("SDK still not importable after install".into())
-    }
-}
 
 #[tokio::test]
 async fn official_python_exporter_and_otlp_json_land_as_records() {
@@ -86,9 +43,9 @@ async fn official_python_exporter_and_otlp_json_land_as_records() {
     for db in TestDb::all().await {
         let b = db.backend;
         let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = Spawned::start(
-            &["serve", "--config", "canaryd.yaml"],
+        let daemon = TestDaemon::start(
             dir.path(),
+            &[],
             &[
                 ("CANARYD_DATABASE_URL", &db.url),
                 ("OTLP_TEST_TOKEN", "otel-token"),
@@ -170,6 +127,5 @@ async fn official_python_exporter_and_otlp_json_land_as_records() {
         );
         store.close().await;
         drop(daemon);
-        db.cleanup().await;
     }
 }

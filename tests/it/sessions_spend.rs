@@ -4,12 +4,10 @@
 //! steady stream beside it does not), spend per stream, user and session in
 //! `/metrics` and `canaryd status`.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
+use crate::support::{TestDaemon, TestDb, run_cli, wait_until, write_tree};
 use canaryd::store::Store;
-use common::{Spawned, TestDb, run_cli, write_tree};
 use prometheus_parse::{Scrape, Value};
 use serde_json::json;
 
@@ -46,11 +44,7 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
     for db in TestDb::all().await {
         let b = db.backend;
         let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = Spawned::start(
-            &["serve", "--config", "canaryd.yaml"],
-            dir.path(),
-            &[("CANARYD_DATABASE_URL", &db.url)],
-        );
+        let daemon = TestDaemon::on_db(dir.path(), &db.url);
         let now = chrono::Utc::now().timestamp_millis();
         let this_hour = now.div_euclid(HOUR) * HOUR;
         // Two days of ~30 calls an hour on two streams, then 8× on "agents"
@@ -82,7 +76,7 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
         let client = reqwest::Client::new();
         for chunk in lines.chunks(2000) {
             let body: String = chunk.iter().map(|l| format!("{l}\n")).collect();
-            let r = client.post(format!("{}/v1/responses", daemon.base_url)).body(body).send().await.unwrap();
+            let r = client.post(format!("{}/v1/responses", daemon.url())).body(body).send().await.unwrap();
             assert_eq!(r.status(), 202, "{b}: {}", r.text().await.unwrap());
         }
 
@@ -93,14 +87,20 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
         let app = store.session("steady", "s-app").await.unwrap().unwrap();
         assert_eq!(app.cost_usd, 1.25, "{b}");
 
-        let until = Instant::now() + Duration::from_secs(60);
-        let alerts = loop {
-            let a = store.alerts_of_streams(&["agents".into(), "steady".into()]).await.unwrap();
-            if a.iter().any(|a| a.rule == "spend_rate" && a.state == "firing") || Instant::now() > until {
-                break a;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+        let alerts = wait_until(
+            &format!("{b}: spend_rate firing"),
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+            async || {
+                let a = store.alerts_of_streams(&["agents".into(), "steady".into()]).await.unwrap();
+                if a.iter().any(|a| a.rule == "spend_rate" && a.state == "firing") {
+                    Ok(a)
+                } else {
+                    Err(format!("{a:?}\n{}", daemon.stderr()))
+                }
+            },
+        )
+        .await;
         let spend: Vec<_> = alerts.iter().filter(|a| a.rule == "spend_rate").collect();
         assert!(
             spend.iter().any(|a| a.stream == "agents" && a.dimension.is_empty() && a.state == "firing"),
@@ -115,15 +115,17 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
         assert!(agents.summary.contains("per hour"), "{b}: {}", agents.summary);
 
         // /metrics: per stream, per user, per session.
-        let until = Instant::now() + Duration::from_secs(20);
-        let scrape = loop {
-            let text = reqwest::get(format!("{}/metrics", daemon.base_url)).await.unwrap().text().await.unwrap();
-            let s = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-            if value(&s, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.0 || Instant::now() > until {
-                break s;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        let scrape = wait_until(
+            &format!("{b}: spend in /metrics"),
+            Duration::from_secs(20),
+            Duration::from_millis(500),
+            async || {
+                let text = reqwest::get(format!("{}/metrics", daemon.url())).await.unwrap().text().await.unwrap();
+                let s = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+                if value(&s, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.0 { Ok(s) } else { Err(text) }
+            },
+        )
+        .await;
         assert!(value(&scrape, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.9, "{b}");
         assert!(value(&scrape, "canaryd_user_spend_usd_24h", &[("stream", "agents"), ("user", "user-0")]) > 0.0, "{b}");
         assert!(
@@ -139,6 +141,5 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
         assert!(out.contains("user user-0"), "{b}: {out}");
         assert!(out.contains("steady / s-app"), "{b}: {out}");
         store.close().await;
-        db.cleanup().await;
     }
 }

@@ -4,15 +4,11 @@
 //! recorded arguments fire `tool_call_loop`; a research session calling
 //! tools often with different arguments does not.
 
-mod common;
-#[path = "common/otel.rs"]
-mod otel;
-
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::{TestDaemon, TestDb, otel, wait_until, write_tree};
 use canaryd::store::Store;
-use common::{Spawned, TestDb, write_tree};
 
 const CONFIG: &str = "listen: 127.0.0.1:0\njudges: ./none\ndetectors: { every_secs: 0 }\nalerts: { group_wait: 1s }\nsessions: { every_secs: 1 }\n";
 
@@ -25,14 +21,10 @@ async fn sdk_agent_spans_make_sessions_and_the_ping_pong_is_caught() {
     for db in TestDb::all().await {
         let b = db.backend;
         let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = Spawned::start(
-            &["serve", "--config", "canaryd.yaml"],
-            dir.path(),
-            &[("CANARYD_DATABASE_URL", &db.url)],
-        );
+        let daemon = TestDaemon::on_db(dir.path(), &db.url);
         let out = Command::new(&py)
             .arg(script)
-            .arg(format!("{}/v1/traces", daemon.base_url))
+            .arg(format!("{}/v1/traces", daemon.url()))
             .output()
             .unwrap();
         assert!(
@@ -43,18 +35,17 @@ async fn sdk_agent_spans_make_sessions_and_the_ping_pong_is_caught() {
             daemon.stderr()
         );
         let store = Store::connect(&db.url).await.unwrap();
-        let until = Instant::now() + Duration::from_secs(60);
-        let firing = loop {
-            let alerts = store
-                .alerts_of_streams(&["agent-app".into()])
-                .await
-                .unwrap();
-            let firing: Vec<_> = alerts.into_iter().filter(|a| a.state == "firing").collect();
-            if firing.len() >= 2 || Instant::now() > until {
-                break firing;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+        let firing = wait_until(
+            &format!("{b}: two session alerts firing"),
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+            async || {
+                let alerts = store.alerts_of_streams(&["agent-app".into()]).await.unwrap();
+                let firing: Vec<_> = alerts.into_iter().filter(|a| a.state == "firing").collect();
+                if firing.len() >= 2 { Ok(firing) } else { Err(format!("{firing:?}")) }
+            },
+        )
+        .await;
         let mut got: Vec<(String, String, String)> = firing
             .iter()
             .map(|a| (a.rule.clone(), a.dimension.clone(), a.summary.clone()))
@@ -82,6 +73,5 @@ async fn sdk_agent_spans_make_sessions_and_the_ping_pong_is_caught() {
         let n = store.count_responses("agent-app", 0, i64::MAX).await.unwrap();
         assert_eq!(n, 54, "{b}");
         store.close().await;
-        db.cleanup().await;
     }
 }

@@ -5,15 +5,12 @@
 //! a tool legitimately called often with different arguments, a repeated
 //! batch that must not count twice).
 
-mod alerts_support;
-mod common;
-
 use std::time::{Duration, Instant};
 
-use alerts_support::HttpReceiver;
+use crate::support::alerts::HttpReceiver;
+use crate::support::{TestDaemon, TestDb, wait_until, write_tree};
 use canaryd::sessions::hook::{SIGNATURE_HEADER, signature};
 use canaryd::store::Store;
-use common::{Spawned, TestDb, write_tree};
 use serde_json::{Value, json};
 
 const SECRET: &str = "hook-secret-0123456789";
@@ -62,17 +59,6 @@ fn rec(id: &str, stream: &str, session: &str, agent: &str, tools: Value, tokens:
            "tool_calls": tools})
 }
 
-async fn wait_for(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + deadline;
-    while Instant::now() < until {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    f()
-}
-
 #[tokio::test]
 async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not() {
     for db in TestDb::all().await {
@@ -82,12 +68,8 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
             ("canaryd.yaml", &config(&receiver.url)),
             ("hook-secret", &format!("{SECRET}\n")),
         ]);
-        let daemon = Spawned::start(
-            &["serve", "--config", "canaryd.yaml"],
-            dir.path(),
-            &[("CANARYD_DATABASE_URL", &db.url)],
-        );
-        let base = daemon.base_url.clone();
+        let daemon = TestDaemon::on_db(dir.path(), &db.url);
+        let base = daemon.url().to_string();
         let client = reqwest::Client::new();
 
         // Negative cases first, so they have had every pass the loop had.
@@ -164,14 +146,17 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
             .collect();
         post(&client, &base, &spend).await;
 
-        let got = wait_for(Duration::from_secs(60), || {
-            receiver.delivered("/kill").len() >= 2
-        })
+        let calls = wait_until(
+            &format!("{b}: the hook called for the loop and the budget"),
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            async || {
+                let calls = receiver.delivered("/kill");
+                if calls.len() >= 2 { Ok(calls) } else { Err(format!("{calls:?}")) }
+            },
+        )
         .await;
-        let latency = sent_at.elapsed();
-        assert!(got, "{b}: hook not called: {}", daemon.stderr());
-        eprintln!("{b}: loop → hook in {:.1} s", latency.as_secs_f64());
-        let calls = receiver.delivered("/kill");
+        eprintln!("{b}: loop → hook in {:.1} s", sent_at.elapsed().as_secs_f64());
         let mut by_rule = std::collections::BTreeMap::new();
         for c in &calls {
             let sig = c
@@ -194,18 +179,19 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
         assert!(s["summary"].as_str().unwrap().contains("6000 tokens (max 5000)"), "{b}: {s}");
 
         // The alert reached the ordinary channel with the session timeline.
-        assert!(
-            wait_for(Duration::from_secs(20), || {
-                receiver.delivered("/alerts").iter().any(|p| p.body.contains("loop-1"))
-            })
-            .await,
-            "{b}: no alert notification"
-        );
-        let note = receiver
-            .delivered("/alerts")
-            .into_iter()
-            .find(|p| p.body.contains("loop-1"))
-            .unwrap();
+        let note = wait_until(
+            &format!("{b}: the loop alert on the webhook channel"),
+            Duration::from_secs(20),
+            Duration::from_millis(200),
+            async || {
+                receiver
+                    .delivered("/alerts")
+                    .into_iter()
+                    .find(|p| p.body.contains("loop-1"))
+                    .ok_or_else(|| "none yet".to_string())
+            },
+        )
+        .await;
         assert!(note.body.contains("◀ repeated"), "{b}: {}", note.body);
         assert!(note.body.contains("get_weather"), "{b}");
 
@@ -233,7 +219,6 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(receiver.delivered("/kill").len(), 2, "{b}");
         store.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -241,11 +226,7 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
 async fn bad_session_fields_are_rejected_with_the_field_named() {
     let db = TestDb::sqlite().await;
     let dir = write_tree(&[("canaryd.yaml", "listen: 127.0.0.1:0\njudges: ./none\n")]);
-    let daemon = Spawned::start(
-        &["serve", "--config", "canaryd.yaml"],
-        dir.path(),
-        &[("CANARYD_DATABASE_URL", &db.url)],
-    );
+    let daemon = TestDaemon::on_db(dir.path(), &db.url);
     let client = reqwest::Client::new();
     for (body, field) in [
         (json!({"stream": "s", "output": "x", "tool_calls": [{"arguments": {}}]}), "tool_calls[0].name"),
