@@ -85,12 +85,30 @@ fn describe() {
         "Latest detector value, by rule and stream"
     );
     describe_gauge!("canaryd_alerts_firing", "Alerts currently firing");
-    describe_gauge!("canaryd_spend_usd_24h", "Production spend of a stream over the last 24 h (USD)");
-    describe_gauge!("canaryd_spend_tokens_24h", "Production tokens of a stream over the last 24 h");
-    describe_gauge!("canaryd_user_spend_usd_24h", "Spend of a stream's top users over the last 24 h (USD)");
-    describe_gauge!("canaryd_session_spend_usd", "Spend of the costliest active sessions (USD)");
-    describe_gauge!("canaryd_session_tokens", "Tokens of the costliest active sessions");
-    describe_gauge!("canaryd_sessions_active", "Agent sessions not yet expired, per stream");
+    describe_gauge!(
+        "canaryd_spend_usd_24h",
+        "Production spend of a stream over the last 24 h (USD)"
+    );
+    describe_gauge!(
+        "canaryd_spend_tokens_24h",
+        "Production tokens of a stream over the last 24 h"
+    );
+    describe_gauge!(
+        "canaryd_user_spend_usd_24h",
+        "Spend of a stream's top users over the last 24 h (USD)"
+    );
+    describe_gauge!(
+        "canaryd_session_spend_usd",
+        "Spend of the costliest active sessions (USD)"
+    );
+    describe_gauge!(
+        "canaryd_session_tokens",
+        "Tokens of the costliest active sessions"
+    );
+    describe_gauge!(
+        "canaryd_sessions_active",
+        "Agent sessions not yet expired, per stream"
+    );
     describe_counter!(
         "canaryd_notification_failures_total",
         "Notification deliveries that failed, by channel"

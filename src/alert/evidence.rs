@@ -217,9 +217,7 @@ pub async fn examples(
                 })
                 .collect()
         }
-        "tool_call_loop" | "session_budget" => {
-            session_timeline(store, stream, dim, max).await?
-        }
+        "tool_call_loop" | "session_budget" => session_timeline(store, stream, dim, max).await?,
         _ => Vec::new(),
     };
     Ok(out)
@@ -267,14 +265,19 @@ pub fn timeline_example(
                         ""
                     };
                     match &t.args {
-                        Some(a) => format!("{}({}) #{}{mark}", one_line(&t.name), one_line(a), t.hash),
+                        Some(a) => {
+                            format!("{}({}) #{}{mark}", one_line(&t.name), one_line(a), t.hash)
+                        }
                         None => format!("{} #{}{mark}", one_line(&t.name), t.hash),
                     }
                 })
                 .collect();
             let mut text = format!(
                 "{} · {}",
-                e.agent.as_deref().map(one_line).unwrap_or_else(|| "-".into()),
+                e.agent
+                    .as_deref()
+                    .map(one_line)
+                    .unwrap_or_else(|| "-".into()),
                 e.kind
             );
             if !tools.is_empty() {

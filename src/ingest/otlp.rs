@@ -255,10 +255,9 @@ fn span_record(
     }
     let get = |k: &str| a.get(k).copied();
     let operation = get("gen_ai.operation.name").and_then(as_string);
-    match operation.as_deref() {
-        // Definitions and workflows are not turns of a session.
-        Some("create_agent" | "invoke_workflow") => return None,
-        _ => {}
+    // Definitions and workflows are not turns of a session.
+    if let Some("create_agent" | "invoke_workflow") = operation.as_deref() {
+        return None;
     }
     let stream = get(stream_attribute)
         .or_else(|| resource.get(stream_attribute).copied())
@@ -335,7 +334,10 @@ fn span_record(
         // name alone identifies the call.
         let name = get("gen_ai.tool.name").and_then(as_string);
         let mut call = serde_json::Map::new();
-        call.insert("name".into(), name.map(Value::String).unwrap_or(Value::Null));
+        call.insert(
+            "name".into(),
+            name.map(Value::String).unwrap_or(Value::Null),
+        );
         if let Some(args) = get("gen_ai.tool.call.arguments") {
             call.insert("arguments".into(), as_json(args));
         }

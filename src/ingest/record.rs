@@ -360,9 +360,10 @@ pub fn from_value(index: usize, v: Value) -> Result<Record, RecordError> {
     };
     let cost_usd = match m.remove("cost_usd") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_f64().ok_or_else(|| {
-            err("cost_usd", format!("expected a number, got {}", kind(&v)))
-        })?),
+        Some(v) => Some(
+            v.as_f64()
+                .ok_or_else(|| err("cost_usd", format!("expected a number, got {}", kind(&v))))?,
+        ),
     };
     let r = Record {
         id: label(&mut m, "id", index)?,
@@ -407,7 +408,10 @@ pub fn check(index: usize, r: &Record) -> Result<(), RecordError> {
     if let Some(c) = r.cost_usd
         && !(c.is_finite() && c >= 0.0)
     {
-        return Err(err("cost_usd", format!("expected a non-negative number, got {c}")));
+        return Err(err(
+            "cost_usd",
+            format!("expected a non-negative number, got {c}"),
+        ));
     }
     for (field, v) in [
         ("session_id", &r.session_id),

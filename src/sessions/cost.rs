@@ -64,13 +64,15 @@ impl Prices {
         if self.0.is_empty() {
             return;
         }
-        for r in rows.iter_mut().filter(|r| r.cost_usd.is_none() && !r.session_only) {
+        for r in rows
+            .iter_mut()
+            .filter(|r| r.cost_usd.is_none() && !r.session_only)
+        {
             if let Some(p) = self.lookup(r.response_model.as_deref(), r.request_model.as_deref()) {
                 let input = r.input_tokens.unwrap_or(0) as f64;
                 let output = r.output_tokens as f64;
-                r.cost_usd = Some(
-                    (input * p.input_cost_per_mtok + output * p.output_cost_per_mtok) / 1e6,
-                );
+                r.cost_usd =
+                    Some((input * p.input_cost_per_mtok + output * p.output_cost_per_mtok) / 1e6);
             }
         }
     }

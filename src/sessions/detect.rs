@@ -87,7 +87,9 @@ pub fn agent_cycle(events: &[SessionEvent]) -> Option<(String, String, usize)> {
         let progress = e
             .tools
             .iter()
-            .fold(false, |p, t| seen.insert((&t.name, &t.hash)) || p);
+            .filter(|t| seen.insert((&t.name, &t.hash)))
+            .count()
+            > 0;
         match (e.agent.as_deref(), turns.last_mut()) {
             (Some(a), Some((last, p))) if *last == a => *p |= progress,
             (Some(a), _) => turns.push((a, progress)),
@@ -141,7 +143,11 @@ pub fn tool_call_loop(
                 "session {}: tool {} called {n}× with {} (hash {})",
                 s.session_id,
                 t.name,
-                if t.args.is_some() { "the same arguments" } else { "no arguments recorded" },
+                if t.args.is_some() {
+                    "the same arguments"
+                } else {
+                    "no arguments recorded"
+                },
                 t.hash
             ),
         ));
@@ -187,11 +193,7 @@ pub fn session_budget(s: &SessionSummary, b: &BudgetConfig, now_ms: i64) -> Opti
         if max > 0 && ran > max {
             over.push((
                 ran as f64 / max as f64,
-                format!(
-                    "active for {} (max {})",
-                    human(ran),
-                    human(max)
-                ),
+                format!("active for {} (max {})", human(ran), human(max)),
             ));
         }
     }
@@ -299,17 +301,26 @@ mod tests {
         let cfg = LoopConfig::default();
         let mut events: Vec<SessionEvent> = (0..4)
             .map(|i| {
-                ev(None, &[
-                    ("get_weather", json!({"city": "Oslo", "unit": "C"})),
-                    ("note", json!({"i": i})),
-                ])
+                ev(
+                    None,
+                    &[
+                        ("get_weather", json!({"city": "Oslo", "unit": "C"})),
+                        ("note", json!({"i": i})),
+                    ],
+                )
             })
             .collect();
         assert_eq!(tool_call_loop(&summary(), &events, &cfg, 1), None);
         // Key order differs: still the same call.
-        events.push(ev(None, &[("get_weather", json!({"unit": "C", "city": "Oslo"}))]));
+        events.push(ev(
+            None,
+            &[("get_weather", json!({"unit": "C", "city": "Oslo"}))],
+        ));
         let f = tool_call_loop(&summary(), &events, &cfg, 1).expect("loop");
-        assert_eq!((f.rule, f.value, f.status), (Rule::ToolCallLoop, 5.0, Status::Firing));
+        assert_eq!(
+            (f.rule, f.value, f.status),
+            (Rule::ToolCallLoop, 5.0, Status::Firing)
+        );
         assert_eq!(f.dimension.as_deref(), Some("s1"));
         assert!(f.summary.contains("get_weather called 5×"), "{}", f.summary);
     }
@@ -337,33 +348,55 @@ mod tests {
         for i in 0..4 {
             let id = Some(format!("call_{i}"));
             let mut req = ev(Some("a"), &[]);
-            req.tools = vec![ToolCall::new("search", Some(&json!({"q": "x"})), id.clone())];
+            req.tools = vec![ToolCall::new(
+                "search",
+                Some(&json!({"q": "x"})),
+                id.clone(),
+            )];
             let mut exec = ev(None, &[]);
             exec.kind = "tool".into();
             exec.tools = vec![ToolCall::new("search", Some(&json!({"q": "x"})), id)];
             events.extend([req, exec]);
         }
         assert_eq!(most_repeated(&events).unwrap().1, 4);
-        assert_eq!(tool_call_loop(&summary(), &events, &LoopConfig::default(), 1), None);
+        assert_eq!(
+            tool_call_loop(&summary(), &events, &LoopConfig::default(), 1),
+            None
+        );
     }
 
     #[test]
     fn a_long_healthy_session_with_varied_calls_does_not_fire() {
-        let tools = ["search", "open_page", "summarise", "lookup_order", "send_email"];
+        let tools = [
+            "search",
+            "open_page",
+            "summarise",
+            "lookup_order",
+            "send_email",
+        ];
         let events: Vec<SessionEvent> = (0..300)
             .map(|i| {
-                ev(Some(["planner", "worker"][i % 2]), &[(
-                    tools[i % tools.len()],
-                    json!({"step": i, "query": format!("q{}", i / 3)}),
-                )])
+                ev(
+                    Some(["planner", "worker"][i % 2]),
+                    &[(
+                        tools[i % tools.len()],
+                        json!({"step": i, "query": format!("q{}", i / 3)}),
+                    )],
+                )
             })
             .collect();
-        assert_eq!(tool_call_loop(&summary(), &events, &LoopConfig::default(), 1), None);
+        assert_eq!(
+            tool_call_loop(&summary(), &events, &LoopConfig::default(), 1),
+            None
+        );
         // The same tool 300 times with different arguments is not a loop either.
         let events: Vec<SessionEvent> = (0..300)
             .map(|i| ev(None, &[("search", json!({"q": format!("page {i}")}))]))
             .collect();
-        assert_eq!(tool_call_loop(&summary(), &events, &LoopConfig::default(), 1), None);
+        assert_eq!(
+            tool_call_loop(&summary(), &events, &LoopConfig::default(), 1),
+            None
+        );
     }
 
     #[test]
@@ -378,7 +411,11 @@ mod tests {
         assert_eq!(tool_call_loop(&summary(), &events, &cfg, 1), None);
         events.push(ev(Some("b"), &[]));
         let f = tool_call_loop(&summary(), &events, &cfg, 1).expect("cycle");
-        assert!(f.summary.contains("a ↔ b handed off 5 turns"), "{}", f.summary);
+        assert!(
+            f.summary.contains("a ↔ b handed off 5 turns"),
+            "{}",
+            f.summary
+        );
         // Consecutive events of one agent are one turn.
         let mut dup = events.clone();
         dup.push(ev(Some("b"), &[]));
@@ -390,11 +427,19 @@ mod tests {
         let mut events = Vec::new();
         for i in 0..40 {
             events.push(ev(Some("supervisor"), &[]));
-            events.push(ev(Some("worker"), &[("run_query", json!({"sql": format!("q{i}")}))]));
+            events.push(ev(
+                Some("worker"),
+                &[("run_query", json!({"sql": format!("q{i}")}))],
+            ));
         }
-        assert_eq!(tool_call_loop(&summary(), &events, &LoopConfig::default(), 1), None);
+        assert_eq!(
+            tool_call_loop(&summary(), &events, &LoopConfig::default(), 1),
+            None
+        );
         // Three agents taking turns are not a two-agent cycle.
-        let events: Vec<SessionEvent> = (0..30).map(|i| ev(Some(["x", "y", "z"][i % 3]), &[])).collect();
+        let events: Vec<SessionEvent> = (0..30)
+            .map(|i| ev(Some(["x", "y", "z"][i % 3]), &[]))
+            .collect();
         assert!(agent_cycle(&events).is_none_or(|c| c.2 < 3));
     }
 
@@ -404,18 +449,38 @@ mod tests {
             max_calls: 10,
             max_tokens: 1000,
             max_cost_usd: 1.0,
-            max_duration: Some(crate::alert::settings::HumanDuration(std::time::Duration::from_secs(120))),
+            max_duration: Some(crate::alert::settings::HumanDuration(
+                std::time::Duration::from_secs(120),
+            )),
         };
-        assert_eq!(session_budget(&summary(), &b, 1), None, "at the limit is within budget");
+        assert_eq!(
+            session_budget(&summary(), &b, 1),
+            None,
+            "at the limit is within budget"
+        );
         let mut s = summary();
         s.tokens = 5000;
         let f = session_budget(&s, &b, 1).expect("over");
         assert_eq!((f.rule, f.value), (Rule::SessionBudget, 5.0));
-        assert!(f.summary.contains("5000 tokens (max 1000)"), "{}", f.summary);
+        assert!(
+            f.summary.contains("5000 tokens (max 1000)"),
+            "{}",
+            f.summary
+        );
         let mut s = summary();
         s.last_ms = 10 * 60_000;
-        assert!(session_budget(&s, &b, 1).unwrap().summary.contains("active for 10 min"));
-        let unlimited = BudgetConfig { max_calls: 0, max_tokens: 0, max_cost_usd: 0.0, max_duration: None };
+        assert!(
+            session_budget(&s, &b, 1)
+                .unwrap()
+                .summary
+                .contains("active for 10 min")
+        );
+        let unlimited = BudgetConfig {
+            max_calls: 0,
+            max_tokens: 0,
+            max_cost_usd: 0.0,
+            max_duration: None,
+        };
         s.calls = 1_000_000;
         assert_eq!(session_budget(&s, &unlimited, 1), None);
     }

@@ -91,7 +91,10 @@ pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
 
 /// The signature header value for `body`.
 pub fn signature(secret: &[u8], body: &str) -> String {
-    format!("sha256={}", hex::encode(hmac_sha256(secret, body.as_bytes())))
+    format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(secret, body.as_bytes()))
+    )
 }
 
 /// One delivery attempt of a stored hook call.

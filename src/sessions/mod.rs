@@ -34,7 +34,9 @@ pub async fn spend_text(
     now_ms: i64,
 ) -> Result<String, crate::store::StoreError> {
     use std::fmt::Write;
-    let totals = store.spend_totals(now_ms - 24 * 3_600_000, TOP_SPENDERS).await?;
+    let totals = store
+        .spend_totals(now_ms - 24 * 3_600_000, TOP_SPENDERS)
+        .await?;
     let sessions = store.top_sessions(TOP_SPENDERS).await?;
     let mut s = String::new();
     if totals.is_empty() && sessions.is_empty() {
@@ -77,11 +79,16 @@ pub async fn spend_gauges(
     shown: &mut std::collections::HashSet<(String, String, String)>,
 ) -> Result<(), crate::store::StoreError> {
     let mut now_shown = std::collections::HashSet::new();
-    for t in store.spend_totals(now_ms - 24 * 3_600_000, TOP_SPENDERS).await? {
+    for t in store
+        .spend_totals(now_ms - 24 * 3_600_000, TOP_SPENDERS)
+        .await?
+    {
         match t.key {
             None => {
-                metrics::gauge!("canaryd_spend_usd_24h", "stream" => t.stream.clone()).set(t.cost_usd);
-                metrics::gauge!("canaryd_spend_tokens_24h", "stream" => t.stream).set(t.tokens as f64);
+                metrics::gauge!("canaryd_spend_usd_24h", "stream" => t.stream.clone())
+                    .set(t.cost_usd);
+                metrics::gauge!("canaryd_spend_tokens_24h", "stream" => t.stream)
+                    .set(t.tokens as f64);
             }
             Some(user) => {
                 metrics::gauge!("canaryd_user_spend_usd_24h", "stream" => t.stream.clone(), "user" => user.clone())

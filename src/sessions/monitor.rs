@@ -70,7 +70,10 @@ pub async fn spend_pass(
         let Some(user) = &t.key else { continue };
         let hours = store.user_spend_hours(&t.stream, user, from).await?;
         let dim = format!("user:{user}");
-        keep(spend_rate(&t.stream, Some(&dim), &hours, now_ms, cfg), &mut out);
+        keep(
+            spend_rate(&t.stream, Some(&dim), &hours, now_ms, cfg),
+            &mut out,
+        );
     }
     Ok(out)
 }

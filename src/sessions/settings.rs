@@ -118,7 +118,7 @@ impl SessionsConfig {
                 max_calls: s.max_calls.unwrap_or(d.max_calls),
                 max_tokens: s.max_tokens.unwrap_or(d.max_tokens),
                 max_cost_usd: s.max_cost_usd.unwrap_or(d.max_cost_usd),
-                max_duration: s.max_duration.clone().or_else(|| d.max_duration.clone()),
+                max_duration: s.max_duration.or(d.max_duration),
             },
         }
     }

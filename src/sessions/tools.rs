@@ -170,20 +170,38 @@ mod tests {
 
     #[test]
     fn argument_hash_ignores_key_order_whitespace_and_encoding() {
-        let a = ToolCall::new("search", Some(&json!({"q": "x", "n": [1, {"b": 2, "a": 1}]})), None);
+        let a = ToolCall::new(
+            "search",
+            Some(&json!({"q": "x", "n": [1, {"b": 2, "a": 1}]})),
+            None,
+        );
         let b = ToolCall::new(
             "search",
             Some(&json!("{ \"n\": [1, {\"a\":1, \"b\":2}],\n \"q\": \"x\" }")),
             None,
         );
         assert_eq!(a.hash, b.hash);
-        assert_eq!(a.args.as_deref(), Some(r#"{"n":[1,{"a":1,"b":2}],"q":"x"}"#));
-        let c = ToolCall::new("search", Some(&json!({"q": "y", "n": [1, {"b": 2, "a": 1}]})), None);
+        assert_eq!(
+            a.args.as_deref(),
+            Some(r#"{"n":[1,{"a":1,"b":2}],"q":"x"}"#)
+        );
+        let c = ToolCall::new(
+            "search",
+            Some(&json!({"q": "y", "n": [1, {"b": 2, "a": 1}]})),
+            None,
+        );
         assert_ne!(a.hash, c.hash, "different arguments");
-        let d = ToolCall::new("lookup", Some(&json!({"q": "x", "n": [1, {"b": 2, "a": 1}]})), None);
+        let d = ToolCall::new(
+            "lookup",
+            Some(&json!({"q": "x", "n": [1, {"b": 2, "a": 1}]})),
+            None,
+        );
         assert_ne!(a.hash, d.hash, "different tool");
         let none = ToolCall::new("search", None, None);
-        assert_ne!(none.hash, ToolCall::new("search", Some(&json!({})), None).hash);
+        assert_ne!(
+            none.hash,
+            ToolCall::new("search", Some(&json!({})), None).hash
+        );
         assert_eq!(none.hash.len(), 16);
     }
 

@@ -64,7 +64,7 @@ pub fn tested_hour(now_ms: i64) -> i64 {
 fn test(x: f64, baseline: &[f64]) -> Option<(f64, f64, f64)> {
     let n = baseline.len() as f64;
     let mean = baseline.iter().sum::<f64>() / n;
-    if !(mean > 0.0) {
+    if mean.is_nan() || mean <= 0.0 {
         return None;
     }
     let var = baseline.iter().map(|b| (b - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
@@ -84,7 +84,11 @@ pub fn spend_rate(
 ) -> Verdict {
     let hour = tested_hour(now_ms);
     let from = hour - i64::from(cfg.baseline_days) * 24 * HOUR;
-    let current = hours.iter().find(|h| h.hour_ms == hour).copied().unwrap_or_default();
+    let current = hours
+        .iter()
+        .find(|h| h.hour_ms == hour)
+        .copied()
+        .unwrap_or_default();
     // Baseline hours from the first with traffic (hours without a row are 0).
     let first = hours
         .iter()
@@ -115,20 +119,32 @@ pub fn spend_rate(
     }
     if current.calls < cfg.min_calls {
         return insufficient(
-            format!("{} calls in the hour (need {})", current.calls, cfg.min_calls),
+            format!(
+                "{} calls in the hour (need {})",
+                current.calls, cfg.min_calls
+            ),
             slots,
         );
     }
     let mut tokens = vec![0.0; slots];
     let mut cost = vec![0.0; slots];
-    for h in hours.iter().filter(|h| h.hour_ms >= first && h.hour_ms < hour) {
-        let i = usize::try_from((h.hour_ms - first) / HOUR).unwrap_or(0).min(slots - 1);
+    for h in hours
+        .iter()
+        .filter(|h| h.hour_ms >= first && h.hour_ms < hour)
+    {
+        let i = usize::try_from((h.hour_ms - first) / HOUR)
+            .unwrap_or(0)
+            .min(slots - 1);
         tokens[i] += h.tokens as f64;
         cost[i] += h.cost_usd;
     }
     let alpha = cfg.alpha / 2.0;
     let metrics = [
-        ("tokens", current.tokens as f64, test(current.tokens as f64, &tokens)),
+        (
+            "tokens",
+            current.tokens as f64,
+            test(current.tokens as f64, &tokens),
+        ),
         ("cost", current.cost_usd, test(current.cost_usd, &cost)),
     ];
     // The metric that fires, else the one with the largest ratio.
@@ -137,9 +153,11 @@ pub fn spend_rate(
         .filter_map(|(name, x, t)| t.map(|t| (*name, *x, t)))
         .max_by(|a, b| {
             let fires = |m: &(&str, f64, (f64, f64, f64))| m.2.0 >= cfg.min_ratio && m.2.2 < alpha;
-            fires(a)
-                .cmp(&fires(b))
-                .then(a.2.0.partial_cmp(&b.2.0).unwrap_or(std::cmp::Ordering::Equal))
+            fires(a).cmp(&fires(b)).then(
+                a.2.0
+                    .partial_cmp(&b.2.0)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
         });
     let Some((name, x, (ratio, z, p))) = pick else {
         return insufficient("no baseline spend".into(), slots);
@@ -160,7 +178,11 @@ pub fn spend_rate(
             stream: stream.to_string(),
             dimension: dimension.map(str::to_string),
             status: if firing { Status::Firing } else { Status::Ok },
-            severity: if firing { Severity::Critical } else { Severity::Info },
+            severity: if firing {
+                Severity::Critical
+            } else {
+                Severity::Info
+            },
             at_ms: now_ms,
             value: x,
             baseline: base,
@@ -191,7 +213,9 @@ mod tests {
         let hour = tested_hour(NOW);
         let mut seed = 7u64;
         let mut rnd = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 11) as f64 / (1u64 << 53) as f64
         };
         (1..=168)
@@ -201,7 +225,12 @@ mod tests {
                 let daily = 1.0 + 0.5 * ((t / HOUR) as f64 * std::f64::consts::TAU / 24.0).sin();
                 let calls = (calls_per_hour * daily * (0.8 + 0.4 * rnd())).round() as i64;
                 let tokens = calls * (400 + (rnd() * 200.0) as i64);
-                SpendHour { hour_ms: t, calls, tokens, cost_usd: tokens as f64 * 5e-6 }
+                SpendHour {
+                    hour_ms: t,
+                    calls,
+                    tokens,
+                    cost_usd: tokens as f64 * 5e-6,
+                }
             })
             .collect()
     }
@@ -220,11 +249,27 @@ mod tests {
     fn a_fivefold_hour_fires_and_a_busy_peak_does_not() {
         let cfg = SpendRateConfig::default();
         let base = week(100.0);
-        let v = spend_rate("s", None, &with_current(base.clone(), 500, 500 * 500 * 5), NOW, &cfg);
+        let v = spend_rate(
+            "s",
+            None,
+            &with_current(base.clone(), 500, 500 * 500 * 5),
+            NOW,
+            &cfg,
+        );
         assert_eq!(v.finding.status, Status::Firing, "{}", v.finding.summary);
-        assert!(v.finding.summary.contains("per hour"), "{}", v.finding.summary);
+        assert!(
+            v.finding.summary.contains("per hour"),
+            "{}",
+            v.finding.summary
+        );
         // The daily peak (1.5× the mean) with noise is not a spike.
-        let v = spend_rate("s", None, &with_current(base.clone(), 160, 160 * 550), NOW, &cfg);
+        let v = spend_rate(
+            "s",
+            None,
+            &with_current(base.clone(), 160, 160 * 550),
+            NOW,
+            &cfg,
+        );
         assert_eq!(v.finding.status, Status::Ok, "{}", v.finding.summary);
         // 2.5× is below the ratio even if clearly significant.
         let v = spend_rate("s", None, &with_current(base, 250, 250 * 500), NOW, &cfg);
@@ -247,7 +292,11 @@ mod tests {
         let mut fired = 0;
         for h in all.iter().skip(168) {
             let now = h.hour_ms + HOUR + 1;
-            let upto: Vec<SpendHour> = all.iter().filter(|x| x.hour_ms <= h.hour_ms).copied().collect();
+            let upto: Vec<SpendHour> = all
+                .iter()
+                .filter(|x| x.hour_ms <= h.hour_ms)
+                .copied()
+                .collect();
             if spend_rate("s", None, &upto, now, &cfg).finding.status == Status::Firing {
                 fired += 1;
             }
@@ -260,7 +309,12 @@ mod tests {
         let cfg = SpendRateConfig::default();
         let base = week(0.5);
         let v = spend_rate("s", None, &with_current(base, 6, 6 * 500), NOW, &cfg);
-        assert_eq!(v.finding.status, Status::InsufficientData, "{}", v.finding.summary);
+        assert_eq!(
+            v.finding.status,
+            Status::InsufficientData,
+            "{}",
+            v.finding.summary
+        );
         let young: Vec<SpendHour> = week(100.0).into_iter().rev().take(10).collect();
         let v = spend_rate("s", None, &with_current(young, 900, 900 * 500), NOW, &cfg);
         assert_eq!(v.finding.status, Status::InsufficientData);

@@ -33,8 +33,8 @@ pub use judge::*;
 pub use models::*;
 pub use pages::*;
 pub use responses::*;
-pub use sessions::{SpendHour, SpendTotal, StreamSpend};
 pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
+pub use sessions::{SpendHour, SpendTotal, StreamSpend};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]

@@ -223,7 +223,11 @@ impl Store {
         // Agent and tool spans are session events only, not responses.
         let mut session_only: Vec<(usize, String)> = Vec::new();
         for (i, r) in rows.iter().enumerate() {
-            let to = if r.session_only { &mut session_only } else { &mut unique };
+            let to = if r.session_only {
+                &mut session_only
+            } else {
+                &mut unique
+            };
             match &r.ext_id {
                 Some(e) if !seen.insert(e.as_str()) => {}
                 Some(e) => to.push((i, e.clone())),

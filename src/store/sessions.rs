@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Result, ResponseRow, Store};
+use super::{ResponseRow, Result, Store};
 use crate::on_db;
 use crate::sessions::{SessionEvent, SessionSummary, ToolCall};
 
@@ -71,7 +71,6 @@ pub(crate) struct Delta<'a> {
     pub(crate) cost_usd: f64,
     pub(crate) user_id: Option<&'a str>,
 }
-
 
 /// Inserts `events` in the open transaction `$tx` and folds the ones that
 /// were new into their sessions' summaries; evaluates to the set of ext_ids
@@ -254,7 +253,22 @@ type SummaryRow = (
 
 const SUMMARY_COLUMNS: &str = "stream, session_id, first_ms, last_ms, seen_ms, calls, tokens, cost_usd, user_id, state, version, fired";
 
-fn summary((stream, session_id, first_ms, last_ms, seen_ms, calls, tokens, cost_usd, user_id, state, version, fired): SummaryRow) -> SessionSummary {
+fn summary(
+    (
+        stream,
+        session_id,
+        first_ms,
+        last_ms,
+        seen_ms,
+        calls,
+        tokens,
+        cost_usd,
+        user_id,
+        state,
+        version,
+        fired,
+    ): SummaryRow,
+) -> SessionSummary {
     SessionSummary {
         stream,
         session_id,
@@ -319,16 +333,18 @@ impl Store {
         rows.reverse();
         Ok(rows
             .into_iter()
-            .map(|(ts_ms, kind, agent, tools, tokens, cost_usd)| SessionEvent {
-                ts_ms,
-                kind,
-                agent,
-                tools: tools
-                    .and_then(|t| serde_json::from_str::<Vec<ToolCall>>(&t).ok())
-                    .unwrap_or_default(),
-                tokens,
-                cost_usd,
-            })
+            .map(
+                |(ts_ms, kind, agent, tools, tokens, cost_usd)| SessionEvent {
+                    ts_ms,
+                    kind,
+                    agent,
+                    tools: tools
+                        .and_then(|t| serde_json::from_str::<Vec<ToolCall>>(&t).ok())
+                        .unwrap_or_default(),
+                    tokens,
+                    cost_usd,
+                },
+            )
             .collect())
     }
 
@@ -347,7 +363,11 @@ impl Store {
     /// Expires active sessions last seen before `before_ms` (already looked
     /// at), at most `limit` per call; returns those that had fired, whose
     /// alerts now resolve. Summaries stay stored.
-    pub async fn expire_sessions(&self, before_ms: i64, limit: usize) -> Result<Vec<SessionSummary>> {
+    pub async fn expire_sessions(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let fired: Vec<SummaryRow> = on_db!(self.db(), pool => {
             let rows: Vec<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -377,18 +397,36 @@ impl Store {
         ).bind(from_ms).fetch_all(pool).await)?;
         let mut out: BTreeMap<String, Vec<SpendHour>> = BTreeMap::new();
         for (stream, hour_ms, calls, tokens, cost_usd) in rows {
-            out.entry(stream).or_default().push(SpendHour { hour_ms, calls, tokens, cost_usd });
+            out.entry(stream).or_default().push(SpendHour {
+                hour_ms,
+                calls,
+                tokens,
+                cost_usd,
+            });
         }
         Ok(out)
     }
 
     /// Hourly spend of one user of a stream from `from_ms`.
-    pub async fn user_spend_hours(&self, stream: &str, user: &str, from_ms: i64) -> Result<Vec<SpendHour>> {
+    pub async fn user_spend_hours(
+        &self,
+        stream: &str,
+        user: &str,
+        from_ms: i64,
+    ) -> Result<Vec<SpendHour>> {
         let rows: Vec<(i64, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT hour_ms, n, tokens, cost_usd FROM rollup_spend \
              WHERE stream = $1 AND user_id = $2 AND hour_ms >= $3 ORDER BY hour_ms",
         ).bind(stream).bind(user).bind(from_ms).fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(|(hour_ms, calls, tokens, cost_usd)| SpendHour { hour_ms, calls, tokens, cost_usd }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(hour_ms, calls, tokens, cost_usd)| SpendHour {
+                hour_ms,
+                calls,
+                tokens,
+                cost_usd,
+            })
+            .collect())
     }
 
     /// Spend since `from_ms`: per stream (`key` none), and the `top` users
@@ -402,7 +440,11 @@ impl Store {
         let mut out: Vec<SpendTotal> = Vec::new();
         let mut users_of_stream = 0usize;
         for (stream, user, calls, tokens, cost_usd) in rows {
-            match out.iter_mut().rev().find(|t| t.stream == stream && t.key.is_none()) {
+            match out
+                .iter_mut()
+                .rev()
+                .find(|t| t.stream == stream && t.key.is_none())
+            {
                 Some(t) => {
                     t.calls += calls;
                     t.tokens += tokens;
@@ -410,12 +452,24 @@ impl Store {
                 }
                 None => {
                     users_of_stream = 0;
-                    out.push(SpendTotal { stream: stream.clone(), key: None, calls, tokens, cost_usd });
+                    out.push(SpendTotal {
+                        stream: stream.clone(),
+                        key: None,
+                        calls,
+                        tokens,
+                        cost_usd,
+                    });
                 }
             }
             if !user.is_empty() && users_of_stream < top {
                 users_of_stream += 1;
-                out.push(SpendTotal { stream, key: Some(user), calls, tokens, cost_usd });
+                out.push(SpendTotal {
+                    stream,
+                    key: Some(user),
+                    calls,
+                    tokens,
+                    cost_usd,
+                });
             }
         }
         Ok(out)
@@ -428,7 +482,16 @@ impl Store {
             "SELECT stream, session_id, calls, tokens, cost_usd FROM sessions WHERE state = 'active' \
              ORDER BY cost_usd DESC, tokens DESC, stream, session_id LIMIT $1",
         ).bind(top).fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(|(stream, s, calls, tokens, cost_usd)| SpendTotal { stream, key: Some(s), calls, tokens, cost_usd }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(stream, s, calls, tokens, cost_usd)| SpendTotal {
+                stream,
+                key: Some(s),
+                calls,
+                tokens,
+                cost_usd,
+            })
+            .collect())
     }
 
     /// Session spend per stream: all sessions, active ones, tokens, cost.

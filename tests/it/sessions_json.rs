@@ -73,7 +73,13 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
         let client = reqwest::Client::new();
 
         // Negative cases first, so they have had every pass the loop had.
-        let tools = ["search", "open_page", "summarise", "lookup_order", "send_email"];
+        let tools = [
+            "search",
+            "open_page",
+            "summarise",
+            "lookup_order",
+            "send_email",
+        ];
         let healthy: Vec<Value> = (0..120)
             .map(|i| {
                 rec(
@@ -152,11 +158,18 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
             Duration::from_millis(200),
             async || {
                 let calls = receiver.delivered("/kill");
-                if calls.len() >= 2 { Ok(calls) } else { Err(format!("{calls:?}")) }
+                if calls.len() >= 2 {
+                    Ok(calls)
+                } else {
+                    Err(format!("{calls:?}"))
+                }
             },
         )
         .await;
-        eprintln!("{b}: loop → hook in {:.1} s", sent_at.elapsed().as_secs_f64());
+        eprintln!(
+            "{b}: loop → hook in {:.1} s",
+            sent_at.elapsed().as_secs_f64()
+        );
         let mut by_rule = std::collections::BTreeMap::new();
         for c in &calls {
             let sig = c
@@ -171,12 +184,33 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
             by_rule.insert(v["rule"].as_str().unwrap().to_string(), v);
         }
         let l = &by_rule["tool_call_loop"];
-        assert_eq!((l["stream"].as_str(), l["session_id"].as_str()), (Some("support-agent"), Some("loop-1")), "{b}");
-        assert!(l["summary"].as_str().unwrap().contains("get_weather called 5×"), "{b}: {l}");
-        assert!(l["evidence_url"].as_str().unwrap().starts_with("https://canaryd.example.com/"));
+        assert_eq!(
+            (l["stream"].as_str(), l["session_id"].as_str()),
+            (Some("support-agent"), Some("loop-1")),
+            "{b}"
+        );
+        assert!(
+            l["summary"]
+                .as_str()
+                .unwrap()
+                .contains("get_weather called 5×"),
+            "{b}: {l}"
+        );
+        assert!(
+            l["evidence_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://canaryd.example.com/")
+        );
         let s = &by_rule["session_budget"];
         assert_eq!(s["session_id"], "budget-1", "{b}");
-        assert!(s["summary"].as_str().unwrap().contains("6000 tokens (max 5000)"), "{b}: {s}");
+        assert!(
+            s["summary"]
+                .as_str()
+                .unwrap()
+                .contains("6000 tokens (max 5000)"),
+            "{b}: {s}"
+        );
 
         // The alert reached the ordinary channel with the session timeline.
         let note = wait_until(
@@ -210,10 +244,18 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
             2,
             "{b}: only the loop and the budget fire: {keys:?}"
         );
-        let loop1 = store.session("support-agent", "loop-1").await.unwrap().unwrap();
+        let loop1 = store
+            .session("support-agent", "loop-1")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((loop1.calls, loop1.tokens), (5, 1000), "{b}");
         assert_eq!(loop1.user_id.as_deref(), Some("u-7"));
-        let healthy = store.session("support-agent", "healthy-1").await.unwrap().unwrap();
+        let healthy = store
+            .session("support-agent", "healthy-1")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(healthy.calls, 120, "{b}");
         // The hook is called once per episode, not on every pass.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -229,11 +271,26 @@ async fn bad_session_fields_are_rejected_with_the_field_named() {
     let daemon = TestDaemon::on_db(dir.path(), &db.url);
     let client = reqwest::Client::new();
     for (body, field) in [
-        (json!({"stream": "s", "output": "x", "tool_calls": [{"arguments": {}}]}), "tool_calls[0].name"),
-        (json!({"stream": "s", "output": "x", "cost_usd": -1}), "cost_usd"),
-        (json!({"stream": "s", "output": "x", "cost_usd": "a lot"}), "cost_usd"),
-        (json!({"stream": "s", "output": "x", "agent": "  "}), "agent"),
-        (json!({"stream": "s", "output": "x", "user_id": "u".repeat(600)}), "user_id"),
+        (
+            json!({"stream": "s", "output": "x", "tool_calls": [{"arguments": {}}]}),
+            "tool_calls[0].name",
+        ),
+        (
+            json!({"stream": "s", "output": "x", "cost_usd": -1}),
+            "cost_usd",
+        ),
+        (
+            json!({"stream": "s", "output": "x", "cost_usd": "a lot"}),
+            "cost_usd",
+        ),
+        (
+            json!({"stream": "s", "output": "x", "agent": "  "}),
+            "agent",
+        ),
+        (
+            json!({"stream": "s", "output": "x", "user_id": "u".repeat(600)}),
+            "user_id",
+        ),
     ] {
         let r = client
             .post(format!("{}/v1/responses", daemon.base_url))

@@ -40,9 +40,16 @@ async fn sdk_agent_spans_make_sessions_and_the_ping_pong_is_caught() {
             Duration::from_secs(60),
             Duration::from_millis(300),
             async || {
-                let alerts = store.alerts_of_streams(&["agent-app".into()]).await.unwrap();
+                let alerts = store
+                    .alerts_of_streams(&["agent-app".into()])
+                    .await
+                    .unwrap();
                 let firing: Vec<_> = alerts.into_iter().filter(|a| a.state == "firing").collect();
-                if firing.len() >= 2 { Ok(firing) } else { Err(format!("{firing:?}")) }
+                if firing.len() >= 2 {
+                    Ok(firing)
+                } else {
+                    Err(format!("{firing:?}"))
+                }
             },
         )
         .await;
@@ -53,24 +60,50 @@ async fn sdk_agent_spans_make_sessions_and_the_ping_pong_is_caught() {
         got.sort();
         assert_eq!(got.len(), 2, "{b}: {got:?}\n{}", daemon.stderr());
         assert_eq!(got[0].1, "conv-pingpong", "{b}: {got:?}");
-        assert!(got[0].2.contains("↔") && got[0].2.contains("8 turns"), "{b}: {got:?}");
+        assert!(
+            got[0].2.contains("↔") && got[0].2.contains("8 turns"),
+            "{b}: {got:?}"
+        );
         assert_eq!(got[1].1, "conv-status", "{b}: {got:?}");
-        assert!(got[1].2.contains("check_status called 16× with no arguments recorded"), "{b}: {got:?}");
+        assert!(
+            got[1]
+                .2
+                .contains("check_status called 16× with no arguments recorded"),
+            "{b}: {got:?}"
+        );
 
         // The spans made sessions: model calls and executed tools counted,
         // a tool's request and execution (shared call id) in one timeline.
-        let research = store.session("agent-app", "conv-research").await.unwrap().unwrap();
+        let research = store
+            .session("agent-app", "conv-research")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(research.calls, 30 + 30 + 10, "{b}: chats + executed tools");
-        assert_eq!(research.tokens, 30 * 150, "{b}: tokens from the chat spans only");
-        let events = store.session_events("agent-app", "conv-status", 500).await.unwrap();
-        assert!(events.iter().any(|e| e.kind == "agent" && e.agent.as_deref() == Some("deployer")));
+        assert_eq!(
+            research.tokens,
+            30 * 150,
+            "{b}: tokens from the chat spans only"
+        );
+        let events = store
+            .session_events("agent-app", "conv-status", 500)
+            .await
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "agent" && e.agent.as_deref() == Some("deployer"))
+        );
         assert_eq!(
             canaryd::sessions::detect::most_repeated(&events).map(|(t, n)| (t.name.as_str(), n)),
             Some(("check_status", 16)),
             "{b}"
         );
         // Agent and tool spans are not responses: only the 8 + 16 + 30 chats are.
-        let n = store.count_responses("agent-app", 0, i64::MAX).await.unwrap();
+        let n = store
+            .count_responses("agent-app", 0, i64::MAX)
+            .await
+            .unwrap();
         assert_eq!(n, 54, "{b}");
         store.close().await;
     }

@@ -36,7 +36,9 @@ fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339()
 }
 
 #[tokio::test]
@@ -70,20 +72,31 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
                 "input_tokens": 800, "output_tokens": 200, "output": "Done."}));
         }
         // The application's own cost wins over the price.
-        lines.push(json!({"id": "priced-by-app", "stream": "steady", "session_id": "s-app",
+        lines.push(
+            json!({"id": "priced-by-app", "stream": "steady", "session_id": "s-app",
             "response_model": "gpt-4o", "input_tokens": 800, "output_tokens": 200, "cost_usd": 1.25,
-            "output": "Done."}));
+            "output": "Done."}),
+        );
         let client = reqwest::Client::new();
         for chunk in lines.chunks(2000) {
             let body: String = chunk.iter().map(|l| format!("{l}\n")).collect();
-            let r = client.post(format!("{}/v1/responses", daemon.url())).body(body).send().await.unwrap();
+            let r = client
+                .post(format!("{}/v1/responses", daemon.url()))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 202, "{b}: {}", r.text().await.unwrap());
         }
 
         let store = Store::connect(&db.url).await.unwrap();
         // 800 in × $2.5/M + 200 out × $10/M = $0.004 a call.
         let s = store.session("agents", "s-now").await.unwrap().unwrap();
-        assert!((s.cost_usd - 240.0 * 0.004).abs() < 1e-9, "{b}: {}", s.cost_usd);
+        assert!(
+            (s.cost_usd - 240.0 * 0.004).abs() < 1e-9,
+            "{b}: {}",
+            s.cost_usd
+        );
         let app = store.session("steady", "s-app").await.unwrap().unwrap();
         assert_eq!(app.cost_usd, 1.25, "{b}");
 
@@ -92,8 +105,13 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
             Duration::from_secs(60),
             Duration::from_millis(300),
             async || {
-                let a = store.alerts_of_streams(&["agents".into(), "steady".into()]).await.unwrap();
-                if a.iter().any(|a| a.rule == "spend_rate" && a.state == "firing") {
+                let a = store
+                    .alerts_of_streams(&["agents".into(), "steady".into()])
+                    .await
+                    .unwrap();
+                if a.iter()
+                    .any(|a| a.rule == "spend_rate" && a.state == "firing")
+                {
                     Ok(a)
                 } else {
                     Err(format!("{a:?}\n{}", daemon.stderr()))
@@ -103,7 +121,9 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
         .await;
         let spend: Vec<_> = alerts.iter().filter(|a| a.rule == "spend_rate").collect();
         assert!(
-            spend.iter().any(|a| a.stream == "agents" && a.dimension.is_empty() && a.state == "firing"),
+            spend
+                .iter()
+                .any(|a| a.stream == "agents" && a.dimension.is_empty() && a.state == "firing"),
             "{b}: {spend:?}\n{}",
             daemon.stderr()
         );
@@ -111,8 +131,15 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
             !spend.iter().any(|a| a.stream == "steady"),
             "{b}: the steady stream must not fire: {spend:?}"
         );
-        let agents = spend.iter().find(|a| a.stream == "agents" && a.dimension.is_empty()).unwrap();
-        assert!(agents.summary.contains("per hour"), "{b}: {}", agents.summary);
+        let agents = spend
+            .iter()
+            .find(|a| a.stream == "agents" && a.dimension.is_empty())
+            .unwrap();
+        assert!(
+            agents.summary.contains("per hour"),
+            "{b}: {}",
+            agents.summary
+        );
 
         // /metrics: per stream, per user, per session.
         let scrape = wait_until(
@@ -120,22 +147,58 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
             Duration::from_secs(20),
             Duration::from_millis(500),
             async || {
-                let text = reqwest::get(format!("{}/metrics", daemon.url())).await.unwrap().text().await.unwrap();
+                let text = reqwest::get(format!("{}/metrics", daemon.url()))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
                 let s = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-                if value(&s, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.0 { Ok(s) } else { Err(text) }
+                if value(&s, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.0 {
+                    Ok(s)
+                } else {
+                    Err(text)
+                }
             },
         )
         .await;
-        assert!(value(&scrape, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.9, "{b}");
-        assert!(value(&scrape, "canaryd_user_spend_usd_24h", &[("stream", "agents"), ("user", "user-0")]) > 0.0, "{b}");
         assert!(
-            (value(&scrape, "canaryd_session_spend_usd", &[("stream", "steady"), ("session", "s-app")]) - 1.25).abs() < 1e-9,
+            value(&scrape, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.9,
             "{b}"
         );
-        assert_eq!(value(&scrape, "canaryd_sessions_active", &[("stream", "agents")]), 1.0, "{b}");
+        assert!(
+            value(
+                &scrape,
+                "canaryd_user_spend_usd_24h",
+                &[("stream", "agents"), ("user", "user-0")]
+            ) > 0.0,
+            "{b}"
+        );
+        assert!(
+            (value(
+                &scrape,
+                "canaryd_session_spend_usd",
+                &[("stream", "steady"), ("session", "s-app")]
+            ) - 1.25)
+                .abs()
+                < 1e-9,
+            "{b}"
+        );
+        assert_eq!(
+            value(&scrape, "canaryd_sessions_active", &[("stream", "agents")]),
+            1.0,
+            "{b}"
+        );
 
         // canaryd status prints the same spend.
-        let (code, out, err) = run_cli(&["status"], dir.path(), &[("CANARYD_DATABASE_URL", &db.url), ("CANARYD_CONFIG", "canaryd.yaml")]);
+        let (code, out, err) = run_cli(
+            &["status"],
+            dir.path(),
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("CANARYD_CONFIG", "canaryd.yaml"),
+            ],
+        );
         assert_eq!(code, 0, "{b}: {err}");
         assert!(out.contains("spend (last 24 h)"), "{b}: {out}");
         assert!(out.contains("user user-0"), "{b}: {out}");

@@ -45,7 +45,6 @@ pub fn python_with_sdk() -> Result<PathBuf, String> {
     }
 }
 
-
 /// The SDK's Python, or `None` after saying loudly why the test is skipped
 /// (a failure instead when `CI=true`).
 pub fn python_or_skip() -> Option<PathBuf> {
