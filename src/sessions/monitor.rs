@@ -5,8 +5,14 @@ use super::detect::{expired, session_budget, tool_call_loop};
 use crate::signals::{Finding, Rule};
 use crate::store::{Store, StoreError};
 
-/// Looks at every session changed since the last pass (up to
-/// `max_sessions_per_pass`) and expires idle ones. Returns the findings:
+/// Batches of `max_sessions_per_pass` changed sessions one pass may take
+/// before leaving the rest to the next: the work of a pass is bounded, and
+/// a burst of new sessions is still worked off within a few passes.
+pub const ROUNDS_PER_PASS: usize = 4;
+
+/// Looks at the sessions changed since the last pass (up to
+/// [`ROUNDS_PER_PASS`] × `max_sessions_per_pass`) and expires idle ones (up
+/// to ten times as many: one statement for those that never fired). Returns the findings:
 /// firing ones for sessions looping or over budget, `Ok` ones that resolve
 /// the alerts of sessions that ended.
 pub async fn run_once(
@@ -15,7 +21,36 @@ pub async fn run_once(
     cfg: &SessionsConfig,
 ) -> Result<Vec<Finding>, StoreError> {
     let mut findings = Vec::new();
-    for mut s in store.dirty_sessions(cfg.max_sessions_per_pass).await? {
+    for _ in 0..ROUNDS_PER_PASS {
+        let batch = store.dirty_sessions(cfg.max_sessions_per_pass).await?;
+        let full = batch.len() >= cfg.max_sessions_per_pass;
+        check_batch(store, batch, now_ms, cfg, &mut findings).await?;
+        if !full {
+            break;
+        }
+    }
+    let idle = i64::try_from(cfg.session_idle.0.as_millis()).unwrap_or(i64::MAX / 2);
+    for s in store
+        .expire_sessions(now_ms - idle, cfg.max_sessions_per_pass.saturating_mul(10))
+        .await?
+    {
+        for rule in &s.fired {
+            if let Some(rule) = Rule::parse(rule) {
+                findings.push(expired(rule, &s, now_ms));
+            }
+        }
+    }
+    Ok(findings)
+}
+
+async fn check_batch(
+    store: &Store,
+    batch: Vec<crate::sessions::SessionSummary>,
+    now_ms: i64,
+    cfg: &SessionsConfig,
+    findings: &mut Vec<Finding>,
+) -> Result<(), StoreError> {
+    for mut s in batch {
         let events = store
             .session_events(&s.stream, &s.session_id, cfg.max_events)
             .await?;
@@ -32,18 +67,7 @@ pub async fn run_once(
         }
         store.mark_session_checked(&s).await?;
     }
-    let idle = i64::try_from(cfg.session_idle.0.as_millis()).unwrap_or(i64::MAX / 2);
-    for s in store
-        .expire_sessions(now_ms - idle, cfg.max_sessions_per_pass)
-        .await?
-    {
-        for rule in &s.fired {
-            if let Some(rule) = Rule::parse(rule) {
-                findings.push(expired(rule, &s, now_ms));
-            }
-        }
-    }
-    Ok(findings)
+    Ok(())
 }
 
 /// One `spend_rate` pass: every stream, and the top spenders of each, for
@@ -92,6 +116,7 @@ pub async fn run(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut spend_minute = i64::MIN;
+    let mut swept_hour = i64::MIN;
     loop {
         let cfg = config();
         let secs = cfg.sessions.every_secs;
@@ -121,6 +146,24 @@ pub async fn run(
             match spend_pass(&store, now, &cfg.sessions.spend_rate).await {
                 Ok(f) => findings.extend(f),
                 Err(e) => tracing::warn!("spend_rate failed: {e}"),
+            }
+        }
+        // Session retention, hourly, after the raw and roll-up ages.
+        if now / 3_600_000 != swept_hour {
+            swept_hour = now / 3_600_000;
+            let day = 86_400_000i64;
+            let r = &cfg.retention;
+            match store
+                .sweep_sessions(
+                    now - i64::from(r.raw_days) * day,
+                    now - i64::from(r.rollup_days) * day,
+                    20,
+                )
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "session retention swept"),
+                Err(e) => tracing::warn!("session retention failed: {e}"),
             }
         }
         match result {

@@ -494,6 +494,51 @@ impl Store {
             .collect())
     }
 
+    /// Retention for sessions: events older than `raw_before_ms` (they hold
+    /// tool arguments), expired summaries and spend roll-ups older than
+    /// `rollup_before_ms`; in batches like the other sweeps. Rows removed.
+    pub async fn sweep_sessions(
+        &self,
+        raw_before_ms: i64,
+        rollup_before_ms: i64,
+        max_batches: u32,
+    ) -> Result<u64> {
+        let batch = super::RETENTION_BATCH;
+        let kinds: [(&str, i64); 2] = [
+            (
+                "DELETE FROM session_events WHERE id IN (SELECT id FROM session_events \
+                 WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
+                raw_before_ms,
+            ),
+            (
+                "DELETE FROM sessions WHERE (stream, session_id) IN (SELECT stream, session_id FROM sessions \
+                 WHERE state = 'expired' AND seen_ms < $1 LIMIT $2)",
+                rollup_before_ms,
+            ),
+        ];
+        let mut total = 0;
+        for (sql, before) in kinds {
+            for _ in 0..max_batches {
+                let n = on_db!(self.db(), pool => sqlx::query(sql)
+                    .bind(before)
+                    .bind(batch)
+                    .execute(pool)
+                    .await?
+                    .rows_affected());
+                total += n;
+                if n < batch as u64 {
+                    break;
+                }
+            }
+        }
+        total += on_db!(self.db(), pool => sqlx::query("DELETE FROM rollup_spend WHERE hour_ms < $1")
+            .bind(rollup_before_ms)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(total)
+    }
+
     /// Session spend per stream: all sessions, active ones, tokens, cost.
     pub async fn session_spend(&self) -> Result<Vec<StreamSpend>> {
         let rows: Vec<(String, i64, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(

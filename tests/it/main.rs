@@ -31,6 +31,7 @@ mod readme;
 mod sessions_json;
 mod sessions_otlp;
 mod sessions_spend;
+mod sessions_store;
 mod sim;
 mod store;
 mod web_pages;
