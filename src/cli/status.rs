@@ -29,7 +29,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         .config;
     let store = Store::connect(&config.database).await?;
     store.migrate().await.context("applying migrations")?;
-    let now = crate::daemon::now_ms();
+    let now = crate::clock::Clock::system().now_ms();
     let report = report::current(&store, now, &config.detectors)
         .await
         .context("evaluating detectors")?;

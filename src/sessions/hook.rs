@@ -113,7 +113,7 @@ pub async fn send(
         SIGNATURE_HEADER.to_string(),
         signature(secret.expose().as_bytes(), body),
     )];
-    crate::alert::webhook::post(client, &cfg.url, &headers, body, timeout, false).await
+    crate::alert::post::post(client, &cfg.url, &headers, body, timeout, false).await
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ pub async fn run(
     store: Store,
     instance_id: std::sync::Arc<str>,
     config: impl Fn() -> std::sync::Arc<crate::config::Config> + Send,
-    clock: impl Fn() -> i64 + Send,
+    clock: crate::clock::Clock,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut spend_minute = i64::MIN;
@@ -129,7 +129,7 @@ pub async fn run(
             continue;
         }
         let cfg = config();
-        let now = clock();
+        let now = clock.now_ms();
         let ttl = 2 * i64::try_from(wait.as_millis()).unwrap_or(60_000) + 30_000;
         if !matches!(
             store.try_lease("sessions", &instance_id, now, ttl).await,

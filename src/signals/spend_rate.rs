@@ -21,9 +21,16 @@ use serde::Deserialize;
 use super::finding::{Rule, Severity, Status};
 use super::stats::normal_cdf;
 use super::verdict::Verdict;
-use crate::store::SpendHour;
-
 const HOUR: i64 = 3_600_000;
+
+/// One hour of a stream's (or a user's) spend, as `rollup_spend` holds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct SpendHour {
+    pub hour_ms: i64,
+    pub calls: i64,
+    pub tokens: i64,
+    pub cost_usd: f64,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -216,14 +216,7 @@ macro_rules! upsert_spend {
 }
 pub(crate) use upsert_spend;
 
-/// One hour of a stream's (or a user's) spend.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct SpendHour {
-    pub hour_ms: i64,
-    pub calls: i64,
-    pub tokens: i64,
-    pub cost_usd: f64,
-}
+pub use crate::signals::spend_rate::SpendHour;
 
 /// Spend of one stream or user over a period.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

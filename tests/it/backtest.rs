@@ -231,7 +231,7 @@ fn a_bad_record_names_its_line_and_a_missing_file_fails_cleanly() {
 
 /// Writes the standard scenario (21 days, about 150,000 records) to
 /// `$CANARYD_SCENARIO_OUT`, for timing a release build by hand:
-/// `CANARYD_SCENARIO_OUT=/tmp/s.jsonl cargo test --test backtest -- --ignored write_scenario`
+/// `CANARYD_SCENARIO_OUT=/tmp/s.jsonl cargo test --test it backtest::write_scenario -- --ignored`
 /// then `time target/release/canaryd backtest --input /tmp/s.jsonl`.
 #[test]
 #[ignore]

@@ -316,7 +316,10 @@ async fn a_restart_with_jobs_queued_loses_none_and_scores_none_twice() {
         // Judge canaries ran at start and are stored as `canary` scores.
         let canaries = scalar(&store, CANARIES).await;
         assert!(canaries >= 2, "{b}: {canaries}");
-        let (tokens, usd) = store.judge_spend(canaryd::daemon::now_ms()).await.unwrap();
+        let (tokens, usd) = store
+            .judge_spend(canaryd::clock::Clock::system().now_ms())
+            .await
+            .unwrap();
         assert!(tokens > 0 && usd > 0.0, "{b}: spend is accounted");
         drop(daemon);
         store.close().await;
