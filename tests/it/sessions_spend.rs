@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
+use crate::support::metrics::{scrape, value};
 use crate::support::{TestDaemon, TestDb, run_cli, wait_until, write_tree};
 use canaryd::store::Store;
-use prometheus_parse::{Scrape, Value};
 use serde_json::json;
 
 const HOUR: i64 = 3_600_000;
@@ -23,17 +23,6 @@ sessions:
   every_secs: 1
   spend_rate: { baseline_days: 2, min_baseline_hours: 24 }
 "#;
-
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match &x.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            _ => 0.0,
-        })
-        .sum()
-}
 
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -147,17 +136,11 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
             Duration::from_secs(20),
             Duration::from_millis(500),
             async || {
-                let text = reqwest::get(format!("{}/metrics", daemon.url()))
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                let s = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+                let s = scrape(daemon.url()).await;
                 if value(&s, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.0 {
                     Ok(s)
                 } else {
-                    Err(text)
+                    Err("no spend yet".to_string())
                 }
             },
         )

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod canary;
 mod daemon;
+pub mod metrics;
 pub mod otel;
 mod wait;
 pub mod web_data;
