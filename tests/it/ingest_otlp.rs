@@ -8,8 +8,7 @@
 
 use std::process::Command;
 
-use crate::support::otel::python_with_sdk;
-use crate::support::{TestDaemon, TestDb, write_tree};
+use crate::support::{self, TestDaemon, TestDb, write_tree};
 use canaryd::on_db;
 use canaryd::store::Store;
 
@@ -29,15 +28,11 @@ const CONFIG: &str =
 
 #[tokio::test]
 async fn official_python_exporter_and_otlp_json_land_as_records() {
-    let py = match python_with_sdk() {
-        Ok(p) => p,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("cannot install the OpenTelemetry SDK: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPING: cannot install the OpenTelemetry Python SDK: {e}\n");
-            return;
-        }
+    let Some(py) = support::or_skip(
+        "the OpenTelemetry Python SDK",
+        support::otel::python_with_sdk(),
+    ) else {
+        return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otel_export.py");
     for db in TestDb::all().await {

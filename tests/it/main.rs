@@ -29,6 +29,7 @@ mod ops_lifecycle;
 mod ops_metrics;
 mod ops_replicas;
 mod readme;
+mod real_model;
 mod schema_parity;
 mod sessions_json;
 mod sessions_otlp;

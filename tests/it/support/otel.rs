@@ -17,17 +17,7 @@ pub fn python_with_sdk() -> Result<PathBuf, String> {
     if has_sdk(&py) {
         return Ok(py);
     }
-    let run = |cmd: &mut Command| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{cmd:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
+    let run = super::run_ok;
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     run(Command::new(&py).args([
         "-m",
@@ -45,17 +35,7 @@ pub fn python_with_sdk() -> Result<PathBuf, String> {
     }
 }
 
-/// The SDK's Python, or `None` after saying loudly why the test is skipped
-/// (a failure instead when `CI=true`).
+/// The SDK's Python, or `None` after a loud skip (a failure when `CI=true`).
 pub fn python_or_skip() -> Option<PathBuf> {
-    match python_with_sdk() {
-        Ok(p) => Some(p),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("cannot install the OpenTelemetry SDK: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPING: cannot install the OpenTelemetry Python SDK: {e}\n");
-            None
-        }
-    }
+    super::or_skip("the OpenTelemetry Python SDK", python_with_sdk())
 }
