@@ -94,6 +94,10 @@ pub struct AlertsConfig {
     pub routes: Vec<RouteConfig>,
     /// Retry policy of one delivery and of the outbox.
     pub retry: RetryConfig,
+    /// The sessions kill-switch hook (`sessions.hook`), delivered through
+    /// the same outbox.
+    #[serde(skip)]
+    pub hook: Option<crate::sessions::settings::HookConfig>,
 }
 
 impl Default for AlertsConfig {
@@ -109,6 +113,7 @@ impl Default for AlertsConfig {
             channels: BTreeMap::new(),
             routes: Vec::new(),
             retry: RetryConfig::default(),
+            hook: None,
         }
     }
 }

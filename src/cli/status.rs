@@ -33,10 +33,13 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
     let report = report::current(&store, now, &config.detectors)
         .await
         .context("evaluating detectors")?;
+    let spend = crate::sessions::spend_text(&store, now)
+        .await
+        .context("reading spend")?;
     store.close().await;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print!("{}", report::render_text(&report)),
+        Format::Text => print!("{}{spend}", report::render_text(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }

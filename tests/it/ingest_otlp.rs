@@ -6,7 +6,6 @@
 //! missing. Without network that is impossible: the test then fails when
 //! `CI=true` and is skipped loudly otherwise.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::{self, TestDaemon, TestDb, write_tree};
@@ -27,40 +26,12 @@ type Row = (
 const CONFIG: &str =
     "listen: 127.0.0.1:0\njudges: ./none\ningest:\n  tokens: [{ env: OTLP_TEST_TOKEN }]\n";
 
-/// A Python with the OpenTelemetry SDK and OTLP/HTTP exporter, or why not.
-fn python_with_sdk() -> Result<PathBuf, String> {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("otel-venv");
-    let py = venv.join("bin/python");
-    let has_sdk = |py: &PathBuf| {
-        Command::new(py)
-            .args(["-c", "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has_sdk(&py) {
-        return Ok(py);
-    }
-    let run = support::run_ok;
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run(Command::new(&py).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "opentelemetry-sdk",
-        "opentelemetry-exporter-otlp-proto-http",
-    ]))?;
-    if has_sdk(&py) {
-        Ok(py)
-    } else {
-        Err("SDK still not importable after install".into())
-    }
-}
-
 #[tokio::test]
 async fn official_python_exporter_and_otlp_json_land_as_records() {
-    let Some(py) = support::or_skip("the OpenTelemetry Python SDK", python_with_sdk()) else {
+    let Some(py) = support::or_skip(
+        "the OpenTelemetry Python SDK",
+        support::otel::python_with_sdk(),
+    ) else {
         return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otel_export.py");

@@ -6,6 +6,8 @@ pub mod alerts;
 pub mod canary;
 mod daemon;
 pub mod llama;
+pub mod metrics;
+pub mod otel;
 mod wait;
 pub mod web_data;
 
