@@ -117,7 +117,7 @@ fn rule_label(rule: &str) -> &str {
         "refusal_rate_shift" => "refusal rate",
         "length_drift" => "output length",
         "embedding_drift" => "embedding drift",
-        "canary_regression" => "canary pass rate",
+        "canary_regression" => "canary",
         "model_change" => "model change",
         "truncation_rate" => "truncation rate",
         other => other,
@@ -186,6 +186,15 @@ pub fn link(base_url: Option<&str>, stream: &str) -> Option<String> {
 fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
     let change = if a.rule == "model_change" {
         one_line(&a.summary)
+    } else if a.rule == "canary_regression" && (a.baseline_samples == 0 || a.value >= a.baseline) {
+        // Fired on a flipped case, not a fall of the pass rate: an unknown
+        // baseline must not read as 0 and a rate that rose must not read as
+        // a regression. The detector's summary leads with the reason.
+        let s = one_line(&a.summary);
+        match s.split_once(": ") {
+            Some((target, rest)) if target == a.dimension => rest.to_string(),
+            _ => s,
+        }
     } else {
         format!("{} → {}", fmt_num(a.baseline), fmt_num(a.value))
     };
@@ -208,7 +217,11 @@ fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
         baseline_samples: a.baseline_samples,
         change,
         value_text: fmt_num(a.value),
-        baseline_text: fmt_num(a.baseline),
+        baseline_text: if a.baseline_samples == 0 && a.rule != "model_change" {
+            "unknown".into()
+        } else {
+            fmt_num(a.baseline)
+        },
         summary: a.summary.clone(),
         new: input.new_ids.contains(&a.id) || (!resolved && a.last_notified_ms.is_none()),
         since: since.map(fmt_time).unwrap_or_default(),

@@ -31,8 +31,14 @@ async fn status(State(app): State<App>, headers: HeaderMap) -> Response {
     }
     let now = crate::daemon::now_ms();
     let live = app.live();
-    match crate::signals::report::current(&app.store, now, &live.config.detectors).await {
-        Ok(r) => Json(r).into_response(),
+    let cfg = &live.config.detectors;
+    match app.store.detector_snapshot(now, cfg).await {
+        Ok(snap) => Json(crate::signals::report::build(
+            crate::signals::evaluate_snapshot(&snap, now, cfg),
+            now,
+            cfg,
+        ))
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "status evaluation failed");
             (
