@@ -204,8 +204,12 @@ fn planted_changes_are_caught_within_a_window_and_resolve_and_nothing_else_fires
         median <= 3.0,
         "median detection delay {median} h over 3 h: {delays:?}"
     );
+    // Within the window (the module doc's promise). A near-threshold change
+    // (support-bot's −0.4 latent shift is about −0.35 on the clamped 1–5
+    // scale) fires only once its estimated effect clears the 0.3 threshold
+    // with a margin (issue 13, point 1), which takes longer than 12 h.
     assert!(
-        hours[3] <= 12.0,
+        hours[3] <= 24.0,
         "a detection took {} h: {delays:?}",
         hours[3]
     );

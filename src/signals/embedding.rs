@@ -67,13 +67,13 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, look: &Look<'_>) -> V
             hours += 1.0;
         }
     }
-    if base.n < c.min_samples || hours < 24.0 {
+    if base.n < c.min_samples || hours < f64::from(cfg.min_baseline_hours) {
         return Verdict::warming_up(
             subject,
             c.max_cosine,
             format!(
-                "warming up: {} baseline embeddings over {hours} hours; needs {} and a day of hours to measure centroid noise",
-                base.n, c.min_samples
+                "warming up: {} baseline embeddings over {hours} hours; needs {} and {} hours of data to measure centroid noise",
+                base.n, c.min_samples, cfg.min_baseline_hours
             ),
         );
     }

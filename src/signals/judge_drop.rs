@@ -27,7 +27,7 @@ pub fn judge_score_drop(
         .filter(|(t, _)| !in_spans(look.quiet, **t))
         .map(|(&t, m)| (t, *m))
         .collect();
-    let base = MeanBaseline::new(&base_hours);
+    let base = MeanBaseline::new(&base_hours, cfg.weekly);
     let recent = look.recent(hours, c.min_samples as f64, |m| m.n);
     let (r_mean, r_base, r_n) = mean_effect(&base, hours.range(recent.0..recent.1));
     let subject = Subject {
@@ -38,13 +38,13 @@ pub fn judge_score_drop(
         samples: r_n as u64,
         baseline_samples: base.pooled.n as u64,
     };
-    if let Some(more) = base.warming(c.min_drop, c.min_samples) {
+    if let Some(more) = base.warming(c.min_drop, c.min_samples, cfg.min_baseline_hours) {
         return Verdict::warming_up(
             subject,
             c.min_drop,
             format!(
-                "{judge}: warming up, the baseline holds {} scores over {} hours; needs about {more} more (and a day of hours) to resolve a {} drop",
-                base.pooled.n, base.hours, c.min_drop
+                "{judge}: warming up, the baseline holds {} scores over {} hours; needs about {more} more (and {} hours of data) to resolve a {} drop",
+                base.pooled.n, base.hours, cfg.min_baseline_hours, c.min_drop
             ),
         );
     }

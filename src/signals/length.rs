@@ -75,21 +75,22 @@ pub fn kl_test(
 /// by its share of the span's records.
 fn matched_histogram(data: &StreamRollups, look: &Look<'_>, span: (i64, i64)) -> [u64; BINS] {
     let w = look.w;
+    let class = |t: i64| if look.cfg.weekly { day_class(t) } else { 0 };
     let mut per_class = [[0u64; BINS]; 2];
     for (&t, bins) in data.length.range(look.baseline().0..look.baseline().1) {
         if !in_spans(look.quiet, t) {
-            for (o, b) in per_class[day_class(t)].iter_mut().zip(bins) {
+            for (o, b) in per_class[class(t)].iter_mut().zip(bins) {
                 *o += b;
             }
         }
     }
     let mut share = [0u64; 2];
     for (&t, h) in data.hours.range(span.0..span.1) {
-        share[day_class(t)] += h.n;
+        share[class(t)] += h.n;
     }
     let totals = per_class.map(|c| c.iter().sum::<u64>());
     let min = look.cfg.length_drift.min_samples.max(1);
-    if totals[0] < min || totals[1] < min || share[0] + share[1] == 0 {
+    if !look.cfg.weekly || totals[0] < min || totals[1] < min || share[0] + share[1] == 0 {
         let mut pooled = [0u64; BINS];
         for c in per_class {
             for (o, b) in pooled.iter_mut().zip(c) {
@@ -119,7 +120,7 @@ pub fn length_drift(stream: &str, data: &StreamRollups, look: &Look<'_>) -> Verd
         .filter(|(t, _)| !in_spans(look.quiet, **t))
         .map(|(&t, h)| (t, h.tokens))
         .collect();
-    let base = MeanBaseline::new(&base_hours);
+    let base = MeanBaseline::new(&base_hours, cfg.weekly);
     let recent = look.recent(&data.hours, c.min_samples as f64, |h| h.n as f64);
     let cur = data.histogram(recent);
     let n1 = cur.iter().sum::<u64>();
@@ -134,13 +135,13 @@ pub fn length_drift(stream: &str, data: &StreamRollups, look: &Look<'_>) -> Verd
     // Warm-up: the baseline mean must be known to a tenth of a standard
     // deviation (a KL of 0.15 is about half a standard deviation's shift).
     let sd = base.pooled.var().sqrt();
-    if let Some(more) = base.warming(0.1 * sd.max(1e-9), c.min_samples) {
+    if let Some(more) = base.warming(0.1 * sd.max(1e-9), c.min_samples, cfg.min_baseline_hours) {
         return Verdict::warming_up(
             subject,
             c.min_kl,
             format!(
-                "warming up: the baseline holds {} lengths over {} hours; needs about {more} more (and a day of hours)",
-                base.pooled.n, base.hours
+                "warming up: the baseline holds {} lengths over {} hours; needs about {more} more (and {} hours of data)",
+                base.pooled.n, base.hours, cfg.min_baseline_hours
             ),
         );
     }

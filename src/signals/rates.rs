@@ -38,7 +38,7 @@ impl RateBaseline {
             let (lo, hi) = wilson(k, n, 2.0);
             n > 0 && (hi - lo) / 2.0 <= threshold
         };
-        if precise(self.class[0]) && precise(self.class[1]) {
+        if self.class[1].0 > 0 && precise(self.class[0]) && precise(self.class[1]) {
             self.class[day_class(t)]
         } else {
             self.pooled
@@ -89,7 +89,7 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
             continue;
         }
         let k = events(rule, h);
-        let cl = &mut base.class[day_class(t)];
+        let cl = &mut base.class[if cfg.weekly { day_class(t) } else { 0 }];
         cl.0 += h.n;
         cl.1 += k;
         base.pooled.0 += h.n;
@@ -114,7 +114,8 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
         let (lo, hi) = wilson(k, n, 2.0);
         (hi - lo) / 2.0
     };
-    if n0 < c.min_samples || base.hours < 24 || half_width(k0, n0) > d {
+    if n0 < c.min_samples || base.hours < cfg.min_baseline_hours as usize || half_width(k0, n0) > d
+    {
         let mut need = n0.max(c.min_samples);
         while need < 1 << 40 && half_width((p0 * need as f64).round() as u64, need) > d {
             need = need * 5 / 4 + 1;
@@ -123,9 +124,10 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
             subject,
             d,
             format!(
-                "warming up: the baseline holds {n0} records over {} hours; needs about {} more (and a day of hours) to resolve a change of {:.1} points",
+                "warming up: the baseline holds {n0} records over {} hours; needs about {} more (and {} hours of data) to resolve a change of {:.1} points",
                 base.hours,
                 need.saturating_sub(n0).max(1),
+                cfg.min_baseline_hours,
                 100.0 * d
             ),
         );
@@ -356,7 +358,7 @@ mod tests {
         assert!(caught >= 16, "1 % → 6 % caught {caught}/20 within 12 h");
         let trunc = eval(
             Rule::TruncationRate,
-            &data(2, 30, NOW - 3 * HOUR_MS, 0.01, 0.10),
+            &data(2, 40, NOW - 4 * HOUR_MS, 0.01, 0.10),
         );
         assert_eq!(trunc.finding.status, Status::Firing, "{:?}", trunc.finding);
         // Truncation only fires on a rise.

@@ -120,18 +120,21 @@ pub struct MeanBaseline {
     pub hours: usize,
     /// Hour-to-hour overdispersion (≥ 1) around the class means.
     pub dispersion: f64,
+    /// Day classes apart (`detectors.weekly`); otherwise one class.
+    pub weekly: bool,
 }
 
 impl MeanBaseline {
     /// From the baseline hours (already without quiet spans).
-    pub fn new(hours: &[(i64, Moments)]) -> MeanBaseline {
+    pub fn new(hours: &[(i64, Moments)], weekly: bool) -> MeanBaseline {
         let mut b = MeanBaseline {
             dispersion: 1.0,
+            weekly,
             ..Default::default()
         };
         for &(t, m) in hours {
             if m.n > 0.0 {
-                b.class[day_class(t)].add(m);
+                b.class[b.class_of(t)].add(m);
                 b.pooled.add(m);
                 b.hours += 1;
             }
@@ -155,8 +158,12 @@ impl MeanBaseline {
     /// like. `None` when that class has too little baseline (a stream's
     /// first weekend): such hours add no evidence either way.
     pub fn of(&self, t: i64) -> Option<Moments> {
-        let c = self.class[day_class(t)];
+        let c = self.class[self.class_of(t)];
         (c.n >= 100.0_f64.min(self.pooled.n / 4.0).max(30.0)).then_some(c)
+    }
+
+    fn class_of(&self, t: i64) -> usize {
+        if self.weekly { day_class(t) } else { 0 }
     }
 
     /// Per-record variance, inflated by the overdispersion.
@@ -167,10 +174,10 @@ impl MeanBaseline {
     /// Samples the baseline needs so that its 95 % interval (two standard
     /// errors) is no wider than ± `threshold`; `None` once it has them (and
     /// a day of hours).
-    pub fn warming(&self, threshold: f64, min_samples: u64) -> Option<u64> {
+    pub fn warming(&self, threshold: f64, min_samples: u64, min_hours: u32) -> Option<u64> {
         let need = ((4.0 * self.var() / (threshold * threshold)).ceil() as u64).max(min_samples);
         let have = self.pooled.n as u64;
-        if have >= need && self.hours >= 24 && self.var() > 0.0 {
+        if have >= need && self.hours >= min_hours as usize && self.var() > 0.0 {
             None
         } else {
             Some(need.saturating_sub(have).max(1))
@@ -296,7 +303,7 @@ pub fn recent_from<V>(
 ) -> i64 {
     let mut from = end - i64::from(hours.max(1)) * super::window::HOUR_MS;
     let mut total: f64 = map.range(from..end).map(|(_, v)| n(v)).sum();
-    for (&t, v) in map.range(limit..from).rev() {
+    for (&t, v) in map.range(limit.min(from)..from).rev() {
         if total >= min_n {
             break;
         }

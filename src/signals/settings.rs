@@ -27,6 +27,11 @@ pub struct DetectorConfig {
     /// Standard errors the baseline is moved towards the alternative in the
     /// sequential charts, so its own estimation error is not evidence.
     pub baseline_z: f64,
+    /// Compare each hour with the baseline hours of its own day class (UTC
+    /// weekend or weekday), so a weekly rhythm is not a change.
+    pub weekly: bool,
+    /// Hours with data a baseline needs before its signal leaves warm-up.
+    pub min_baseline_hours: u32,
     pub judge_score_drop: ScoreDropConfig,
     pub refusal_rate_shift: RateConfig,
     pub truncation_rate: RateConfig,
@@ -47,6 +52,8 @@ impl Default for DetectorConfig {
             resolve_level: 0.5,
             resolve_after_hours: 6,
             baseline_z: 1.0,
+            weekly: true,
+            min_baseline_hours: 24,
             judge_score_drop: ScoreDropConfig::default(),
             refusal_rate_shift: RateConfig {
                 min_abs_change: 0.02,
