@@ -518,6 +518,21 @@ mod tests {
         }
     }
 
+    /// The stationary year of BENCHMARKS.md (20 streams × 365 days, about
+    /// ten minutes in a debug build): `cargo test --lib stationary_year --
+    /// --ignored --nocapture`, or `cargo bench --bench corpus`.
+    #[test]
+    #[ignore]
+    fn stationary_year() {
+        let t = std::time::Instant::now();
+        let (alarms, per_year) = stationary(20, 365, 1_000, &DetectorConfig::default());
+        eprintln!(
+            "stationary: 20 streams × 365 days: {alarms} false alarms, {per_year:.3} per stream-year, {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+        assert!(per_year <= 1.0, "{alarms} false alarms ({per_year:.2} per stream-year)");
+    }
+
     #[test]
     fn stationary_streams_stay_quiet_for_two_months() {
         // 6 streams × 60 days: at the budget of one false alarm per stream
