@@ -150,6 +150,7 @@ pub fn record_ingest(outcome: Option<&crate::store::InsertOutcome>, started: std
 /// since the queue, the spend and the alerts are shared) every few seconds.
 pub async fn store_gauges(
     store: crate::store::Store,
+    clock: crate::clock::Clock,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -164,7 +165,7 @@ pub async fn store_gauges(
             metrics::gauge!("canaryd_judge_queue_depth", "state" => "running")
                 .set(c.running as f64);
         }
-        if let Ok((tokens, usd)) = store.judge_spend(crate::daemon::now_ms()).await {
+        if let Ok((tokens, usd)) = store.judge_spend(clock.now_ms()).await {
             metrics::gauge!("canaryd_judge_spend_tokens_today").set(tokens as f64);
             metrics::gauge!("canaryd_judge_spend_usd_today").set(usd);
         }

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::evidence::Example;
+pub use super::text::{fmt_num, one_line, truncate};
+use crate::signals::Rule;
 use crate::store::{AlertRow, ModelEvent};
+use crate::text::fmt_time;
 
 /// One notification: a stream's firing and/or resolved alerts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,82 +91,30 @@ pub struct Input<'a> {
     pub max_chars: usize,
 }
 
-/// Numbers at a precision a person reads: `4.22`, `0.113`, `1840`.
-pub fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return "n/a".into();
-    }
-    let a = v.abs();
-    if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 || a == 0.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-/// `2026-11-23 23:40 UTC`
-pub fn fmt_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|| ms.to_string())
-}
-
-/// What a rule measures, in words.
+/// What a rule measures, in words (an unknown rule name as it is).
 fn rule_label(rule: &str) -> &str {
-    match rule {
-        "judge_score_drop" => "judge score",
-        "refusal_rate_shift" => "refusal rate",
-        "length_drift" => "output length",
-        "embedding_drift" => "embedding drift",
-        "canary_regression" => "canary",
-        "model_change" => "model change",
-        "truncation_rate" => "truncation rate",
-        other => other,
+    match Rule::parse(rule) {
+        Some(Rule::JudgeScoreDrop) => "judge score",
+        Some(Rule::RefusalRateShift) => "refusal rate",
+        Some(Rule::LengthDrift) => "output length",
+        Some(Rule::EmbeddingDrift) => "embedding drift",
+        Some(Rule::CanaryRegression) => "canary",
+        Some(Rule::ModelChange) => "model change",
+        Some(Rule::TruncationRate) => "truncation rate",
+        None => rule,
     }
 }
 
 fn label(a: &AlertRow) -> String {
-    match (a.rule.as_str(), a.dimension.as_str()) {
+    match (Rule::parse(&a.rule), a.dimension.as_str()) {
         (_, "") => rule_label(&a.rule).to_string(),
-        ("judge_score_drop", d) => d.to_string(),
-        (r, d) => format!("{} ({d})", rule_label(r)),
+        (Some(Rule::JudgeScoreDrop), d) => d.to_string(),
+        (_, d) => format!("{} ({d})", rule_label(&a.rule)),
     }
 }
 
-/// Replaces control characters (CR, LF, tabs, NUL...) with spaces and
-/// collapses runs, so the text is one line: safe as a mail header and
-/// unable to forge headers or Slack blocks.
-pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut space = false;
-    for c in s.chars() {
-        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
-            if !space {
-                out.push(' ');
-            }
-            space = true;
-        } else {
-            out.push(c);
-            space = c == ' ';
-        }
-    }
-    out.trim().to_string()
-}
-
-/// Cuts `s` to at most `max` characters at a word boundary when one is
-/// near, marking the cut with `…` so nobody mistakes it for the whole text.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let cut: String = s.chars().take(max.saturating_sub(1)).collect();
-    let at = cut
-        .rfind(char::is_whitespace)
-        .filter(|&i| i * 5 >= cut.len() * 4)
-        .unwrap_or(cut.len());
-    format!("{}…", cut[..at].trim_end())
+fn is_model_change(rule: &str) -> bool {
+    Rule::parse(rule) == Some(Rule::ModelChange)
 }
 
 /// The status page of a stream or suite, with the name URL-encoded.
@@ -184,7 +135,7 @@ pub fn link(base_url: Option<&str>, stream: &str) -> Option<String> {
 }
 
 fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
-    let change = if a.rule == "model_change" {
+    let change = if is_model_change(&a.rule) {
         one_line(&a.summary)
     } else if a.rule == "canary_regression" && (a.baseline_samples == 0 || a.value >= a.baseline) {
         // Fired on a flipped case, not a fall of the pass rate: an unknown
@@ -235,9 +186,9 @@ fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
 }
 
 fn headline(v: &AlertView, resolved: bool) -> String {
-    if resolved && v.rule != "model_change" {
+    if resolved && !is_model_change(&v.rule) {
         format!("{} back to {}", v.label, fmt_num(v.value))
-    } else if v.rule == "model_change" {
+    } else if is_model_change(&v.rule) {
         format!("model changed: {}", v.change)
     } else {
         format!("{} {}", v.label, v.change)
@@ -269,7 +220,7 @@ fn title(stream: &str, firing: &[AlertView], resolved: &[AlertView], model_chang
     if !firing.is_empty() && !resolved.is_empty() {
         t.push_str(&format!("; {} resolved", resolved.len()));
     }
-    if model_change && firing.first().is_some_and(|f| f.rule != "model_change") {
+    if model_change && firing.first().is_some_and(|f| !is_model_change(&f.rule)) {
         t.push_str(" [model changed]");
     }
     truncate(&one_line(&t), 160)

@@ -10,11 +10,13 @@ pub mod evidence;
 pub mod lifecycle;
 pub mod message;
 pub mod notifier;
+mod post;
 pub mod render;
 pub mod route;
 pub mod settings;
 pub mod silence;
 pub mod slack;
+mod text;
 pub mod webhook;
 
 pub use lifecycle::{ProcessOutcome, process};

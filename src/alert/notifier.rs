@@ -145,23 +145,20 @@ async fn send_once(
                 };
                 headers.push((k.clone(), value));
             }
-            super::webhook::post(client, &cfg.url, &headers, body, cfg.timeout.0, false).await
+            super::post::post(client, &cfg.url, &headers, body, cfg.timeout.0, false).await
         }
     }
 }
 
-fn wall_clock_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// The daemon's alert loop: every `tick`, lets `group_wait` and
 /// `repeat_interval` elapse (`process` with no findings) and delivers the
-/// outbox. This is the top level, so it may read the wall clock. `settings`
+/// outbox, at the time `clock` gives. `settings`
 /// is asked once per tick, so channels and routes changed by a reload apply
 /// to the next delivery.
 pub async fn run(
     store: Store,
     settings: impl Fn() -> AlertsConfig + Send,
+    clock: crate::clock::Clock,
     tick: Duration,
     shutdown: CancellationToken,
 ) {
@@ -171,7 +168,7 @@ pub async fn run(
     );
     loop {
         let cfg = settings();
-        let now = wall_clock_ms();
+        let now = clock.now_ms();
         if let Err(e) = super::process(&store, &[], now, &cfg).await {
             tracing::warn!(error = %e, "alert processing failed");
         }

@@ -68,17 +68,7 @@ pub struct Context<'a> {
     pub judges: Option<&'a BTreeSet<String>>,
 }
 
-/// The `*.yaml` / `*.yml` files of a directory, sorted.
-pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
-}
+use crate::config::yaml::yaml_files;
 
 /// Loads every suite file in `dir`.
 pub fn load_dir(dir: &Path, ctx: &Context<'_>) -> Loaded {

@@ -29,7 +29,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         .config;
     let store = Store::connect(&config.database).await?;
     store.migrate().await.context("applying migrations")?;
-    let now = crate::daemon::now_ms();
+    let now = crate::clock::Clock::system().now_ms();
     let cfg = &config.detectors;
     let snap = store
         .detector_snapshot(now, cfg)

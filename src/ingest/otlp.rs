@@ -25,17 +25,16 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use serde_json::Value;
 
-use super::Record;
 use super::api::{IngestError, authorize, store_records};
 use super::record::{Input, content_text};
-use crate::app::App;
+use super::{Ctx, Record};
 
-pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post_traces(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if let Err(e) = authorize(&app, &headers) {
+    if let Err(e) = authorize(&ctx, &headers) {
         return e.into_response();
     }
     let request = if json {
@@ -51,8 +50,8 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
         }
     };
     let started = std::time::Instant::now();
-    let records = to_records(&request, &app.live().config.ingest.stream_attribute);
-    let stored = store_records(&app, records, crate::daemon::now_ms()).await;
+    let records = to_records(&request, &ctx.live.current().config.ingest.stream_attribute);
+    let stored = store_records(&ctx, records, ctx.clock.now_ms()).await;
     crate::telemetry::record_ingest(stored.as_ref().ok(), started);
     match stored {
         Ok(_) => answer(json),

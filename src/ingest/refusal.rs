@@ -12,7 +12,7 @@
 //! the inconvenience") and third-party rules ("refunds can't be issued",
 //! "you can't return opened items") are not refusals.
 //!
-//! Measured on `tests/data/refusals.jsonl` by `tests/ingest_refusal.rs`
+//! Measured on `tests/data/refusals.jsonl` by `tests/it/ingest_refusal.rs`
 //! (figures in ARCHITECTURE.md).
 
 use std::sync::OnceLock;

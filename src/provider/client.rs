@@ -104,12 +104,6 @@ impl Provider {
         self
     }
 
-    /// Overrides the retry policy (tests use short backoffs).
-    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
     /// A chat completion, retried on transient faults.
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let mut body =
@@ -257,7 +251,7 @@ fn map_error(e: OpenAIError) -> ProviderError {
             }
         }
         OpenAIError::Reqwest(e) if e.is_timeout() => ProviderError::Timeout(Duration::ZERO),
-        OpenAIError::Reqwest(e) => ProviderError::Network(error_chain(&e)),
+        OpenAIError::Reqwest(e) => ProviderError::Network(crate::text::error_chain(&e)),
         OpenAIError::JSONDeserialize(e, body) => {
             let head: String = body.chars().take(120).collect();
             ProviderError::Malformed(format!("{e}; body starts {head:?}"))
@@ -265,17 +259,6 @@ fn map_error(e: OpenAIError) -> ProviderError {
         OpenAIError::StreamError(e) => ProviderError::Network(e.to_string()),
         other => ProviderError::Network(other.to_string()),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 /// reqwest with nothing added but a note of `Retry-After` on error answers.

@@ -8,6 +8,7 @@
 
 mod alerts;
 mod canary;
+mod evidence;
 mod judge;
 mod leases;
 mod models;
@@ -28,11 +29,13 @@ use sqlx::sqlite::{
 
 pub use alerts::*;
 pub use canary::*;
+pub use evidence::{ExampleResponse, FailedCase, JudgedExample, ResponsePick};
 pub use judge::*;
 pub use models::*;
 pub use pages::*;
 pub use responses::*;
 pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
+pub use rollups::{embedding_bytes, embedding_from_bytes};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]

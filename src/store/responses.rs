@@ -57,11 +57,10 @@ pub struct InsertOutcome {
     pub jobs: u64,
 }
 
-/// Which judge jobs a batch enqueues. `judges_for` names the judges that
-/// apply to a row; `floor_cap` gives a stream's hourly (floor, cap) of
+/// Which judge jobs a batch enqueues: each row's `judges` names the judges
+/// that apply to it; `floor_cap` gives a stream's hourly (floor, cap) of
 /// records chosen for judging.
 pub struct JobPlan<'a> {
-    pub judges_for: &'a (dyn Fn(&ResponseRow) -> Vec<String> + Send + Sync),
     pub floor_cap: &'a (dyn Fn(&str) -> (i64, i64) + Send + Sync),
     pub now_ms: i64,
 }
@@ -225,7 +224,7 @@ impl Store {
             if let Some(plan) = plan {
                 let mut groups: BTreeMap<(&str, i64), Vec<Candidate>> = BTreeMap::new();
                 for &(i, id) in &inserted {
-                    let judges = (plan.judges_for)(&rows[i]);
+                    let judges = rows[i].judges.clone();
                     if !judges.is_empty() {
                         groups.entry((rows[i].stream.as_str(), hour_of(rows[i].ts_ms))).or_default().push((i, id, judges));
                     }

@@ -62,7 +62,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         crate::config::from_str(Path::new("(defaults)"), "{}")
             .map_err(|d| anyhow::anyhow!("{d}"))?
     };
-    let now = crate::daemon::now_ms();
+    let now = crate::clock::Clock::system().now_ms();
     let format = args.format;
     let summary = load::run(
         &args.input,

@@ -1,0 +1,251 @@
+//! `canaryd backtest` end to end: generated weeks of traffic for several
+//! streams with known change points go through the real binary (the ingest
+//! code path into a scratch database, then the daemon's detectors at every
+//! simulated hour). Each change must be reported within one evaluation
+//! window of its start and resolve after the revert; the stationary stream
+//! and a surge of apologetic-but-helpful answers must raise nothing.
+
+use crate::support;
+use std::collections::BTreeMap;
+
+use canaryd::signals::Rule;
+use canaryd::signals::synth::{records, scenario};
+use serde_json::Value;
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+/// 2026-03-01T00:00:00Z
+const START: i64 = 1_772_323_200_000;
+
+fn parse_time(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .expect("RFC 3339")
+        .timestamp_millis()
+}
+
+#[test]
+fn planted_changes_are_caught_within_a_window_and_resolve_and_nothing_else_fires() {
+    let days = 15;
+    let (specs, planted) = scenario(START, days, 60.0);
+    assert_eq!(planted.len(), 4, "every planted change must fit the span");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("traffic.jsonl");
+    let lines: Vec<String> = records(&specs, START, START + days * DAY_MS, 42)
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    // A config with no providers is valid for a backtest; its database must stay untouched.
+    std::fs::write(
+        dir.path().join("canaryd.yaml"),
+        "database: sqlite://users.db\ndetectors:\n  window_hours: 24\n",
+    )
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = support::run_cli(
+        &[
+            "backtest",
+            "--input",
+            input.to_str().unwrap(),
+            "--config",
+            "canaryd.yaml",
+            "--every",
+            "1h",
+        ],
+        dir.path(),
+        &[],
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(
+        !dir.path().join("users.db").exists(),
+        "the backtest touched the configured database"
+    );
+    eprintln!(
+        "{} records in {elapsed:.1?}: {}",
+        lines.len(),
+        stderr.trim()
+    );
+
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    for e in &events {
+        for field in [
+            "event",
+            "rule",
+            "stream",
+            "at",
+            "value",
+            "baseline",
+            "threshold",
+            "samples",
+        ] {
+            assert!(e.get(field).is_some(), "{field} missing in {e}");
+        }
+    }
+    // Group by (rule, stream, dimension): alternating firing/resolved times.
+    let mut timeline: BTreeMap<(String, String, String), Vec<(String, i64)>> = BTreeMap::new();
+    for e in &events {
+        let key = (
+            e["rule"].as_str().unwrap().to_string(),
+            e["stream"].as_str().unwrap().to_string(),
+            e["dimension"].as_str().unwrap_or("").to_string(),
+        );
+        timeline.entry(key).or_default().push((
+            e["event"].as_str().unwrap().to_string(),
+            parse_time(e["at"].as_str().unwrap()),
+        ));
+    }
+
+    let mut delays = Vec::new();
+    let mut problems = Vec::new();
+    for p in &planted {
+        let key = timeline
+            .keys()
+            .find(|(r, s, _)| *r == p.rule.as_str() && *s == p.stream)
+            .cloned();
+        let Some(key) = key else {
+            problems.push(format!(
+                "{} on {} was never reported",
+                p.rule.as_str(),
+                p.stream
+            ));
+            continue;
+        };
+        let t = &timeline[&key];
+        let first = t
+            .iter()
+            .find(|(kind, at)| kind == "firing" && *at >= p.from_ms);
+        match first {
+            Some((_, at)) if *at <= p.from_ms + 24 * HOUR_MS => delays.push((
+                p.stream.clone(),
+                p.rule,
+                (*at - p.from_ms) as f64 / HOUR_MS as f64,
+            )),
+            other => problems.push(format!(
+                "{} on {}: first firing {other:?}, change at {}",
+                p.rule.as_str(),
+                p.stream,
+                p.from_ms
+            )),
+        }
+        if t.iter()
+            .any(|(kind, at)| kind == "firing" && *at < p.from_ms)
+        {
+            problems.push(format!(
+                "{} on {} fired before its change: {t:?}",
+                p.rule.as_str(),
+                p.stream
+            ));
+        }
+        match t.last() {
+            Some((kind, at)) if kind == "resolved" && *at > p.to_ms => {}
+            other => problems.push(format!(
+                "{} on {} did not resolve after the revert at {}: last {other:?}",
+                p.rule.as_str(),
+                p.stream,
+                p.to_ms
+            )),
+        }
+    }
+    // Anything else that fired is a false alarm — except another symptom of
+    // a planted change on the same stream while its data is in the window
+    // (a refusal spike also shortens answers: refusals are short).
+    let explained = |r: &str, s: &str, at: i64| {
+        planted.iter().any(|p| {
+            p.stream == s
+                && (p.rule.as_str() == r || (at >= p.from_ms && at <= p.to_ms + 24 * HOUR_MS))
+        })
+    };
+    let mut co_symptoms = Vec::new();
+    let false_alarms: Vec<_> = timeline
+        .iter()
+        .filter(|((r, s, _), t)| {
+            let starts: Vec<i64> = t
+                .iter()
+                .filter(|(k, _)| k == "firing")
+                .map(|(_, at)| *at)
+                .collect();
+            if starts.iter().all(|&at| explained(r, s, at)) {
+                if !planted
+                    .iter()
+                    .any(|p| p.stream == *s && p.rule.as_str() == *r)
+                {
+                    co_symptoms.push(format!("{r} on {s}"));
+                }
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    eprintln!("co-symptoms of planted changes: {co_symptoms:?}");
+    for d in &delays {
+        eprintln!(
+            "detection delay {:>5.1} h  {} on {}",
+            d.2,
+            d.1.as_str(),
+            d.0
+        );
+    }
+    eprintln!("false alarms: {}", false_alarms.len());
+    for (k, t) in &false_alarms {
+        problems.push(format!("false alarm {k:?}: {t:?}"));
+    }
+    assert!(problems.is_empty(), "{problems:#?}\nall events:\n{stdout}");
+    let mut hours: Vec<f64> = delays.iter().map(|d| d.2).collect();
+    hours.sort_by(f64::total_cmp);
+    let median = (hours[1] + hours[2]) / 2.0;
+    assert!(
+        median <= 3.0,
+        "median detection delay {median} h over 3 h: {delays:?}"
+    );
+    // Within the window (the module doc's promise). A near-threshold change
+    // (support-bot's −0.4 latent shift is about −0.35 on the clamped 1–5
+    // scale) fires only once its estimated effect clears the 0.3 threshold
+    // with a margin (issue 13, point 1), which takes longer than 12 h.
+    assert!(
+        hours[3] <= 24.0,
+        "a detection took {} h: {delays:?}",
+        hours[3]
+    );
+    let _ = Rule::ALL;
+}
+
+#[test]
+fn a_bad_record_names_its_line_and_a_missing_file_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.jsonl");
+    std::fs::write(&input, "{\"stream\":\"a\",\"output\":\"x\",\"timestamp\":\"2026-03-01T00:00:00Z\"}\n{\"output\":\"no stream\"}\n").unwrap();
+    let (code, _, stderr) = support::run_cli(
+        &["backtest", "--input", input.to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("bad.jsonl:2"), "{stderr}");
+    let (code, _, stderr) =
+        support::run_cli(&["backtest", "--input", "nope.jsonl"], dir.path(), &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("nope.jsonl"), "{stderr}");
+}
+
+/// Writes the standard scenario (21 days, about 150,000 records) to
+/// `$CANARYD_SCENARIO_OUT`, for timing a release build by hand:
+/// `CANARYD_SCENARIO_OUT=/tmp/s.jsonl cargo test --test it backtest::write_scenario -- --ignored`
+/// then `time target/release/canaryd backtest --input /tmp/s.jsonl`.
+#[test]
+#[ignore]
+fn write_scenario() {
+    let out = std::env::var("CANARYD_SCENARIO_OUT").expect("set CANARYD_SCENARIO_OUT");
+    let (specs, _) = scenario(START, 21, 50.0);
+    let lines: Vec<String> = records(&specs, START, START + 21 * DAY_MS, 7)
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    std::fs::write(&out, lines.join("\n")).unwrap();
+    eprintln!("{} records written to {out}", lines.len());
+}
