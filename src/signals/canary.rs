@@ -173,7 +173,7 @@ pub fn canary_regression(
                 severity,
                 window_effect: rate_effect,
                 direct,
-                resolve: !direct && !(n0 > 0 && r0 - r1 >= 0.5 * c.min_pass_rate_drop),
+                resolve: !(direct || n0 > 0 && r0 - r1 >= 0.5 * c.min_pass_rate_drop),
                 alpha: cfg.alpha,
                 summary,
             },

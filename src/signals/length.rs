@@ -74,7 +74,6 @@ pub fn kl_test(
 /// spans) of the day classes the span's hours fall in, each class weighted
 /// by its share of the span's records.
 fn matched_histogram(data: &StreamRollups, look: &Look<'_>, span: (i64, i64)) -> [u64; BINS] {
-    let w = look.w;
     let class = |t: i64| if look.cfg.weekly { day_class(t) } else { 0 };
     let mut per_class = [[0u64; BINS]; 2];
     for (&t, bins) in data.length.range(look.baseline().0..look.baseline().1) {

@@ -136,7 +136,7 @@ impl Store {
              ORDER BY h.alert_id, h.at_ms, h.id",
         ).bind(Windows::new(now_ms, cfg).baseline_limit()).fetch_all(pool).await)?;
         let mut open: Option<(crate::signals::QuietKey, i64)> = None;
-        let mut push =
+        let push =
             |snap: &mut Snapshot, key: crate::signals::QuietKey, from: i64, to: Option<i64>| {
                 snap.quiet
                     .entry(key)

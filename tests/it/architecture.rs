@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 /// I/O (loading is `Store::detector_snapshot`, storing is the daemon's
 /// `detect_once`, the backtest driver is in `cli/backtest/`); these two only
 /// name the store's `ModelEvent` row type (it derives `sqlx::FromRow`).
-const SIGNALS_IO_UNTIL_ISSUE_13: &[&str] = &["src/signals/evaluate.rs", "src/signals/model_change.rs"];
+const SIGNALS_IO_UNTIL_ISSUE_13: &[&str] =
+    &["src/signals/evaluate.rs", "src/signals/model_change.rs"];
 
 /// Modules allowed to name the daemon: itself and what sits above it.
 const ABOVE_THE_DAEMON: &[&str] = &[

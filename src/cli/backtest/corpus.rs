@@ -8,7 +8,6 @@
 //! per change. `cargo bench --bench corpus` prints it with the stationary
 //! year; the lighter tests below run with the suite.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::replay::{Event, replay};
@@ -401,7 +400,7 @@ fn score_events(case: &StreamCase, evs: &[Event]) -> Score {
     if let (Some((rule, _)), Some(c)) = (case.expect, change)
         && let Some(r) = c.to_ms
     {
-        let last = evs.iter().filter(|e| e.rule == rule).last();
+        let last = evs.iter().rfind(|e| e.rule == rule);
         out.revert_resolved =
             Some(last.is_some_and(|e| e.event == "resolved" && e.at_ms <= r + DAY_MS));
     }
@@ -530,7 +529,10 @@ mod tests {
             "stationary: 20 streams × 365 days: {alarms} false alarms, {per_year:.3} per stream-year, {:.0} s",
             t.elapsed().as_secs_f64()
         );
-        assert!(per_year <= 1.0, "{alarms} false alarms ({per_year:.2} per stream-year)");
+        assert!(
+            per_year <= 1.0,
+            "{alarms} false alarms ({per_year:.2} per stream-year)"
+        );
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub async fn run(
     // Model changes, as the ingest writer records them, in time order; an
     // identity equal to the last one seen for its scope is skipped here
     // (the store would not record it either).
-    identities.sort_by(|a, b| a.0.cmp(&b.0));
+    identities.sort_by_key(|a| a.0);
     let mut last: std::collections::BTreeMap<(String, String), ModelIdentity> =
         std::collections::BTreeMap::new();
     for (at, stream, requested, identity) in identities {
