@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod judge;
 pub mod live;
 pub mod provider;
+pub mod sessions;
 pub mod signals;
 pub mod sim;
 pub mod store;

@@ -199,9 +199,99 @@ pub async fn examples(
                 )
                 .collect()
         }
-        Rule::ModelChange => Vec::new(),
+        Rule::ToolCallLoop | Rule::SessionBudget => {
+            session_timeline(store, stream, dim, max).await?
+        }
+        Rule::ModelChange | Rule::SpendRate => Vec::new(),
     };
     Ok(out)
+}
+
+/// Events of a session's timeline shown in an alert (the latest ones).
+const TIMELINE_EVENTS: usize = 40;
+
+/// The session's timeline: one line per event (time, agent, tools with
+/// argument hashes, tokens, cost), the repeated (tool, arguments) marked.
+async fn session_timeline(
+    store: &Store,
+    stream: &str,
+    session: &str,
+    max: usize,
+) -> Result<Vec<Example>, AlertError> {
+    let Some(s) = store.session(stream, session).await? else {
+        return Ok(Vec::new());
+    };
+    let events = store
+        .session_events(stream, session, TIMELINE_EVENTS)
+        .await?;
+    Ok(vec![timeline_example(&s, &events, max)])
+}
+
+/// The timeline as an example (pure, for tests).
+pub fn timeline_example(
+    s: &crate::sessions::SessionSummary,
+    events: &[crate::sessions::SessionEvent],
+    max: usize,
+) -> Example {
+    let repeated = crate::sessions::detect::most_repeated(events)
+        .filter(|(_, n)| *n >= 2)
+        .map(|(t, _)| (t.name.clone(), t.hash.clone()));
+    let fields = events
+        .iter()
+        .map(|e| {
+            let tools: Vec<String> = e
+                .tools
+                .iter()
+                .map(|t| {
+                    let mark = if repeated.as_ref() == Some(&(t.name.clone(), t.hash.clone())) {
+                        " ◀ repeated"
+                    } else {
+                        ""
+                    };
+                    match &t.args {
+                        Some(a) => {
+                            format!("{}({}) #{}{mark}", one_line(&t.name), one_line(a), t.hash)
+                        }
+                        None => format!("{} #{}{mark}", one_line(&t.name), t.hash),
+                    }
+                })
+                .collect();
+            let mut text = format!(
+                "{} · {}",
+                e.agent
+                    .as_deref()
+                    .map(one_line)
+                    .unwrap_or_else(|| "-".into()),
+                e.kind
+            );
+            if !tools.is_empty() {
+                text.push_str(&format!(" · {}", tools.join(", ")));
+            }
+            text.push_str(&format!(" · {} tokens · ${:.4}", e.tokens, e.cost_usd));
+            Field {
+                label: chrono::DateTime::from_timestamp_millis(e.ts_ms)
+                    .map(|t| t.format("%H:%M:%S").to_string())
+                    .unwrap_or_default(),
+                text: truncate(&text, max),
+            }
+        })
+        .collect();
+    Example {
+        title: format!(
+            "session {} · {} calls · {} tokens · ${:.2} · {} → {}{}",
+            one_line(&s.session_id),
+            s.calls,
+            s.tokens,
+            s.cost_usd,
+            crate::text::fmt_time(s.first_ms),
+            crate::text::fmt_time(s.last_ms),
+            s.user_id
+                .as_deref()
+                .map(|u| format!(" · user {}", one_line(u)))
+                .unwrap_or_default()
+        ),
+        fields,
+    }
 }
 
 /// The expectations a canary answer failed, from its `verdicts` JSON.

@@ -382,6 +382,20 @@ async fn flush(
                 });
             }
         }
+        // The kill-switch hook: once per episode, when the alert starts firing.
+        if cfg.hook.is_some() {
+            for a in rows.iter().filter(|a| {
+                promoted.contains(&a.id)
+                    && crate::sessions::hook::applies(&a.rule)
+                    && silence::find(&silences, labels(a), now_ms).is_none()
+            }) {
+                notifications.push(crate::sessions::hook::notification(
+                    a,
+                    cfg.base_url.as_deref(),
+                    now_ms,
+                ));
+            }
+        }
         for a in &rows {
             if notified_firing.contains(&a.id) {
                 let c = changes.entry(a.id).or_insert_with(|| AlertChange {

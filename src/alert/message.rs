@@ -101,6 +101,9 @@ fn rule_label(rule: &str) -> &str {
         Some(Rule::CanaryRegression) => "canary",
         Some(Rule::ModelChange) => "model change",
         Some(Rule::TruncationRate) => "truncation rate",
+        Some(Rule::ToolCallLoop) => "tool-call loop",
+        Some(Rule::SessionBudget) => "session budget",
+        Some(Rule::SpendRate) => "spend rate",
         None => rule,
     }
 }

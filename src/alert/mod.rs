@@ -10,7 +10,7 @@ pub mod evidence;
 pub mod lifecycle;
 pub mod message;
 pub mod notifier;
-mod post;
+pub(crate) mod post;
 pub mod render;
 pub mod route;
 pub mod settings;
@@ -39,5 +39,6 @@ pub fn settings_for(config: &crate::config::Config) -> AlertsConfig {
     if cfg.base_url.is_none() {
         cfg.base_url = config.base_url.clone();
     }
+    cfg.hook = config.sessions.hook.clone();
     cfg
 }

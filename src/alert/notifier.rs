@@ -88,7 +88,15 @@ async fn send_with_retries(
     cfg: &AlertsConfig,
     n: &NotificationRow,
 ) -> (u32, Result<(), String>) {
-    let Some(channel) = cfg.channels.get(&n.channel) else {
+    let hook = (n.kind == crate::sessions::hook::KIND).then_some(cfg.hook.as_ref());
+    if matches!(hook, Some(None)) {
+        return (
+            0,
+            Err("sessions.hook is not in the config (kept until it is)".into()),
+        );
+    }
+    let channel = cfg.channels.get(&n.channel);
+    if hook.is_none() && channel.is_none() {
         return (
             0,
             Err(format!(
@@ -96,12 +104,19 @@ async fn send_with_retries(
                 n.channel
             )),
         );
-    };
+    }
     let attempts = cfg.retry.attempts.max(1);
     let mut backoff = cfg.retry.backoff.0;
     let mut last = String::new();
     for i in 1..=attempts {
-        match send_once(client, channel, &n.body).await {
+        let sent = match (hook.flatten(), channel) {
+            (Some(h), _) => {
+                crate::sessions::hook::send(client, h, &n.body, Duration::from_secs(10)).await
+            }
+            (None, Some(c)) => send_once(client, c, &n.body).await,
+            (None, None) => unreachable!("checked above"),
+        };
+        match sent {
             Ok(()) => return (i, Ok(())),
             Err(e) => last = e,
         }

@@ -98,6 +98,10 @@ pub struct AlertsConfig {
     pub routes: Vec<RouteConfig>,
     /// Retry policy of one delivery and of the outbox.
     pub retry: RetryConfig,
+    /// The sessions kill-switch hook (`sessions.hook`), delivered through
+    /// the same outbox.
+    #[serde(skip)]
+    pub hook: Option<crate::sessions::settings::HookConfig>,
 }
 
 impl Default for AlertsConfig {
@@ -114,6 +118,7 @@ impl Default for AlertsConfig {
             channels: BTreeMap::new(),
             routes: Vec::new(),
             retry: RetryConfig::default(),
+            hook: None,
         }
     }
 }

@@ -36,10 +36,13 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         .await
         .context("loading the detectors' data")?;
     let report = report::build(crate::signals::evaluate_snapshot(&snap, now, cfg), now, cfg);
+    let spend = crate::sessions::spend_text(&store, now)
+        .await
+        .context("reading spend")?;
     store.close().await;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print!("{}", report::render_text(&report)),
+        Format::Text => print!("{}{spend}", report::render_text(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -67,6 +67,14 @@ pub async fn run_until(
     }
     let canaries = start_canaries(&app, shutdown.clone()).await?;
     tokio::spawn(detectors_loop(app.clone(), shutdown.clone()));
+    let live = app.live.clone();
+    tokio::spawn(crate::sessions::monitor::run(
+        store.clone(),
+        app.instance_id.clone(),
+        move || live.current().config.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     tokio::task::spawn_blocking(crate::ingest::tokens::warm_up);
     let judge_worker = start_judge_worker(&app, &shutdown);
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");

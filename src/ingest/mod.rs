@@ -82,6 +82,16 @@ pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) ->
                 latency_ms: r.latency_ms,
                 session_id: r.session_id.clone(),
                 tool_calls: r.tool_calls.as_ref().map(|t| t.to_string()),
+                // Validated at parse time: a record that got here has readable tool calls.
+                tools: r
+                    .tool_calls
+                    .as_ref()
+                    .and_then(|t| crate::sessions::parse_tool_calls(t).ok())
+                    .unwrap_or_default(),
+                agent: r.agent.clone(),
+                user_id: r.user_id.clone(),
+                cost_usd: r.cost_usd,
+                session_only: r.session_only,
                 refusal: is_refusal(&r.output),
                 sampled,
                 embedding: r.embedding.as_deref().map(crate::store::embedding_bytes),

@@ -30,8 +30,8 @@ pub struct Ctx {
     pub clock: Clock,
 }
 
-/// Output tokens a judge answer may use (`call::score` asks for at most 400).
-const ANSWER_TOKENS: i64 = 400;
+/// Output tokens a judge answer may use (what `call::score` asks for).
+const ANSWER_TOKENS: i64 = super::call::ANSWER_TOKENS as i64;
 
 /// Runs until `shutdown`: the queue loop, the judge-canary schedule and the
 /// embedder. Each reads the live settings once per iteration, so judges, judging

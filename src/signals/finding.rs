@@ -14,10 +14,13 @@ pub enum Rule {
     CanaryRegression,
     ModelChange,
     TruncationRate,
+    ToolCallLoop,
+    SessionBudget,
+    SpendRate,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 10] = [
         Rule::JudgeScoreDrop,
         Rule::RefusalRateShift,
         Rule::LengthDrift,
@@ -25,6 +28,9 @@ impl Rule {
         Rule::CanaryRegression,
         Rule::ModelChange,
         Rule::TruncationRate,
+        Rule::ToolCallLoop,
+        Rule::SessionBudget,
+        Rule::SpendRate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +42,9 @@ impl Rule {
             Rule::CanaryRegression => "canary_regression",
             Rule::ModelChange => "model_change",
             Rule::TruncationRate => "truncation_rate",
+            Rule::ToolCallLoop => "tool_call_loop",
+            Rule::SessionBudget => "session_budget",
+            Rule::SpendRate => "spend_rate",
         }
     }
 

@@ -20,6 +20,7 @@ pub mod report;
 pub mod rollup;
 pub mod sequential;
 mod settings;
+pub mod spend_rate;
 pub mod stats;
 pub mod synth;
 pub mod verdict;

@@ -272,6 +272,8 @@ impl HealthWeights {
             CanaryRegression => self.canary_regression,
             ModelChange => self.model_change,
             TruncationRate => self.truncation_rate,
+            // Session alerts are about one session, not the stream's health.
+            ToolCallLoop | SessionBudget | SpendRate => 0.0,
         }
     }
 }

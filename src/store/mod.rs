@@ -17,6 +17,7 @@ mod pages;
 mod responses;
 mod retention;
 pub mod rollups;
+pub mod sessions;
 mod signals;
 
 use std::str::FromStr;
@@ -36,6 +37,7 @@ pub use pages::*;
 pub use responses::*;
 pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
 pub use rollups::{embedding_bytes, embedding_from_bytes};
+pub use sessions::{SpendHour, SpendTotal, StreamSpend};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]

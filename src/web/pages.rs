@@ -260,3 +260,43 @@ async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
     );
     web.render("alerts.html", &ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::live::{Live, Shared};
+
+    /// The page's time comes from the injected clock, not the wall clock.
+    #[tokio::test]
+    async fn a_page_is_built_at_the_time_of_the_injected_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::store::Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let config =
+            crate::config::from_str(std::path::Path::new("/x/canaryd.yaml"), "{}\n").unwrap();
+        let live = Shared::new(Live {
+            config: Arc::new(config),
+            judges: Arc::new(vec![]),
+            providers: Default::default(),
+            ingest_tokens: Arc::new(vec![]),
+            generation: 0,
+        });
+        // 2001-09-09 01:46:40 UTC.
+        let clock = Clock::fixed(1_000_000_000_000);
+        let web = Web {
+            ctx: crate::web::Ctx { store, live, clock },
+            tera: Arc::new(crate::web::templates().unwrap()),
+        };
+        let resp = overview(State(web), Query(RangeQuery { hours: None })).await;
+        assert_eq!(resp.status(), axum::http::StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let html = String::from_utf8_lossy(&body);
+        assert!(html.contains("Generated 2001-09-09 01:46 UTC"), "{html}");
+    }
+}

@@ -119,6 +119,24 @@ async fn faithful_answers_score_higher_and_malformed_judges_give_errors() {
     .await
     .unwrap_err();
     assert!(matches!(e, JudgeError::Malformed(_)), "{e:?}");
+
+    // A judgement cut off at max_tokens (as llama.cpp cuts a looping small
+    // model) is a judge error, never a score read out of the fragment.
+    let e = canaryd::judge::call::score_within(&providers, g, &input_of(&cases[0]), 6)
+        .await
+        .unwrap_err();
+    match e {
+        JudgeError::Malformed(m) => assert!(m.contains("cut off at 6 tokens"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn input_of(case: &(&str, &str, &str, &str)) -> JudgeInput {
+    JudgeInput {
+        input: Some(case.1.into()),
+        context: vec![case.0.into()],
+        output: case.2.into(),
+    }
 }
 
 #[test]
