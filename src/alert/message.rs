@@ -98,7 +98,7 @@ fn rule_label(rule: &str) -> &str {
         Some(Rule::RefusalRateShift) => "refusal rate",
         Some(Rule::LengthDrift) => "output length",
         Some(Rule::EmbeddingDrift) => "embedding drift",
-        Some(Rule::CanaryRegression) => "canary pass rate",
+        Some(Rule::CanaryRegression) => "canary",
         Some(Rule::ModelChange) => "model change",
         Some(Rule::TruncationRate) => "truncation rate",
         Some(Rule::ToolCallLoop) => "tool-call loop",
@@ -140,6 +140,15 @@ pub fn link(base_url: Option<&str>, stream: &str) -> Option<String> {
 fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
     let change = if is_model_change(&a.rule) {
         one_line(&a.summary)
+    } else if a.rule == "canary_regression" && (a.baseline_samples == 0 || a.value >= a.baseline) {
+        // Fired on a flipped case, not a fall of the pass rate: an unknown
+        // baseline must not read as 0 and a rate that rose must not read as
+        // a regression. The detector's summary leads with the reason.
+        let s = one_line(&a.summary);
+        match s.split_once(": ") {
+            Some((target, rest)) if target == a.dimension => rest.to_string(),
+            _ => s,
+        }
     } else {
         format!("{} → {}", fmt_num(a.baseline), fmt_num(a.value))
     };
@@ -162,7 +171,11 @@ fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
         baseline_samples: a.baseline_samples,
         change,
         value_text: fmt_num(a.value),
-        baseline_text: fmt_num(a.baseline),
+        baseline_text: if a.baseline_samples == 0 && a.rule != "model_change" {
+            "unknown".into()
+        } else {
+            fmt_num(a.baseline)
+        },
         summary: a.summary.clone(),
         new: input.new_ids.contains(&a.id) || (!resolved && a.last_notified_ms.is_none()),
         since: since.map(fmt_time).unwrap_or_default(),
@@ -317,6 +330,83 @@ mod tests {
             "http://x/streams/a%2Fb%3Fc"
         );
         assert_eq!(link(None, "s"), None);
+    }
+
+    fn canary_alert(value: f64, baseline: f64, baseline_samples: i64, summary: &str) -> AlertRow {
+        AlertRow {
+            id: 1,
+            rule: "canary_regression".into(),
+            stream: "suite:refunds".into(),
+            dimension: "live".into(),
+            state: "firing".into(),
+            severity: "warning".into(),
+            value,
+            baseline,
+            threshold: 0.1,
+            p_value: None,
+            samples: 14,
+            baseline_samples,
+            summary: summary.into(),
+            pending_ms: Some(0),
+            firing_ms: Some(0),
+            resolved_ms: None,
+            last_eval_ms: 0,
+            last_notified_ms: None,
+            resolve_pending: false,
+            rev: 0,
+        }
+    }
+
+    fn title_of(a: AlertRow) -> (String, String) {
+        let firing = [a];
+        let m = build(Input {
+            stream: "suite:refunds",
+            firing: &firing,
+            resolved: &[],
+            examples: &BTreeMap::new(),
+            model_change: false,
+            model_events: &[],
+            base_url: None,
+            now_ms: 0,
+            new_ids: &[],
+            max_chars: 100,
+        });
+        (m.title, m.firing[0].baseline_text.clone())
+    }
+
+    #[test]
+    fn a_canary_flip_without_baseline_runs_reads_as_the_flip_not_as_zero() {
+        // The demo's alert: the suite had no baseline runs (stored 0) and
+        // its pass rate is 93 %: it fired on a case that flipped.
+        let (title, baseline) = title_of(canary_alert(
+            0.929,
+            0.0,
+            0,
+            "live: now failing after 3 passes: late-fee (pass rate 93 % (n=14; no baseline runs))",
+        ));
+        assert!(!title.contains("0.00"), "{title}");
+        assert!(!title.contains("→ 0.929"), "{title}");
+        assert!(
+            title.contains("now failing after 3 passes: late-fee"),
+            "{title}"
+        );
+        assert_eq!(baseline, "unknown");
+        // A pass rate that rose does not read as a regression either.
+        let (title, _) = title_of(canary_alert(
+            0.95,
+            0.9,
+            40,
+            "live: now failing after 3 passes: late-fee (pass rate 90 % → 95 % (n=14))",
+        ));
+        assert!(!title.contains("0.900 → 0.950"), "{title}");
+        // A real fall of the pass rate still shows it.
+        let (title, _) = title_of(canary_alert(
+            0.6,
+            0.95,
+            40,
+            "live: pass rate 95 % → 60 % (n=14)",
+        ));
+        assert!(title.contains("0.950 → 0.600"), "{title}");
     }
 
     #[test]

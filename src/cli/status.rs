@@ -30,9 +30,12 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
     let store = Store::connect(&config.database).await?;
     store.migrate().await.context("applying migrations")?;
     let now = crate::clock::Clock::system().now_ms();
-    let report = report::current(&store, now, &config.detectors)
+    let cfg = &config.detectors;
+    let snap = store
+        .detector_snapshot(now, cfg)
         .await
-        .context("evaluating detectors")?;
+        .context("loading the detectors' data")?;
+    let report = report::build(crate::signals::evaluate_snapshot(&snap, now, cfg), now, cfg);
     let spend = crate::sessions::spend_text(&store, now)
         .await
         .context("reading spend")?;

@@ -243,7 +243,7 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
         ) {
             continue;
         }
-        match crate::signals::report::run_once(&app.store, now, cfg).await {
+        match detect_once(&app.store, now, cfg).await {
             Ok(findings) => {
                 let firing = findings
                     .iter()
@@ -259,6 +259,26 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
             Err(e) => tracing::warn!("detector evaluation failed: {e}"),
         }
     }
+}
+
+/// One evaluation: load the snapshot, run the (pure) detectors, keep the
+/// latest verdicts and a health point per subject. Returns the findings for
+/// alerting.
+pub async fn detect_once(
+    store: &crate::store::Store,
+    now_ms: i64,
+    cfg: &crate::signals::DetectorConfig,
+) -> Result<Vec<crate::signals::Finding>, crate::store::StoreError> {
+    let snap = store.detector_snapshot(now_ms, cfg).await?;
+    let findings = crate::signals::evaluate_snapshot(&snap, now_ms, cfg);
+    store.save_findings(&findings).await?;
+    store
+        .record_health(
+            now_ms,
+            &crate::signals::health::health_scores(&findings, &cfg.health),
+        )
+        .await?;
+    Ok(findings)
 }
 
 fn detector_interval(every_secs: u64) -> tokio::time::Interval {

@@ -22,8 +22,14 @@ where
 async fn status(State(ctx): State<Ctx>) -> Response {
     let now = ctx.clock.now_ms();
     let live = ctx.live.current();
-    match crate::signals::report::current(&ctx.store, now, &live.config.detectors).await {
-        Ok(r) => Json(r).into_response(),
+    let cfg = &live.config.detectors;
+    match ctx.store.detector_snapshot(now, cfg).await {
+        Ok(snap) => Json(crate::signals::report::build(
+            crate::signals::evaluate_snapshot(&snap, now, cfg),
+            now,
+            cfg,
+        ))
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "status evaluation failed");
             (

@@ -243,6 +243,7 @@ fn finding(
         samples: u64::try_from(s.calls).unwrap_or(0),
         baseline_samples: 0,
         summary,
+        resolve: true,
     }
 }
 

@@ -104,13 +104,15 @@ pub fn spend_rate(
         .min();
     let insufficient = |why: String, n: usize| {
         Verdict::insufficient(
-            Rule::SpendRate,
-            stream,
-            dimension,
-            now_ms,
+            super::verdict::Subject {
+                rule: Rule::SpendRate,
+                stream,
+                dimension,
+                at_ms: now_ms,
+                samples: u64::try_from(current.calls).unwrap_or(0),
+                baseline_samples: n as u64,
+            },
             cfg.min_ratio,
-            u64::try_from(current.calls).unwrap_or(0),
-            n as u64,
             why,
         )
     };
@@ -203,6 +205,7 @@ pub fn spend_rate(
                 fmt(base),
                 current.calls
             ),
+            resolve: !firing,
         },
         window_effect: ratio >= cfg.min_ratio,
         direct: firing,

@@ -11,15 +11,12 @@
 
 use std::path::{Path, PathBuf};
 
-/// `signals/` files that still load snapshots or store verdicts themselves.
-/// Issue 13 moves that I/O into the store and the daemon; empty this list
-/// as the files become pure, and the test keeps them pure.
-const SIGNALS_IO_UNTIL_ISSUE_13: &[&str] = &[
-    "src/signals/backtest.rs",
-    "src/signals/evaluate.rs",
-    "src/signals/model_change.rs",
-    "src/signals/report.rs",
-];
+/// `signals/` files that still name the store. Since issue 13 they do no
+/// I/O (loading is `Store::detector_snapshot`, storing is the daemon's
+/// `detect_once`, the backtest driver is in `cli/backtest/`); these two only
+/// name the store's `ModelEvent` row type (it derives `sqlx::FromRow`).
+const SIGNALS_IO_UNTIL_ISSUE_13: &[&str] =
+    &["src/signals/evaluate.rs", "src/signals/model_change.rs"];
 
 /// Modules allowed to name the daemon: itself and what sits above it.
 const ABOVE_THE_DAEMON: &[&str] = &[
