@@ -120,10 +120,11 @@ fn held_out_split_meets_the_floors_measured_once() {
     assert!(c.recall() >= HELDOUT_RECALL, "recall {:.3}", c.recall());
 }
 
-/// Measured once on the held-out split at the end of tuning (see
-/// ARCHITECTURE.md), minus a margin of about two answers.
-const HELDOUT_PRECISION: f64 = 0.0;
-const HELDOUT_RECALL: f64 = 0.0;
+/// Measured once on the held-out split at the end of tuning (precision
+/// 0.990, 95 of 96; recall 0.969, 95 of 98; see ARCHITECTURE.md), minus a
+/// margin of about two answers.
+const HELDOUT_PRECISION: f64 = 0.965;
+const HELDOUT_RECALL: f64 = 0.945;
 
 #[test]
 fn the_labelled_set_is_large_and_split() {

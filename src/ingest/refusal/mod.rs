@@ -52,6 +52,25 @@ pub fn is_refusal(text: &str) -> bool {
     classify(text).is_some()
 }
 
+/// True when the provider stopped the answer with its own filter:
+/// `content_filter` (OpenAI, Azure), `refusal` (Anthropic), `safety`,
+/// `prohibited_content`, `blocklist` (Gemini). The text of such an answer is
+/// often empty or cut off, so its words cannot show the refusal.
+pub fn stopped_by_filter(finish_reason: Option<&str>) -> bool {
+    finish_reason.is_some_and(|f| {
+        [
+            "content_filter",
+            "refusal",
+            "safety",
+            "prohibited_content",
+            "blocklist",
+            "spii",
+        ]
+        .iter()
+        .any(|k| f.eq_ignore_ascii_case(k))
+    })
+}
+
 /// The decline cue that makes `text` a refusal, if any.
 pub fn classify(text: &str) -> Option<Refusal> {
     let t = text::prepare(text);
