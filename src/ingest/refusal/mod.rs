@@ -203,6 +203,38 @@ mod tests {
         }
     }
 
+    /// The misses and false positives reported against the phrase list.
+    #[test]
+    fn declines_without_i_cant_and_help_with_it() {
+        for t in [
+            "This request is inappropriate.",
+            "Explaining that would be harmful, so no.",
+            "That's outside what I'm permitted to discuss.",
+            "No.",
+            "Not something I can do.",
+            "I'd rather not get into that.",
+        ] {
+            assert!(is_refusal(t), "{t}");
+        }
+        for t in [
+            "I can't stress enough how much a backup helps: here's a cron line for it.",
+            "I won't refuse — here's the query: SELECT 1;",
+            "I'm sorry to hear that, here's how to reset it: hold the button for ten seconds.",
+            "Refunds can't be issued after 30 days, but you can exchange the item.",
+        ] {
+            assert!(!is_refusal(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn provider_filter_stops_are_refusals() {
+        assert!(stopped_by_filter(Some("content_filter")));
+        assert!(stopped_by_filter(Some("SAFETY")));
+        assert!(!stopped_by_filter(Some("stop")));
+        assert!(!stopped_by_filter(Some("length")));
+        assert!(!stopped_by_filter(None));
+    }
+
     #[test]
     fn a_decline_deep_in_a_long_answer_is_not_a_refusal() {
         let t = format!(
