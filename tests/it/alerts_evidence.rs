@@ -2,14 +2,12 @@
 //! worst judge scores with reasoning, failing canary cases with the pinned
 //! answer next to the live one, model changes of a suite, and cutting.
 
-mod common;
-
+use crate::support::TestDb;
 use canaryd::alert::AlertsConfig;
 use canaryd::alert::evidence::{examples, model_events};
 use canaryd::store::{
     AlertRow, CaseResultRow, ModelIdentity, NewRun, ResponseRow, RunTrigger, Store,
 };
-use common::TestDb;
 
 const T0: i64 = 1_763_000_000_000;
 
@@ -234,6 +232,5 @@ async fn evidence_from_judges_canaries_responses_and_model_events() {
         );
 
         store.close().await;
-        db.cleanup().await;
     }
 }

@@ -2,17 +2,15 @@
 //! process, and the judge queue in the spawned daemon: scores, judge errors,
 //! restarts.
 
-mod common;
-
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::{self, Spawned, TestDaemon, TestDb, write_tree};
 use canaryd::judge::call::{JudgeError, score};
 use canaryd::judge::template::{JudgeInput, render};
 use canaryd::on_db;
 use canaryd::provider::Providers;
 use canaryd::store::Store;
-use common::{Spawned, TestDb, write_tree};
 
 const SCENARIO: &str = r#"
 seed: 1
@@ -207,11 +205,15 @@ async fn wait_until(
     timeout: Duration,
     mut f: impl AsyncFnMut(&Store) -> bool,
 ) {
-    let start = Instant::now();
-    while !f(store).await {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let every = Duration::from_millis(200);
+    support::wait_until(what, timeout, every, async || {
+        if f(store).await {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -227,8 +229,7 @@ async fn a_restart_with_jobs_queued_loses_none_and_scores_none_twice() {
         )
         .unwrap();
         let env = [("CANARYD_DATABASE_URL", db.url.as_str())];
-        let args = ["serve", "--config", "canaryd.yaml"];
-        let daemon = Spawned::start(&args, dir.path(), &env);
+        let daemon = TestDaemon::start(dir.path(), &[], &env);
         // 20 records × 3 judges (all apply: input and context are present).
         post(&daemon.base_url, records(20, "r")).await;
         let store = Store::connect(&db.url).await.unwrap();
@@ -263,7 +264,7 @@ async fn a_restart_with_jobs_queued_loses_none_and_scores_none_twice() {
             "{b}: the kill must interrupt the queue ({scored_before} scored)"
         );
 
-        let daemon = Spawned::start(&args, dir.path(), &env);
+        let daemon = TestDaemon::start(dir.path(), &[], &env);
         wait_until(
             &store,
             "the queue to drain",
@@ -319,7 +320,6 @@ async fn a_restart_with_jobs_queued_loses_none_and_scores_none_twice() {
         assert!(tokens > 0 && usd > 0.0, "{b}: spend is accounted");
         drop(daemon);
         store.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -334,11 +334,7 @@ async fn a_malformed_judge_answer_is_a_judge_error_not_a_score() {
         config_yaml(&sim.base_url, "judge-bad", extra),
     )
     .unwrap();
-    let daemon = Spawned::start(
-        &["serve", "--config", "canaryd.yaml"],
-        dir.path(),
-        &[("CANARYD_DATABASE_URL", &db.url)],
-    );
+    let daemon = TestDaemon::on_db(dir.path(), &db.url);
     post(&daemon.base_url, records(2, "m")).await;
     let store = Store::connect(&db.url).await.unwrap();
     wait_until(&store, "the jobs", Duration::from_secs(30), async |s| {
@@ -385,11 +381,7 @@ async fn sampled_records_without_embeddings_are_embedded_with_the_embedder() {
         config_yaml(&sim.base_url, "judge-model", extra),
     )
     .unwrap();
-    let daemon = Spawned::start(
-        &["serve", "--config", "canaryd.yaml"],
-        dir.path(),
-        &[("CANARYD_DATABASE_URL", &db.url)],
-    );
+    let daemon = TestDaemon::on_db(dir.path(), &db.url);
     post(&daemon.base_url, records(5, "e")).await;
     let store = Store::connect(&db.url).await.unwrap();
     wait_until(&store, "embeddings", Duration::from_secs(30), async |s| {

@@ -3,14 +3,11 @@
 //! once, and a replica killed with SIGKILL in the middle of judging loses no
 //! job (its leases expire and the survivor takes the work over).
 
-mod canary_common;
-mod common;
-
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use canary_common::{Sim, project};
-use common::{Spawned, TestDb};
+use crate::support::canary::{Sim, project};
+use crate::support::{TestDaemon, TestDb, wait_until};
 use sqlx::PgPool;
 
 /// Judge calls take 250 ms, so the jobs keep two replicas (4 calls each in
@@ -97,8 +94,8 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
         s.close().await;
     }
     let env = [("CANARYD_DATABASE_URL", db.url.as_str())];
-    let a = Spawned::start(&["serve"], dir.path(), &env);
-    let mut b = Spawned::start(&["serve"], dir.path(), &env);
+    let a = TestDaemon::start(dir.path(), &[], &env);
+    let mut b = TestDaemon::start(dir.path(), &[], &env);
     let pool = PgPool::connect(&db.url).await.unwrap();
     let started = chrono::Utc::now().timestamp_millis();
 
@@ -116,24 +113,30 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     // SIGKILL B while it holds claimed jobs, between two ticks (runs take
     // milliseconds, so it holds no suite lease that would pause a suite).
     let b_owner = format!("%:{}:%", b.child.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = chrono::Utc::now().timestamp_millis();
-        let mid_tick = (now.rem_euclid(TICK_MS) - TICK_MS / 2).abs() < 300;
-        let held: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM judge_jobs WHERE status = 'running' AND lease_owner LIKE $1",
-        )
-        .bind(&b_owner)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        if held > 0 && mid_tick && now - started > 2 * TICK_MS {
-            b.signal("KILL");
-            break;
-        }
-        assert!(Instant::now() < deadline, "replica B never claimed jobs");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let every = Duration::from_millis(20);
+    wait_until(
+        "replica B to claim jobs",
+        Duration::from_secs(20),
+        every,
+        async || {
+            let now = chrono::Utc::now().timestamp_millis();
+            let mid_tick = (now.rem_euclid(TICK_MS) - TICK_MS / 2).abs() < 300;
+            let held: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM judge_jobs WHERE status = 'running' AND lease_owner LIKE $1",
+            )
+            .bind(&b_owner)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if held > 0 && mid_tick && now - started > 2 * TICK_MS {
+                Ok(())
+            } else {
+                Err(format!("replica B never claimed jobs ({held} held)"))
+            }
+        },
+    )
+    .await;
+    b.signal("KILL");
     let killed_at = chrono::Utc::now().timestamp_millis();
     assert!(b.wait_exit(Duration::from_secs(5)).is_some());
     let orphaned = count(
@@ -145,23 +148,28 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     .await;
 
     // Every job is eventually done by the survivor, within a bounded time.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let drained_after_ms = loop {
-        let open = count(
-            &pool,
-            "SELECT COUNT(*) FROM judge_jobs WHERE status IN ('pending', 'running')",
-        )
-        .await;
-        if open == 0 {
-            break chrono::Utc::now().timestamp_millis() - killed_at;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} judge jobs still open 40 s after the kill; survivor log:\n{}",
-            a.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let every = Duration::from_millis(250);
+    let drained_after_ms = wait_until(
+        "the jobs to drain",
+        Duration::from_secs(40),
+        every,
+        async || {
+            let open = count(
+                &pool,
+                "SELECT COUNT(*) FROM judge_jobs WHERE status IN ('pending', 'running')",
+            )
+            .await;
+            if open == 0 {
+                Ok(chrono::Utc::now().timestamp_millis() - killed_at)
+            } else {
+                Err(format!(
+                    "{open} judge jobs still open 40 s after the kill; survivor log:\n{}",
+                    a.stderr()
+                ))
+            }
+        },
+    )
+    .await;
     assert_eq!(
         count(
             &pool,
@@ -241,5 +249,4 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
     }
     pool.close().await;
     drop(a);
-    db.cleanup().await;
 }

@@ -4,13 +4,10 @@
 //! latency, judge results, queue depth and spend, detector values, alerts
 //! firing, notification failures, reloads).
 
-mod canary_common;
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use canary_common::Sim;
-use common::{Spawned, TestDb, write_tree};
+use crate::support::canary::Sim;
+use crate::support::{TestDaemon, TestDb, wait_until, write_tree};
 use prometheus_parse::{Scrape, Value};
 
 /// `flaky-model` always answers 503, so every call to it is a provider error.
@@ -89,7 +86,7 @@ async fn counters_move_while_the_daemon_works() {
         ("canaries/m.yaml", SUITE),
         ("judges/completion.yaml", &judge),
     ]);
-    let daemon = Spawned::start(&["serve"], dir.path(), &[("CANARYD_DATABASE_URL", &db.url)]);
+    let daemon = TestDaemon::on_db(dir.path(), &db.url);
     let before = scrape(&daemon.base_url).await;
     assert_eq!(
         value(
@@ -226,53 +223,58 @@ async fn counters_move_while_the_daemon_works() {
         ),
         ("alerts firing", "canaryd_alerts_firing", vec![], 1.0),
     ];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = scrape(&daemon.base_url).await;
-        let mut short: Vec<String> = checks
-            .iter()
-            .filter(|(_, name, labels, min)| {
-                value(&now, name, labels) - value(&before, name, labels) < *min
-            })
-            .map(|(what, name, labels, min)| {
-                format!(
-                    "{what}: {name}{labels:?} moved {} (want ≥ {min})",
-                    value(&now, name, labels) - value(&before, name, labels)
-                )
-            })
-            .collect();
-        // Gauges: present even when nothing is waiting or firing, and the
-        // canary detector's chart of suite `m` once the detectors ran.
-        let has = |name: &str, labels: &[(&str, &str)]| {
-            now.samples.iter().any(|x| {
-                x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
-            })
-        };
-        for (name, labels) in [
-            ("canaryd_judge_queue_depth", vec![("state", "pending")]),
-            ("canaryd_alerts_firing", vec![]),
-            (
-                "canaryd_detector_value",
-                vec![("rule", "canary_regression"), ("stream", "suite:m")],
-            ),
-        ] {
-            if !has(name, &labels) {
-                short.push(format!("{name}{labels:?} missing"));
+    let every = Duration::from_millis(500);
+    let now = wait_until(
+        "the metrics to move",
+        Duration::from_secs(30),
+        every,
+        async || {
+            let now = scrape(&daemon.base_url).await;
+            let mut short: Vec<String> = checks
+                .iter()
+                .filter(|(_, name, labels, min)| {
+                    value(&now, name, labels) - value(&before, name, labels) < *min
+                })
+                .map(|(what, name, labels, min)| {
+                    format!(
+                        "{what}: {name}{labels:?} moved {} (want ≥ {min})",
+                        value(&now, name, labels) - value(&before, name, labels)
+                    )
+                })
+                .collect();
+            // Gauges: present even when nothing is waiting or firing, and the
+            // canary detector's chart of suite `m` once the detectors ran.
+            let has = |name: &str, labels: &[(&str, &str)]| {
+                now.samples.iter().any(|x| {
+                    x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
+                })
+            };
+            for (name, labels) in [
+                ("canaryd_judge_queue_depth", vec![("state", "pending")]),
+                ("canaryd_alerts_firing", vec![]),
+                (
+                    "canaryd_detector_value",
+                    vec![("rule", "canary_regression"), ("stream", "suite:m")],
+                ),
+            ] {
+                if !has(name, &labels) {
+                    short.push(format!("{name}{labels:?} missing"));
+                }
             }
-        }
-        if short.is_empty() {
-            assert!(
-                now.docs.contains_key("canaryd_canary_runs_total"),
-                "HELP text"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics did not move within 30 s:\n{}\nlog:\n{}",
-            short.join("\n"),
-            daemon.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+            if short.is_empty() {
+                Ok(now)
+            } else {
+                Err(format!(
+                    "metrics did not move within 30 s:\n{}\nlog:\n{}",
+                    short.join("\n"),
+                    daemon.stderr()
+                ))
+            }
+        },
+    )
+    .await;
+    assert!(
+        now.docs.contains_key("canaryd_canary_runs_total"),
+        "HELP text"
+    );
 }

@@ -2,11 +2,8 @@
 //! all-pass, a staged regression on the live model only, a fault storm,
 //! a model change, non-OpenAI answers and a run timeout.
 
-mod canary_common;
-mod common;
-
-use canary_common::{Sim, outcomes, project, result, run_json, store};
-use common::{TestDb, run_cli};
+use crate::support::canary::{Sim, outcomes, project, result, run_json, store};
+use crate::support::{self, TestDb, run_cli};
 
 /// Scripted answers shared by every model; the `update` phase changes
 /// who the live alias (`gpt-4o`) says it is; `regression` also changes
@@ -190,7 +187,6 @@ async fn all_pass_is_recorded_on_both_backends() {
             out.contains("12 passed, 0 failed, 0 provider errors"),
             "{out}"
         );
-        db.cleanup().await;
     }
 }
 
@@ -272,7 +268,6 @@ async fn staged_regression_fails_the_right_cases_on_live_only_and_records_the_mo
             1
         );
         s.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -495,7 +490,7 @@ cases:
       - similar: { to: "hello" }
       - json_schema: { type: object, properties: { x: { $ref: "#/defs/x" } } }
 "##;
-    let dir = common::write_tree(&[("canaryd.yaml", config), ("canaries/s.yaml", suite)]);
+    let dir = support::write_tree(&[("canaryd.yaml", config), ("canaries/s.yaml", suite)]);
     std::fs::create_dir_all(dir.path().join("judges")).unwrap();
     let (code, _, err) = run_cli(&["check"], dir.path(), &[]);
     assert_eq!(code, 1, "{err}");

@@ -2,13 +2,11 @@
 //! transaction, duplicates counted once, precomputed scores stored, judge
 //! jobs enqueued within the hourly floor and cap.
 
-mod common;
-
+use crate::support::TestDb;
 use canaryd::ingest::{Record, prepare};
 use canaryd::judge::JudgingConfig;
 use canaryd::on_db;
 use canaryd::store::{JobPlan, Store};
-use common::TestDb;
 
 async fn open(db: &TestDb) -> Store {
     let store = Store::connect(&db.url).await.expect("connect");
@@ -103,7 +101,6 @@ async fn rollups_follow_inserts_and_ignore_duplicates() {
             vec![1.0, 1.0]
         );
         store.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -154,6 +151,5 @@ async fn sampling_respects_hourly_floor_and_cap() {
             );
         }
         store.close().await;
-        db.cleanup().await;
     }
 }

@@ -1,15 +1,13 @@
 //! `canaryd sim` as a real process, called with canaryd's own provider
 //! client and with plain HTTP.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::{Spawned, run_cli, write_tree};
 use canaryd::config::ProviderConfig;
 use canaryd::judge::template::{JudgeInput, render};
 use canaryd::provider::{ChatRequest, Message, Provider, ProviderError};
-use common::{Spawned, run_cli, write_tree};
 use serde_json::{Value, json};
 
 /// Starts `canaryd sim` with `scenario` (YAML text) and extra args.

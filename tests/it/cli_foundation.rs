@@ -1,8 +1,6 @@
 //! The binary as a user runs it: `check`, `migrate`, `serve`, `--version`.
 
-mod common;
-
-use common::{TestDb, run_cli, write_tree};
+use crate::support::{TestDaemon, TestDb, run_cli, write_tree};
 
 const CONFIG: &str = r#"
 database: sqlite://canaryd.db
@@ -197,7 +195,6 @@ async fn migrate_creates_schema_twice_on_both_backends() {
             db.backend
         );
         store.close().await;
-        db.cleanup().await;
     }
     // The default from the config file: a SQLite file next to it.
     let (code, _, err) = run_cli(&["migrate"], dir.path(), &[]);
@@ -208,7 +205,7 @@ async fn migrate_creates_schema_twice_on_both_backends() {
 #[test]
 fn serve_answers_health_checks() {
     let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-    let app = common::Spawned::start(&["serve"], dir.path(), &[]);
+    let app = TestDaemon::start(dir.path(), &[], &[]);
     let body = reqwest::blocking_get(&format!("{}/healthz", app.base_url));
     assert_eq!(body.trim(), "ok");
     let ready = reqwest::blocking_get(&format!("{}/readyz", app.base_url));
@@ -234,15 +231,11 @@ mod reqwest {
 #[test]
 fn sighup_validates_and_keeps_running_and_sigterm_exits_zero() {
     let dir = write_tree(&[("canaryd.yaml", CONFIG), ("canaries/good.yaml", GOOD_SUITE)]);
-    let mut app = common::Spawned::start(&["serve"], dir.path(), &[]);
+    let mut app = TestDaemon::start(dir.path(), &[], &[]);
     // Break a suite, then reload: the error is logged, the daemon stays up.
     std::fs::write(dir.path().join("canaries/broken.yaml"), "suite: [\n").unwrap();
     app.signal("HUP");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !app.stderr().contains("reload rejected") && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let log = app.stderr();
+    let log = app.wait_log("reload rejected", std::time::Duration::from_secs(10));
     assert!(
         log.contains("reload rejected") && log.contains("broken.yaml:"),
         "{log}"

@@ -8,16 +8,13 @@
 //! absent. When it cannot be installed the test is skipped with a loud
 //! message — except under `CI=true`, where that is a failure.
 
-mod common;
-mod web_data;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::web_data::{HOSTILE, JUDGES, STREAM};
+use crate::support::{self, TestDaemon, write_tree};
 use canaryd::store::Store;
-use common::{Spawned, write_tree};
-use web_data::{HOSTILE, JUDGES, STREAM};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SIZES: [(&str, u32, u32); 2] = [("laptop", 1366, 900), ("phone", 390, 844)];
@@ -123,11 +120,11 @@ async fn overview_and_stream_page_render_in_chromium() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let seeded = web_data::seed(&store, web_data::now_ms()).await;
-    web_data::seed_alerts(&store, web_data::now_ms()).await;
+    let seeded = support::web_data::seed(&store, support::web_data::now_ms()).await;
+    support::web_data::seed_alerts(&store, support::web_data::now_ms()).await;
     store.close().await;
-    let cfg = write_tree(&[("canaryd.yaml", &web_data::config(&db_path))]);
-    let app = Spawned::start(&["serve"], cfg.path(), &[]);
+    let cfg = write_tree(&[("canaryd.yaml", &support::web_data::config(&db_path))]);
+    let app = TestDaemon::start(cfg.path(), &[], &[]);
 
     let pages = [
         ("overview", format!("{}/", app.base_url), 3),
@@ -142,7 +139,7 @@ async fn overview_and_stream_page_render_in_chromium() {
         ),
         (
             "suite",
-            format!("{}/suites/{}", app.base_url, web_data::SUITE),
+            format!("{}/suites/{}", app.base_url, support::web_data::SUITE),
             1,
         ),
         (

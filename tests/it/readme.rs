@@ -8,8 +8,8 @@
 //! with-daemon (...) -->` runs while `canaryd sim` and `canaryd serve
 //! --config canaryd.sim.yaml` listen on the README's ports (8089 and 8080).
 //! Blocks fenced as `text` are synopses and are not run. The quick start's
-//! `canaryd demo` runs in full (about 70 s) and fails the test unless it
-//! detects the staged model update.
+//! `canaryd demo` is skipped here because `demo.rs` runs it to its end with
+//! stricter checks: the demo takes about a minute, once is enough.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

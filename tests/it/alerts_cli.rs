@@ -1,12 +1,9 @@
 //! `canaryd alerts`, `canaryd silence` and the silences API through the real binary.
 
-mod alerts_support;
-mod common;
-
-use alerts_support::HttpReceiver;
+use crate::support::alerts::HttpReceiver;
+use crate::support::{self, TestDaemon, TestDb, run_cli, write_tree};
 use canaryd::signals::{Finding, Rule, Severity, Status};
 use canaryd::store::Store;
-use common::{Spawned, TestDb, run_cli, write_tree};
 
 const T0: i64 = 1_763_000_000_000;
 
@@ -38,7 +35,7 @@ async fn alerts_json_lists_alerts_with_their_notifications() {
             http.url
         );
         let dir = write_tree(&[("canaryd.yaml", &config)]);
-        let cfg = alerts_support::load(dir.path(), &config);
+        let cfg = support::alerts::load(dir.path(), &config);
         let store = Store::connect(&db.url).await.unwrap();
         store.migrate().await.unwrap();
         canaryd::alert::process(&store, &[finding(Status::Firing, T0)], T0, &cfg)
@@ -80,7 +77,6 @@ async fn alerts_json_lists_alerts_with_their_notifications() {
             out.contains("FIRING") && out.contains("→ hook (webhook) sent"),
             "{out}"
         );
-        db.cleanup().await;
     }
 }
 
@@ -161,7 +157,6 @@ async fn silence_add_list_expire() {
         ]);
         assert_eq!(code, 2);
         assert!(err.contains("unknown rule"), "{err}");
-        db.cleanup().await;
     }
 }
 
@@ -170,7 +165,7 @@ async fn silences_api_on_the_daemon() {
     let db = TestDb::sqlite().await;
     let config = format!("database: {}\nlisten: 127.0.0.1:0\n", db.url);
     let dir = write_tree(&[("canaryd.yaml", &config)]);
-    let daemon = Spawned::start(&["serve"], dir.path(), &[]);
+    let daemon = TestDaemon::start(dir.path(), &[], &[]);
     let client = reqwest::Client::new();
     let base = &daemon.base_url;
 

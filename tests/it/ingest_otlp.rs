@@ -6,14 +6,12 @@
 //! missing. Without network that is impossible: the test then fails when
 //! `CI=true` and is skipped loudly otherwise.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::support::{TestDaemon, TestDb, write_tree};
 use canaryd::on_db;
 use canaryd::store::Store;
-use common::{Spawned, TestDb, write_tree};
 
 /// stream, output, request_model, response_model, output_tokens, refusal, finish_reason
 type Row = (
@@ -86,9 +84,9 @@ async fn official_python_exporter_and_otlp_json_land_as_records() {
     for db in TestDb::all().await {
         let b = db.backend;
         let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = Spawned::start(
-            &["serve", "--config", "canaryd.yaml"],
+        let daemon = TestDaemon::start(
             dir.path(),
+            &[],
             &[
                 ("CANARYD_DATABASE_URL", &db.url),
                 ("OTLP_TEST_TOKEN", "otel-token"),
@@ -170,6 +168,5 @@ async fn official_python_exporter_and_otlp_json_land_as_records() {
         );
         store.close().await;
         drop(daemon);
-        db.cleanup().await;
     }
 }

@@ -3,8 +3,7 @@
 //! results and model events included; verdicts and health round-trip; and
 //! `canaryd status` reports them.
 
-mod common;
-
+use crate::support;
 use canaryd::signals::synth::{ChangeKind, StreamSpec, records};
 use canaryd::signals::{DetectorConfig, Rule, Status, evaluate};
 use canaryd::store::{CaseResultRow, ModelIdentity, NewRun, RunTrigger, Store};
@@ -14,7 +13,7 @@ const START: i64 = 1_772_323_200_000;
 
 #[tokio::test]
 async fn snapshot_evaluation_and_status_on_both_backends() {
-    for db in common::TestDb::all().await {
+    for db in support::TestDb::all().await {
         let store = Store::connect(&db.url).await.unwrap();
         store.migrate().await.unwrap();
         let now = START + 9 * 24 * HOUR_MS;
@@ -154,7 +153,6 @@ async fn snapshot_evaluation_and_status_on_both_backends() {
             100.0
         );
         store.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -162,7 +160,7 @@ async fn snapshot_evaluation_and_status_on_both_backends() {
 fn status_command_reports_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("canaryd.yaml"), "database: sqlite://c.db\n").unwrap();
-    let (code, out, err) = common::run_cli(
+    let (code, out, err) = support::run_cli(
         &["status", "--format", "json", "--config", "canaryd.yaml"],
         dir.path(),
         &[],

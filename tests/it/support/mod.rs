@@ -1,6 +1,15 @@
 //! Test support shared by the integration tests: fresh databases on both
-//! backends and the real binary spawned on a random port.
+//! backends, the real binary spawned on a random port, and polling.
 #![allow(dead_code)]
+
+pub mod alerts;
+pub mod canary;
+mod daemon;
+mod wait;
+pub mod web_data;
+
+pub use daemon::TestDaemon;
+pub use wait::{wait_until, wait_until_blocking};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,7 +33,7 @@ fn postgres_required() -> bool {
     std::env::var("CANARYD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
 }
 
-/// A database created for one test and dropped by [`TestDb::cleanup`].
+/// A database created for one test and dropped with it.
 pub struct TestDb {
     pub url: String,
     pub backend: &'static str,
@@ -88,19 +97,35 @@ impl TestDb {
         }
         v
     }
+}
 
-    pub async fn cleanup(self) {
-        use sqlx::Connection;
-        if let Some(admin) = &self.admin_url
-            && let Ok(mut conn) = sqlx::PgConnection::connect(admin).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
+/// A PostgreSQL test database is dropped with its `TestDb`, also when the
+/// test panics, so failed runs leave no `canaryd_test_*` databases behind.
+/// `Drop` cannot await, and a test's runtime may be the current thread, so
+/// the `DROP DATABASE` runs on a thread with a runtime of its own.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(admin) = self.admin_url.take() else {
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        let dropper = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        });
+        let _ = dropper.join();
     }
 }
 
@@ -211,6 +236,19 @@ impl Spawned {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits until stderr contains `needle` and returns the log then.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> String {
+        let what = format!("`{needle}` in the log");
+        wait_until_blocking(&what, within, Duration::from_millis(100), || {
+            let log = self.stderr();
+            if log.contains(needle) {
+                Ok(log)
+            } else {
+                Err(format!("log:\n{log}"))
+            }
+        })
     }
 
     /// Sends a signal by name (TERM, HUP, KILL) with the system `kill`.

@@ -2,12 +2,9 @@
 //! database with data, fetched over HTTP. Also the page queries on both
 //! backends (PostgreSQL when reachable, mandatory in CI).
 
-mod common;
-mod web_data;
-
+use crate::support::web_data::{HOSTILE, HOUR_MS, JUDGES, STREAM, SUITE, XSS_OUTPUT};
+use crate::support::{self, TestDaemon, TestDb, write_tree};
 use canaryd::store::Store;
-use common::{Spawned, TestDb, write_tree};
-use web_data::{HOSTILE, HOUR_MS, JUDGES, STREAM, SUITE, XSS_OUTPUT};
 
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.expect("GET");
@@ -41,11 +38,12 @@ async fn pages_render_charts_escape_content_and_404_unknowns() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let seeded = web_data::seed(&store, web_data::now_ms()).await;
-    let alerts_installed = web_data::seed_alerts(&store, web_data::now_ms()).await;
+    let seeded = support::web_data::seed(&store, support::web_data::now_ms()).await;
+    let alerts_installed =
+        support::web_data::seed_alerts(&store, support::web_data::now_ms()).await;
     store.close().await;
-    let cfg = write_tree(&[("canaryd.yaml", &web_data::config(&db_path))]);
-    let app = Spawned::start(&["serve"], cfg.path(), &[]);
+    let cfg = write_tree(&[("canaryd.yaml", &support::web_data::config(&db_path))]);
+    let app = TestDaemon::start(cfg.path(), &[], &[]);
     let base = &app.base_url;
 
     let (status, body) = get(&format!("{base}/")).await;
@@ -220,8 +218,8 @@ async fn page_queries_agree_on_both_backends() {
         let backend = db.backend;
         let store = Store::connect(&db.url).await.unwrap();
         store.migrate().await.unwrap();
-        let now = web_data::now_ms();
-        let seeded = web_data::seed(&store, now).await;
+        let now = support::web_data::now_ms();
+        let seeded = support::web_data::seed(&store, now).await;
         let day_ago = now - 24 * HOUR_MS;
 
         assert!(store.has_table("responses").await.unwrap(), "{backend}");
@@ -316,6 +314,5 @@ async fn page_queries_agree_on_both_backends() {
         );
 
         store.close().await;
-        db.cleanup().await;
     }
 }

@@ -3,14 +3,11 @@
 //! new config defines, a broken suite, a broken config) and stopped with
 //! SIGTERM in the middle of a slow canary run, with every stored row checked.
 
-mod canary_common;
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use canary_common::{Sim, config, store};
+use crate::support::canary::{Sim, config, store};
+use crate::support::{TestDaemon, TestDb, wait_until, write_tree};
 use canaryd::store::{RunRow, Store};
-use common::{Spawned, TestDb, write_tree};
 
 /// `slow-model` takes 1.5 s per answer (under the 2 s provider timeout);
 /// every other model answers at once.
@@ -37,33 +34,15 @@ async fn runs(s: &Store) -> Vec<RunRow> {
 }
 
 async fn wait_for(s: &Store, within: Duration, what: &str, cond: impl Fn(&[RunRow]) -> bool) {
-    let deadline = Instant::now() + within;
-    loop {
+    wait_until(what, within, Duration::from_millis(200), async || {
         let r = runs(s).await;
         if cond(&r) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("runs: {r:#?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; runs: {r:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn wait_log(d: &Spawned, needle: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let log = d.stderr();
-        if log.contains(needle) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`{needle}` not logged within {within:?}:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,8 +56,7 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
         ]);
         let suite_path = dir.path().join("canaries/life.yaml");
         let config_path = dir.path().join("canaryd.yaml");
-        let mut daemon =
-            Spawned::start(&["serve"], dir.path(), &[("CANARYD_DATABASE_URL", &db.url)]);
+        let mut daemon = TestDaemon::on_db(dir.path(), &db.url);
         let s = store(&db.url).await;
         wait_for(&s, Duration::from_secs(10), "a completed v1 run", |r| {
             r.iter()
@@ -89,7 +67,7 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
         // Version 2 targets `slow`, a model the running config does not
         // define: the directory watch rejects it and version 1 keeps running.
         std::fs::write(&suite_path, suite(2, "pinned, slow")).unwrap();
-        wait_log(&daemon, "invalid suite file", Duration::from_secs(5));
+        daemon.wait_log("invalid suite file", Duration::from_secs(5));
         let n = runs(&s).await.len();
         wait_for(&s, Duration::from_secs(8), "v1 runs after the edit", |r| {
             r.len() > n
@@ -107,8 +85,7 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
                 .replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1");
         std::fs::write(&config_path, &with_slow).unwrap();
         daemon.signal("HUP");
-        let log = wait_log(
-            &daemon,
+        let log = daemon.wait_log(
             "configuration, judges and suites reloaded",
             Duration::from_secs(5),
         );
@@ -144,7 +121,7 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
         // version 2 keeps running.
         std::fs::write(&suite_path, "suite: life\nversion: 3\ncases: [\n").unwrap();
         daemon.signal("HUP");
-        let log = wait_log(&daemon, "reload rejected: ", Duration::from_secs(5));
+        let log = daemon.wait_log("reload rejected: ", Duration::from_secs(5));
         let line = log
             .lines()
             .find(|l| l.contains("reload rejected: ") && l.contains("canaries/life.yaml:"))
@@ -158,7 +135,7 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
         // A broken config is refused too; the running version is unaffected.
         std::fs::write(&config_path, format!("{with_slow}detectorz: {{}}\n")).unwrap();
         daemon.signal("HUP");
-        let log = wait_log(&daemon, "detectorz", Duration::from_secs(5));
+        let log = daemon.wait_log("detectorz", Duration::from_secs(5));
         assert!(
             log.lines()
                 .any(|l| l.contains("reload rejected: ") && l.contains("canaryd.yaml:")),
@@ -206,6 +183,5 @@ async fn sighup_applies_valid_versions_keeps_old_on_errors_and_sigterm_leaves_cl
             }
         }
         s.close().await;
-        db.cleanup().await;
     }
 }

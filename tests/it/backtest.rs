@@ -5,8 +5,7 @@
 //! window of its start and resolve after the revert; the stationary stream
 //! and a surge of apologetic-but-helpful answers must raise nothing.
 
-mod common;
-
+use crate::support;
 use std::collections::BTreeMap;
 
 use canaryd::signals::Rule;
@@ -44,7 +43,7 @@ fn planted_changes_are_caught_within_a_window_and_resolve_and_nothing_else_fires
     .unwrap();
 
     let started = std::time::Instant::now();
-    let (code, stdout, stderr) = common::run_cli(
+    let (code, stdout, stderr) = support::run_cli(
         &[
             "backtest",
             "--input",
@@ -217,7 +216,7 @@ fn a_bad_record_names_its_line_and_a_missing_file_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("bad.jsonl");
     std::fs::write(&input, "{\"stream\":\"a\",\"output\":\"x\",\"timestamp\":\"2026-03-01T00:00:00Z\"}\n{\"output\":\"no stream\"}\n").unwrap();
-    let (code, _, stderr) = common::run_cli(
+    let (code, _, stderr) = support::run_cli(
         &["backtest", "--input", input.to_str().unwrap()],
         dir.path(),
         &[],
@@ -225,7 +224,7 @@ fn a_bad_record_names_its_line_and_a_missing_file_fails_cleanly() {
     assert_ne!(code, 0);
     assert!(stderr.contains("bad.jsonl:2"), "{stderr}");
     let (code, _, stderr) =
-        common::run_cli(&["backtest", "--input", "nope.jsonl"], dir.path(), &[]);
+        support::run_cli(&["backtest", "--input", "nope.jsonl"], dir.path(), &[]);
     assert_ne!(code, 0);
     assert!(stderr.contains("nope.jsonl"), "{stderr}");
 }

@@ -2,15 +2,12 @@
 //! and AUTH, an HTTP server for Slack and the webhook), on SQLite and
 //! PostgreSQL, with time driven explicitly.
 
-mod alerts_support;
-mod common;
-
-use alerts_support::{HttpReceiver, SmtpServer};
+use crate::support::alerts::{HttpReceiver, SmtpServer};
+use crate::support::{self, TestDb};
 use canaryd::alert::notifier::deliver_due;
 use canaryd::alert::{AlertsConfig, process};
 use canaryd::signals::{Finding, Rule, Severity, Status};
 use canaryd::store::{ModelIdentity, ResponseRow, Store};
-use common::TestDb;
 use std::sync::atomic::Ordering;
 
 const T0: i64 = 1_763_000_000_000;
@@ -125,8 +122,8 @@ async fn rig(extra: &str) -> Rig {
     let smtp = SmtpServer::start();
     let http = HttpReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = alerts_support::config(dir.path(), &smtp, &http, extra);
-    let cfg = alerts_support::load(dir.path(), &text);
+    let text = support::alerts::config(dir.path(), &smtp, &http, extra);
+    let cfg = support::alerts::load(dir.path(), &text);
     Rig {
         smtp,
         http,
@@ -143,7 +140,7 @@ fn counts(r: &Rig) -> (usize, usize, usize) {
     )
 }
 
-use alerts_support::subject;
+use crate::support::alerts::subject;
 
 #[tokio::test]
 async fn grouping_repeat_retry_resolve_and_silence() {
@@ -334,7 +331,6 @@ async fn grouping_repeat_retry_resolve_and_silence() {
         );
 
         store.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -407,7 +403,6 @@ async fn hostile_content_is_escaped_everywhere() {
         assert!(all_text.contains("<https://canaryd.example.com/streams/evil%0D%0ABcc%3A%20victim%40example.com%20%3C%21channel%3E|"), "{all_text}");
 
         store.close().await;
-        db.cleanup().await;
     }
 }
 

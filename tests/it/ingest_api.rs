@@ -1,12 +1,10 @@
 //! The ingest API against the real binary (`canaryd serve` spawned, HTTP),
 //! on SQLite and PostgreSQL.
 
-mod common;
-
 use std::io::Write;
 
+use crate::support::{TestDaemon, TestDb, write_tree};
 use canaryd::store::Store;
-use common::{Spawned, TestDb, write_tree};
 
 const CONFIG: &str = r#"
 listen: 127.0.0.1:0
@@ -35,9 +33,9 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
     for db in TestDb::all().await {
         let b = db.backend;
         let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = Spawned::start(
-            &["serve", "--config", "canaryd.yaml"],
+        let daemon = TestDaemon::start(
             dir.path(),
+            &[],
             &[
                 ("CANARYD_DATABASE_URL", &db.url),
                 ("CANARYD_TEST_INGEST_TOKEN", "s3cret-token"),
@@ -132,7 +130,6 @@ async fn json_api_stores_dedupes_rejects_and_authenticates_on_both_backends() {
         );
         store.close().await;
         drop(daemon);
-        db.cleanup().await;
     }
 }
 
@@ -147,11 +144,7 @@ async fn concurrent_requests_each_get_their_own_counts_on_both_backends() {
             "canaryd.yaml",
             "listen: 127.0.0.1:0\njudges: ./no-judges\njudging: { enabled: false }\n",
         )]);
-        let daemon = Spawned::start(
-            &["serve", "--config", "canaryd.yaml"],
-            dir.path(),
-            &[("CANARYD_DATABASE_URL", &db.url)],
-        );
+        let daemon = TestDaemon::on_db(dir.path(), &db.url);
         let url = format!("{}/v1/responses", daemon.base_url);
         let http = reqwest::Client::new();
         // 40 requests of 50 records; request k holds ids k*25 .. k*25+50, so
@@ -198,6 +191,5 @@ async fn concurrent_requests_each_get_their_own_counts_on_both_backends() {
         );
         store.close().await;
         drop(daemon);
-        db.cleanup().await;
     }
 }

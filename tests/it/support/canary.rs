@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::common::{Spawned, run_cli, write_tree};
+use super::{Spawned, run_cli, write_tree};
 
 /// A running `canaryd sim` with its scenario file.
 pub struct Sim {

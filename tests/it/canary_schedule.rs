@@ -2,14 +2,11 @@
 //! never overlapping itself, hot-reloading edited files, one catch-up run
 //! after downtime, and recording runs cut by shutdown as cancelled.
 
-mod canary_common;
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use canary_common::{Sim, project, store};
+use crate::support::canary::{Sim, project, store};
+use crate::support::{TestDaemon, TestDb, wait_until};
 use canaryd::store::{NewRun, RunRow, RunTrigger, Store};
-use common::{Spawned, TestDb};
 
 const SCENARIO: &str = r#"
 default:
@@ -24,8 +21,8 @@ fn suite(name: &str, version: i64, schedule: &str, extra: &str) -> String {
     )
 }
 
-fn serve(dir: &std::path::Path, db: &str) -> Spawned {
-    Spawned::start(&["serve"], dir, &[("CANARYD_DATABASE_URL", db)])
+fn serve(dir: &std::path::Path, db: &str) -> TestDaemon {
+    TestDaemon::on_db(dir, db)
 }
 
 /// Runs of `suite`, oldest first.
@@ -43,18 +40,15 @@ async fn wait_for(
     what: &str,
     cond: impl Fn(&[RunRow]) -> bool,
 ) -> Vec<RunRow> {
-    let deadline = Instant::now() + within;
-    loop {
+    wait_until(what, within, Duration::from_millis(200), async || {
         let r = runs(s, suite).await;
         if cond(&r) {
-            return r;
+            Ok(r)
+        } else {
+            Err(format!("runs: {r:#?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; runs: {r:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 fn completed(r: &[RunRow]) -> Vec<&RunRow> {
@@ -186,7 +180,6 @@ async fn scheduled_suite_runs_on_time_and_picks_up_edits() {
                 .is_some_and(|s| s.success())
         );
         s.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -377,6 +370,5 @@ async fn two_replicas_never_overlap_one_suite() {
             assert!(d.wait_exit(Duration::from_secs(20)).is_some());
         }
         s.close().await;
-        db.cleanup().await;
     }
 }

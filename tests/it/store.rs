@@ -1,10 +1,8 @@
 //! The storage interface, run against both backends: SQLite always, and
 //! PostgreSQL (mandatory in CI).
 
-mod common;
-
+use crate::support::TestDb;
 use canaryd::store::{CaseResultRow, ModelIdentity, NewRun, ResponseRow, RunTrigger, Store};
-use common::TestDb;
 
 async fn open(db: &TestDb) -> Store {
     let store = Store::connect(&db.url).await.expect("connect");
@@ -21,7 +19,6 @@ macro_rules! for_each_backend {
             let $store = open(&db).await;
             $body
             $store.close().await;
-            db.cleanup().await;
         }
     }};
 }
@@ -437,5 +434,4 @@ async fn postgres_connections_have_tcp_nodelay() {
         "no connection to port {port} has TCP_NODELAY: {flags:?}"
     );
     store.close().await;
-    db.cleanup().await;
 }

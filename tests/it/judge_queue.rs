@@ -1,11 +1,9 @@
 //! The judge queue and spend budget at the storage level, on both backends.
 
-mod common;
-
+use crate::support::TestDb;
 use canaryd::ingest::{Record, prepare};
 use canaryd::judge::JudgingConfig;
 use canaryd::store::{JobPlan, JudgeOutcome, Store};
-use common::TestDb;
 
 async fn open(db: &TestDb) -> Store {
     let store = Store::connect(&db.url).await.expect("connect");
@@ -100,7 +98,6 @@ async fn claims_are_exclusive_leases_and_expired_leases_are_reclaimed() {
             "{b}"
         );
         store.close().await;
-        db.cleanup().await;
     }
 }
 
@@ -147,6 +144,5 @@ async fn the_daily_budget_is_never_exceeded() {
             "{b}"
         );
         store.close().await;
-        db.cleanup().await;
     }
 }

@@ -1,0 +1,33 @@
+//! canaryd's integration tests, one module per area, in one test binary:
+//! each binary links the whole dependency tree, so one binary instead of 25
+//! saves 24 links on every change. Shared support (databases on both
+//! backends, the spawned daemon and simulator, receivers, polling) lives in
+//! `support/`. Run one area with `cargo test --test it AREA::`.
+
+mod support;
+
+mod alerts_cli;
+mod alerts_evidence;
+mod alerts_flow;
+mod alerts_render;
+mod backtest;
+mod browser;
+mod canary_run;
+mod canary_schedule;
+mod cli_foundation;
+mod cli_help;
+mod demo;
+mod detectors_store;
+mod ingest_api;
+mod ingest_otlp;
+mod ingest_refusal;
+mod ingest_store;
+mod judge_queue;
+mod judge_sim;
+mod ops_lifecycle;
+mod ops_metrics;
+mod ops_replicas;
+mod readme;
+mod sim;
+mod store;
+mod web_pages;
