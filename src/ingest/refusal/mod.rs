@@ -18,7 +18,7 @@
 //! `text::READ_CHARS` characters) and cheap (a dozen compiled regexes; the
 //! per-record cost is in BENCHMARKS.md). [`classify`] says which cue fired.
 //! Precision and recall on `tests/data/refusals.jsonl` (a tuning split and a
-//! held-out split) are measured by `tests/ingest_refusal.rs` and reported in
+//! held-out split) are measured by `tests/it/ingest_refusal.rs` and reported in
 //! ARCHITECTURE.md.
 
 mod cues;
