@@ -28,6 +28,8 @@ pub use cues::Cue;
 
 /// Characters from the start of the answer in which a decline must begin.
 const HEAD_CHARS: usize = 300;
+/// How far past the head a cue that starts in it may run.
+const CUE_TAIL_CHARS: usize = 200;
 /// Words of help after a pivot that turn a decline into a partial answer.
 const HELP_WORDS: usize = 20;
 /// Words after a turn to concrete help ("here's how…", "you can…") that do.
@@ -79,6 +81,9 @@ pub fn classify(text: &str) -> Option<Refusal> {
         return None;
     }
     let head_end = t.char_indices().nth(HEAD_CHARS).map_or(t.len(), |(i, _)| i);
+    // A cue must start in the head; it may run a little past it. (The
+    // prepared text is ASCII, so byte and character offsets agree.)
+    let search_end = t.len().min(head_end + CUE_TAIL_CHARS);
     let c = cues::cues();
     let idioms: Vec<_> = c
         .idiom
@@ -91,7 +96,7 @@ pub fn classify(text: &str) -> Option<Refusal> {
             continue;
         }
         let found = re
-            .find_iter(&t)
+            .find_iter(&t[..search_end])
             .take_while(|m| m.start() < head_end)
             .find(|m| {
                 let overlaps_idiom = idioms

@@ -11,9 +11,12 @@ pub const READ_CHARS: usize = 1500;
 /// A quote longer than this is treated as a stray quote mark, not a span.
 const MAX_QUOTE_CHARS: usize = 240;
 
-/// Lower-cased prefix of the answer with apostrophes folded to `'`, and
-/// quoted spans and code replaced by spaces (unless that would leave no
-/// words, i.e. the whole answer is one quotation).
+/// Lower-cased ASCII prefix of the answer with apostrophes folded to `'`,
+/// dashes to `-`, accented Latin letters to their base letter and any other
+/// non-ASCII character to a space, and quoted spans and code replaced by
+/// spaces (unless that would leave no words, i.e. the whole answer is one
+/// quotation). ASCII matters for cost: the regex crate's lazy DFA handles
+/// `\b` only on ASCII text and falls back to a far slower engine otherwise.
 pub fn prepare(text: &str) -> String {
     let chars: Vec<char> = text
         .trim()
@@ -36,7 +39,38 @@ pub fn prepare(text: &str) -> String {
     } else {
         chars
     };
-    keep.into_iter().flat_map(char::to_lowercase).collect()
+    keep.into_iter()
+        .flat_map(char::to_lowercase)
+        .map(ascii_fold)
+        .collect()
+}
+
+/// The ASCII letter an accented Latin letter is written with (enough for
+/// the other-language cues), `-` for dashes, else a space.
+fn ascii_fold(c: char) -> char {
+    if c.is_ascii() {
+        return c;
+    }
+    const FOLD: [(&str, char); 12] = [
+        ("àáâãäåā", 'a'),
+        ("çćč", 'c'),
+        ("èéêëēę", 'e'),
+        ("ìíîïī", 'i'),
+        ("ñń", 'n'),
+        ("òóôõöøō", 'o'),
+        ("ùúûüū", 'u'),
+        ("ýÿ", 'y'),
+        ("šś", 's'),
+        ("žźż", 'z'),
+        ("ł", 'l'),
+        (
+            "\u{2010}\u{2011}\u{2012}\u{2013}\u{2014}\u{2015}\u{2212}",
+            '-',
+        ),
+    ];
+    FOLD.iter()
+        .find(|(from, _)| from.contains(c))
+        .map_or(' ', |&(_, to)| to)
 }
 
 /// Half-open index ranges (quote marks included) of code and quotations.
@@ -97,6 +131,7 @@ mod tests {
         assert!(!t.contains("cannot"), "{t}");
         assert!(t.starts_with("the bot said "), "{t}");
         assert_eq!(prepare("I can’t do that."), "i can't do that.");
+        assert_eq!(prepare("Não posso — ¿sí?"), "nao posso -  si?");
         // A whole-answer quotation is read as the answer.
         assert_eq!(prepare("\"No.\""), "\"no.\"");
     }
