@@ -6,8 +6,11 @@
 //! from `BENCH_CONNS` concurrent clients (default 8) for `BENCH_SECS`
 //! seconds (default 20) and prints records/s and the daemon's peak RSS
 //! (VmHWM). Half the records carry `output_tokens`; the other half are
-//! counted with the o200k tokenizer, as in production. The load generator
-//! runs on the same machine.
+//! counted with the o200k tokenizer, as in production. Every record belongs
+//! to an agent session (20 records each, so the run touches tens of
+//! thousands of distinct sessions) with an agent, a user and one tool call:
+//! session tracking is measured, not bypassed. The load generator runs on
+//! the same machine.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -114,10 +117,15 @@ fn body(seq: u64, conn: usize) -> String {
         s.push_str(&format!(
             "{{\"id\": \"c{conn}-{seq}-{i}\", \"stream\": \"stream-{}\", \"request_model\": \"gpt-4o\", \"response_model\": \"gpt-4o-2024-08-06\", \
              \"input\": \"How can I help with order {n}?\", \"context\": [\"Orders ship within 2 days.\"], \"output\": \"{}\", \
-             \"finish_reason\": \"stop\", \"input_tokens\": 120, \"latency_ms\": {}{tokens}}}",
+             \"finish_reason\": \"stop\", \"input_tokens\": 120, \"latency_ms\": {}{tokens}, \
+             \"session_id\": \"c{conn}-s{}\", \"agent\": \"agent-{}\", \"user_id\": \"user-{}\", \
+             \"tool_calls\": [{{\"name\": \"lookup_order\", \"arguments\": {{\"order\": {n}}}}}]}}",
             n % 5,
             ANSWERS[n % ANSWERS.len()],
-            300 + n % 900
+            300 + n % 900,
+            n / 20,
+            n % 2,
+            n % 97
         ));
     }
     s.push(']');

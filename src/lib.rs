@@ -2,10 +2,10 @@
 //! errors. See ARCHITECTURE.md for the map of this crate.
 
 pub mod alert;
-pub mod app;
 pub mod canary;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
@@ -14,8 +14,10 @@ pub mod ingest;
 pub mod judge;
 pub mod live;
 pub mod provider;
+pub mod sessions;
 pub mod signals;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod web;

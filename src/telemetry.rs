@@ -85,6 +85,30 @@ fn describe() {
         "Latest detector value, by rule and stream"
     );
     describe_gauge!("canaryd_alerts_firing", "Alerts currently firing");
+    describe_gauge!(
+        "canaryd_spend_usd_24h",
+        "Production spend of a stream over the last 24 h (USD)"
+    );
+    describe_gauge!(
+        "canaryd_spend_tokens_24h",
+        "Production tokens of a stream over the last 24 h"
+    );
+    describe_gauge!(
+        "canaryd_user_spend_usd_24h",
+        "Spend of a stream's top users over the last 24 h (USD)"
+    );
+    describe_gauge!(
+        "canaryd_session_spend_usd",
+        "Spend of the costliest active sessions (USD)"
+    );
+    describe_gauge!(
+        "canaryd_session_tokens",
+        "Tokens of the costliest active sessions"
+    );
+    describe_gauge!(
+        "canaryd_sessions_active",
+        "Agent sessions not yet expired, per stream"
+    );
     describe_counter!(
         "canaryd_notification_failures_total",
         "Notification deliveries that failed, by channel"
@@ -150,9 +174,11 @@ pub fn record_ingest(outcome: Option<&crate::store::InsertOutcome>, started: std
 /// since the queue, the spend and the alerts are shared) every few seconds.
 pub async fn store_gauges(
     store: crate::store::Store,
+    clock: crate::clock::Clock,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut spenders = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -164,12 +190,15 @@ pub async fn store_gauges(
             metrics::gauge!("canaryd_judge_queue_depth", "state" => "running")
                 .set(c.running as f64);
         }
-        if let Ok((tokens, usd)) = store.judge_spend(crate::daemon::now_ms()).await {
+        if let Ok((tokens, usd)) = store.judge_spend(clock.now_ms()).await {
             metrics::gauge!("canaryd_judge_spend_tokens_today").set(tokens as f64);
             metrics::gauge!("canaryd_judge_spend_usd_today").set(usd);
         }
         if let Ok(n) = store.count_alerts_in_state("firing").await {
             metrics::gauge!("canaryd_alerts_firing").set(n as f64);
+        }
+        if let Err(e) = crate::sessions::spend_gauges(&store, clock.now_ms(), &mut spenders).await {
+            tracing::debug!("spend gauges: {e}");
         }
     }
 }

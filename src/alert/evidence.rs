@@ -16,10 +16,10 @@
 use serde::Serialize;
 
 use super::AlertError;
-use super::message::{one_line, truncate};
 use super::settings::AlertsConfig;
-use crate::on_db;
-use crate::store::{AlertRow, ModelEvent, Store};
+use super::text::{one_line, truncate};
+use crate::signals::Rule;
+use crate::store::{AlertRow, ModelEvent, ResponsePick, Store};
 
 /// One example: a heading and labelled texts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,26 +64,6 @@ pub fn input_text(raw: Option<String>) -> Option<String> {
     }
 }
 
-type JudgeRow = (
-    Option<f64>,
-    Option<String>,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-);
-type CanaryRow = (
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-);
-type ResponseRow = (Option<String>, String, Option<String>, i64);
-
 /// Up to `max_examples` worst examples for `alert`, looking back `evidence_window` from `now_ms`.
 pub async fn examples(
     store: &Store,
@@ -99,23 +79,30 @@ pub async fn examples(
     let max = cfg.max_example_chars;
     let dim = alert.dimension.as_str();
     let stream = alert.stream.as_str();
-    let out = match alert.rule.as_str() {
-        "judge_score_drop" => {
-            let rows: Vec<JudgeRow> = on_db!(store.db(), pool => sqlx::query_as(
-                "SELECT j.score, j.reasoning, j.ts_ms, r.input, r.output, c.answer, c.case_id, j.judge \
-                 FROM judge_scores j LEFT JOIN responses r ON r.id = j.response_id \
-                 LEFT JOIN canary_results c ON c.id = j.canary_result_id \
-                 WHERE j.stream = $1 AND ($2 = '' OR j.judge = $2) AND j.score IS NOT NULL AND j.ts_ms >= $3 AND j.ts_ms <= $4 \
-                 ORDER BY j.score ASC, j.ts_ms DESC, j.id DESC LIMIT $5",
-            ).bind(stream).bind(dim).bind(since).bind(now_ms).bind(n).fetch_all(pool).await)
-            .map_err(crate::store::StoreError::from)?;
+    let Some(rule) = Rule::parse(&alert.rule) else {
+        return Ok(Vec::new());
+    };
+    let out = match rule {
+        Rule::JudgeScoreDrop => {
+            let rows = store
+                .worst_judge_scores(stream, dim, since, now_ms, n)
+                .await?;
             rows.into_iter()
                 .map(
-                    |(score, reasoning, ts, input, output, answer, case_id, judge)| {
+                    |crate::store::JudgedExample {
+                         score,
+                         reasoning,
+                         ts_ms: ts,
+                         input,
+                         output,
+                         answer,
+                         case_id,
+                         judge,
+                     }| {
                         let mut title = format!(
                             "{judge} score {} · {}",
-                            score.map(super::message::fmt_num).unwrap_or_default(),
-                            super::message::fmt_time(ts)
+                            score.map(super::text::fmt_num).unwrap_or_default(),
+                            crate::text::fmt_time(ts)
                         );
                         if let Some(c) = case_id {
                             title.push_str(&format!(" · case {}", one_line(&c)));
@@ -135,21 +122,21 @@ pub async fn examples(
                 )
                 .collect()
         }
-        "canary_regression" => {
+        Rule::CanaryRegression => {
             let suite = stream.strip_prefix("suite:").unwrap_or(stream);
-            let rows: Vec<CanaryRow> = on_db!(store.db(), pool => sqlx::query_as(
-                "SELECT f.case_id, f.target, f.answer, f.verdicts, \
-                 (SELECT p.target FROM canary_results p WHERE p.run_id = f.run_id AND p.case_id = f.case_id AND p.id <> f.id \
-                  ORDER BY CASE WHEN p.target = 'pinned' THEN 0 ELSE 1 END, p.id LIMIT 1), \
-                 (SELECT p.answer FROM canary_results p WHERE p.run_id = f.run_id AND p.case_id = f.case_id AND p.id <> f.id \
-                  ORDER BY CASE WHEN p.target = 'pinned' THEN 0 ELSE 1 END, p.id LIMIT 1) \
-                 FROM canary_results f WHERE f.suite = $1 AND f.outcome = 'fail' AND f.created_ms >= $2 AND f.created_ms <= $3 \
-                 AND ($4 = '' OR f.case_id = $4 OR f.target = $4) ORDER BY f.created_ms DESC, f.id DESC LIMIT $5",
-            ).bind(suite).bind(since).bind(now_ms).bind(dim).bind(n).fetch_all(pool).await)
-            .map_err(crate::store::StoreError::from)?;
+            let rows = store
+                .failed_canary_cases(suite, dim, since, now_ms, n)
+                .await?;
             rows.into_iter()
                 .map(
-                    |(case_id, target, answer, verdicts, other_target, other_answer)| {
+                    |crate::store::FailedCase {
+                         case_id,
+                         target,
+                         answer,
+                         verdicts,
+                         other_target,
+                         other_answer,
+                     }| {
                         let failed = failed_checks(&verdicts);
                         let other_label = other_target.map(|t| format!("{} answer", one_line(&t)));
                         Example {
@@ -171,55 +158,140 @@ pub async fn examples(
                 )
                 .collect()
         }
-        "refusal_rate_shift" | "truncation_rate" | "length_drift" | "embedding_drift" => {
-            let (filter, order, what) = match alert.rule.as_str() {
-                "refusal_rate_shift" => ("AND refusal = $4", "ts_ms DESC", "refusal"),
-                "truncation_rate" => (
-                    "AND finish_reason = 'length' AND $4 = $4",
-                    "ts_ms DESC",
-                    "cut at the length limit",
-                ),
-                "length_drift" if alert.value < alert.baseline => (
-                    "AND $4 = $4",
-                    "output_tokens ASC, ts_ms DESC",
-                    "short answer",
-                ),
-                "length_drift" => (
-                    "AND $4 = $4",
-                    "output_tokens DESC, ts_ms DESC",
-                    "long answer",
-                ),
-                _ => ("AND $4 = $4", "ts_ms DESC", "recent answer"),
+        Rule::RefusalRateShift
+        | Rule::TruncationRate
+        | Rule::LengthDrift
+        | Rule::EmbeddingDrift => {
+            let (pick, what) = match rule {
+                Rule::RefusalRateShift => (ResponsePick::Refusals, "refusal"),
+                Rule::TruncationRate => (ResponsePick::Truncated, "cut at the length limit"),
+                Rule::LengthDrift if alert.value < alert.baseline => {
+                    (ResponsePick::Shortest, "short answer")
+                }
+                Rule::LengthDrift => (ResponsePick::Longest, "long answer"),
+                _ => (ResponsePick::Recent, "recent answer"),
             };
-            let sql = format!(
-                "SELECT input, output, finish_reason, output_tokens FROM responses \
-                 WHERE stream = $1 AND ts_ms >= $2 AND ts_ms <= $3 {filter} ORDER BY {order}, id DESC LIMIT $5"
-            );
-            let rows: Vec<ResponseRow> =
-                on_db!(store.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(stream).bind(since).bind(now_ms).bind(true).bind(n).fetch_all(pool).await)
-                .map_err(crate::store::StoreError::from)?;
+            let rows = store
+                .example_responses(stream, pick, since, now_ms, n)
+                .await?;
             rows.into_iter()
-                .map(|(input, output, finish, tokens)| Example {
-                    title: format!(
-                        "{what} · {tokens} tokens{}",
-                        finish
-                            .map(|f| format!(" · finish_reason {}", one_line(&f)))
-                            .unwrap_or_default()
-                    ),
-                    fields: [
-                        field("input", input_text(input), max),
-                        field("output", Some(output), max),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-                })
+                .map(
+                    |crate::store::ExampleResponse {
+                         input,
+                         output,
+                         finish_reason: finish,
+                         output_tokens: tokens,
+                     }| Example {
+                        title: format!(
+                            "{what} · {tokens} tokens{}",
+                            finish
+                                .map(|f| format!(" · finish_reason {}", one_line(&f)))
+                                .unwrap_or_default()
+                        ),
+                        fields: [
+                            field("input", input_text(input), max),
+                            field("output", Some(output), max),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    },
+                )
                 .collect()
         }
-        _ => Vec::new(),
+        Rule::ToolCallLoop | Rule::SessionBudget => {
+            session_timeline(store, stream, dim, max).await?
+        }
+        Rule::ModelChange | Rule::SpendRate => Vec::new(),
     };
     Ok(out)
+}
+
+/// Events of a session's timeline shown in an alert (the latest ones).
+const TIMELINE_EVENTS: usize = 40;
+
+/// The session's timeline: one line per event (time, agent, tools with
+/// argument hashes, tokens, cost), the repeated (tool, arguments) marked.
+async fn session_timeline(
+    store: &Store,
+    stream: &str,
+    session: &str,
+    max: usize,
+) -> Result<Vec<Example>, AlertError> {
+    let Some(s) = store.session(stream, session).await? else {
+        return Ok(Vec::new());
+    };
+    let events = store
+        .session_events(stream, session, TIMELINE_EVENTS)
+        .await?;
+    Ok(vec![timeline_example(&s, &events, max)])
+}
+
+/// The timeline as an example (pure, for tests).
+pub fn timeline_example(
+    s: &crate::sessions::SessionSummary,
+    events: &[crate::sessions::SessionEvent],
+    max: usize,
+) -> Example {
+    let repeated = crate::sessions::detect::most_repeated(events)
+        .filter(|(_, n)| *n >= 2)
+        .map(|(t, _)| (t.name.clone(), t.hash.clone()));
+    let fields = events
+        .iter()
+        .map(|e| {
+            let tools: Vec<String> = e
+                .tools
+                .iter()
+                .map(|t| {
+                    let mark = if repeated.as_ref() == Some(&(t.name.clone(), t.hash.clone())) {
+                        " ◀ repeated"
+                    } else {
+                        ""
+                    };
+                    match &t.args {
+                        Some(a) => {
+                            format!("{}({}) #{}{mark}", one_line(&t.name), one_line(a), t.hash)
+                        }
+                        None => format!("{} #{}{mark}", one_line(&t.name), t.hash),
+                    }
+                })
+                .collect();
+            let mut text = format!(
+                "{} · {}",
+                e.agent
+                    .as_deref()
+                    .map(one_line)
+                    .unwrap_or_else(|| "-".into()),
+                e.kind
+            );
+            if !tools.is_empty() {
+                text.push_str(&format!(" · {}", tools.join(", ")));
+            }
+            text.push_str(&format!(" · {} tokens · ${:.4}", e.tokens, e.cost_usd));
+            Field {
+                label: chrono::DateTime::from_timestamp_millis(e.ts_ms)
+                    .map(|t| t.format("%H:%M:%S").to_string())
+                    .unwrap_or_default(),
+                text: truncate(&text, max),
+            }
+        })
+        .collect();
+    Example {
+        title: format!(
+            "session {} · {} calls · {} tokens · ${:.2} · {} → {}{}",
+            one_line(&s.session_id),
+            s.calls,
+            s.tokens,
+            s.cost_usd,
+            crate::text::fmt_time(s.first_ms),
+            crate::text::fmt_time(s.last_ms),
+            s.user_id
+                .as_deref()
+                .map(|u| format!(" · user {}", one_line(u)))
+                .unwrap_or_default()
+        ),
+        fields,
+    }
 }
 
 /// The expectations a canary answer failed, from its `verdicts` JSON.

@@ -7,11 +7,17 @@
 //!   so alerts of one incident travel together);
 //! - when the oldest pending alert of a stream has waited `group_wait`, every
 //!   pending alert of that stream becomes **firing** and is notified together;
-//! - an `Ok` finding **resolves** it; a resolve notice is owed only when its
-//!   firing was notified (an alert that cleared while pending, or while
-//!   silenced, was never heard of).
+//! - an `Ok` finding whose effect is below the resolve level (`resolve`:
+//!   the detector's hysteresis, half the threshold by default, measured over
+//!   `resolve_after_hours`) **resolves** it; an `Ok` finding without it
+//!   keeps it firing. A resolve notice is owed only when its firing was
+//!   notified (an alert that cleared while pending, or while silenced, was
+//!   never heard of);
+//! - a `Firing` finding within `flap_window` of the alert resolving
+//!   **reopens** it: the same alert goes back to firing (notified again as
+//!   the same alert) instead of a new incident.
 //!
-//! `InsufficientData` changes nothing: "we cannot tell right now" (a quiet
+//! `InsufficientData` and `WarmingUp` change nothing: "we cannot tell right now" (a quiet
 //! night, a paused suite) is not recovery, and resolving on it would page
 //! again when traffic returns. A key absent from a batch keeps its state too.
 //!
@@ -62,7 +68,7 @@ pub async fn process(
     cfg: &AlertsConfig,
 ) -> Result<ProcessOutcome, AlertError> {
     let mut out = ProcessOutcome::default();
-    apply_findings(store, findings, now_ms, &mut out).await?;
+    apply_findings(store, findings, now_ms, cfg, &mut out).await?;
     let renderer = Renderer::new(cfg)?;
     flush(store, now_ms, cfg, &renderer, &mut out).await?;
     Ok(out)
@@ -79,7 +85,14 @@ fn storable(x: f64) -> f64 {
 }
 
 /// The next state of one alert given one finding, or `None` for no change.
-pub fn transition(existing: Option<&AlertRow>, f: &Finding, now_ms: i64) -> Option<AlertChange> {
+/// The one state machine: the daemon applies it to stored alerts, the
+/// backtest to alerts held in memory.
+pub fn transition(
+    existing: Option<&AlertRow>,
+    f: &Finding,
+    now_ms: i64,
+    cfg: &AlertsConfig,
+) -> Option<AlertChange> {
     let state = existing.map(|a| a.state.as_str());
     let mut row = match existing {
         Some(a) => a.clone(),
@@ -127,7 +140,25 @@ pub fn transition(existing: Option<&AlertRow>, f: &Finding, now_ms: i64) -> Opti
             at_ms: now_ms,
         })
     };
+    let reopen = existing.is_some_and(|a| {
+        a.state == "resolved"
+            && a.firing_ms.is_some()
+            && a.resolved_ms
+                .is_some_and(|r| now_ms - r <= ms(cfg.flap_window.0))
+    });
     match (state, f.status) {
+        (Some("resolved"), Status::Firing) if reopen => {
+            copy_values(&mut row);
+            row.state = "firing".into();
+            row.resolved_ms = None;
+            row.resolve_pending = false;
+            // Notified again (a resolve notice may have gone out), as the same alert.
+            row.last_notified_ms = None;
+            change(
+                row,
+                history(state, "firing", format!("reopened: {}", f.summary)),
+            )
+        }
         (None | Some("resolved"), Status::Firing) => {
             copy_values(&mut row);
             row.state = "pending".into();
@@ -149,7 +180,7 @@ pub fn transition(existing: Option<&AlertRow>, f: &Finding, now_ms: i64) -> Opti
             };
             change(row, h)
         }
-        (Some(s @ ("pending" | "firing")), Status::Ok) => {
+        (Some(s @ ("pending" | "firing")), Status::Ok) if f.resolve => {
             copy_values(&mut row);
             row.state = "resolved".into();
             row.resolved_ms = Some(now_ms);
@@ -161,7 +192,9 @@ pub fn transition(existing: Option<&AlertRow>, f: &Finding, now_ms: i64) -> Opti
             };
             change(row, history(state, "resolved", note))
         }
-        // InsufficientData keeps the state; Ok on a resolved alert is no news.
+        // InsufficientData and WarmingUp keep the state, so does an Ok whose
+        // effect is still above the resolve level; Ok on a resolved alert is
+        // no news.
         _ => None,
     }
 }
@@ -170,6 +203,7 @@ async fn apply_findings(
     store: &Store,
     findings: &[Finding],
     now_ms: i64,
+    cfg: &AlertsConfig,
     out: &mut ProcessOutcome,
 ) -> Result<(), AlertError> {
     // The latest finding per key wins.
@@ -192,7 +226,7 @@ async fn apply_findings(
         let current = existing
             .iter()
             .find(|a| (a.rule.as_str(), a.stream.as_str(), a.dimension.as_str()) == key);
-        if let Some(change) = transition(current, f, now_ms) {
+        if let Some(change) = transition(current, f, now_ms, cfg) {
             match store.write_alerts(&[change], &[]).await? {
                 Some(_) => out.transitions += 1,
                 None => out.raced += 1,
@@ -348,6 +382,20 @@ async fn flush(
                 });
             }
         }
+        // The kill-switch hook: once per episode, when the alert starts firing.
+        if cfg.hook.is_some() {
+            for a in rows.iter().filter(|a| {
+                promoted.contains(&a.id)
+                    && crate::sessions::hook::applies(&a.rule)
+                    && silence::find(&silences, labels(a), now_ms).is_none()
+            }) {
+                notifications.push(crate::sessions::hook::notification(
+                    a,
+                    cfg.base_url.as_deref(),
+                    now_ms,
+                ));
+            }
+        }
         for a in &rows {
             if notified_firing.contains(&a.id) {
                 let c = changes.entry(a.id).or_insert_with(|| AlertChange {
@@ -401,11 +449,69 @@ mod tests {
             samples: 1,
             baseline_samples: 1,
             summary: "x".into(),
+            resolve: true,
         }
     }
 
+    fn cfg() -> AlertsConfig {
+        AlertsConfig::default()
+    }
+
     fn step(a: Option<&AlertRow>, status: Status) -> Option<AlertRow> {
-        transition(a, &f(status, Severity::Warning), 100).map(|c| c.row)
+        transition(a, &f(status, Severity::Warning), 100, &cfg()).map(|c| c.row)
+    }
+
+    #[test]
+    fn an_ok_above_the_resolve_level_keeps_the_alert_firing() {
+        let firing = AlertRow {
+            state: "firing".into(),
+            last_notified_ms: Some(50),
+            ..step(None, Status::Firing).unwrap()
+        };
+        let hovering = Finding {
+            resolve: false,
+            ..f(Status::Ok, Severity::Warning)
+        };
+        assert!(transition(Some(&firing), &hovering, 100, &cfg()).is_none());
+        let clear = transition(
+            Some(&firing),
+            &f(Status::Ok, Severity::Warning),
+            100,
+            &cfg(),
+        );
+        assert_eq!(clear.unwrap().row.state, "resolved");
+    }
+
+    #[test]
+    fn firing_again_within_the_flap_window_reopens_the_same_alert() {
+        let hour = 3_600_000;
+        let resolved = AlertRow {
+            id: 7,
+            state: "resolved".into(),
+            firing_ms: Some(0),
+            resolved_ms: Some(hour),
+            last_notified_ms: Some(0),
+            ..step(None, Status::Firing).unwrap()
+        };
+        let again = transition(
+            Some(&resolved),
+            &f(Status::Firing, Severity::Warning),
+            3 * hour,
+            &cfg(),
+        )
+        .unwrap();
+        assert_eq!((again.row.id, again.row.state.as_str()), (7, "firing"));
+        assert_eq!(again.row.firing_ms, Some(0), "the incident keeps its start");
+        assert!(again.history.unwrap().2.unwrap().starts_with("reopened"));
+        // After the flap window it is a new incident.
+        let later = transition(
+            Some(&resolved),
+            &f(Status::Firing, Severity::Warning),
+            hour + 13 * hour,
+            &cfg(),
+        )
+        .unwrap();
+        assert_eq!(later.row.state, "pending");
     }
 
     #[test]
@@ -416,7 +522,7 @@ mod tests {
             p_value: Some(f64::NAN),
             ..f(Status::Firing, Severity::Warning)
         };
-        let row = transition(None, &unknown, 100).unwrap().row;
+        let row = transition(None, &unknown, 100, &cfg()).unwrap().row;
         assert_eq!((row.value, row.baseline, row.p_value), (0.0, 0.0, None));
         assert_eq!(row.threshold, 0.1);
     }
@@ -466,8 +572,16 @@ mod tests {
         let resolved = step(Some(&notified), Status::Ok).unwrap();
         assert!(resolved.resolve_pending);
         assert_eq!(resolved.resolved_ms, Some(100));
-        // Firing again opens a new episode: pending, notice forgotten.
-        let again = step(Some(&resolved), Status::Firing).unwrap();
+        // Firing again after the flap window opens a new episode: pending,
+        // notice forgotten (within it, it reopens: see below).
+        let again = transition(
+            Some(&resolved),
+            &f(Status::Firing, Severity::Warning),
+            100 + 13 * 3_600_000,
+            &cfg(),
+        )
+        .unwrap()
+        .row;
         assert_eq!(
             (
                 again.state.as_str(),
@@ -484,10 +598,22 @@ mod tests {
             state: "firing".into(),
             ..step(None, Status::Firing).unwrap()
         };
-        let same = transition(Some(&firing), &f(Status::Firing, Severity::Warning), 100).unwrap();
+        let same = transition(
+            Some(&firing),
+            &f(Status::Firing, Severity::Warning),
+            100,
+            &cfg(),
+        )
+        .unwrap();
         assert_eq!(same.row.state, "firing");
         assert!(same.history.is_none());
-        let worse = transition(Some(&firing), &f(Status::Firing, Severity::Critical), 100).unwrap();
+        let worse = transition(
+            Some(&firing),
+            &f(Status::Firing, Severity::Critical),
+            100,
+            &cfg(),
+        )
+        .unwrap();
         assert_eq!(worse.row.severity, "critical");
         assert_eq!(
             worse.history.unwrap().2.unwrap(),

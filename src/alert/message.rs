@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::evidence::Example;
+pub use super::text::{fmt_num, one_line, truncate};
+use crate::signals::Rule;
 use crate::store::{AlertRow, ModelEvent};
+use crate::text::fmt_time;
 
 /// One notification: a stream's firing and/or resolved alerts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,82 +91,33 @@ pub struct Input<'a> {
     pub max_chars: usize,
 }
 
-/// Numbers at a precision a person reads: `4.22`, `0.113`, `1840`.
-pub fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return "n/a".into();
-    }
-    let a = v.abs();
-    if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 || a == 0.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-/// `2026-11-23 23:40 UTC`
-pub fn fmt_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|| ms.to_string())
-}
-
-/// What a rule measures, in words.
+/// What a rule measures, in words (an unknown rule name as it is).
 fn rule_label(rule: &str) -> &str {
-    match rule {
-        "judge_score_drop" => "judge score",
-        "refusal_rate_shift" => "refusal rate",
-        "length_drift" => "output length",
-        "embedding_drift" => "embedding drift",
-        "canary_regression" => "canary pass rate",
-        "model_change" => "model change",
-        "truncation_rate" => "truncation rate",
-        other => other,
+    match Rule::parse(rule) {
+        Some(Rule::JudgeScoreDrop) => "judge score",
+        Some(Rule::RefusalRateShift) => "refusal rate",
+        Some(Rule::LengthDrift) => "output length",
+        Some(Rule::EmbeddingDrift) => "embedding drift",
+        Some(Rule::CanaryRegression) => "canary",
+        Some(Rule::ModelChange) => "model change",
+        Some(Rule::TruncationRate) => "truncation rate",
+        Some(Rule::ToolCallLoop) => "tool-call loop",
+        Some(Rule::SessionBudget) => "session budget",
+        Some(Rule::SpendRate) => "spend rate",
+        None => rule,
     }
 }
 
 fn label(a: &AlertRow) -> String {
-    match (a.rule.as_str(), a.dimension.as_str()) {
+    match (Rule::parse(&a.rule), a.dimension.as_str()) {
         (_, "") => rule_label(&a.rule).to_string(),
-        ("judge_score_drop", d) => d.to_string(),
-        (r, d) => format!("{} ({d})", rule_label(r)),
+        (Some(Rule::JudgeScoreDrop), d) => d.to_string(),
+        (_, d) => format!("{} ({d})", rule_label(&a.rule)),
     }
 }
 
-/// Replaces control characters (CR, LF, tabs, NUL...) with spaces and
-/// collapses runs, so the text is one line: safe as a mail header and
-/// unable to forge headers or Slack blocks.
-pub fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut space = false;
-    for c in s.chars() {
-        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
-            if !space {
-                out.push(' ');
-            }
-            space = true;
-        } else {
-            out.push(c);
-            space = c == ' ';
-        }
-    }
-    out.trim().to_string()
-}
-
-/// Cuts `s` to at most `max` characters at a word boundary when one is
-/// near, marking the cut with `…` so nobody mistakes it for the whole text.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let cut: String = s.chars().take(max.saturating_sub(1)).collect();
-    let at = cut
-        .rfind(char::is_whitespace)
-        .filter(|&i| i * 5 >= cut.len() * 4)
-        .unwrap_or(cut.len());
-    format!("{}…", cut[..at].trim_end())
+fn is_model_change(rule: &str) -> bool {
+    Rule::parse(rule) == Some(Rule::ModelChange)
 }
 
 /// The status page of a stream or suite, with the name URL-encoded.
@@ -184,8 +138,17 @@ pub fn link(base_url: Option<&str>, stream: &str) -> Option<String> {
 }
 
 fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
-    let change = if a.rule == "model_change" {
+    let change = if is_model_change(&a.rule) {
         one_line(&a.summary)
+    } else if a.rule == "canary_regression" && (a.baseline_samples == 0 || a.value >= a.baseline) {
+        // Fired on a flipped case, not a fall of the pass rate: an unknown
+        // baseline must not read as 0 and a rate that rose must not read as
+        // a regression. The detector's summary leads with the reason.
+        let s = one_line(&a.summary);
+        match s.split_once(": ") {
+            Some((target, rest)) if target == a.dimension => rest.to_string(),
+            _ => s,
+        }
     } else {
         format!("{} → {}", fmt_num(a.baseline), fmt_num(a.value))
     };
@@ -208,7 +171,11 @@ fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
         baseline_samples: a.baseline_samples,
         change,
         value_text: fmt_num(a.value),
-        baseline_text: fmt_num(a.baseline),
+        baseline_text: if a.baseline_samples == 0 && a.rule != "model_change" {
+            "unknown".into()
+        } else {
+            fmt_num(a.baseline)
+        },
         summary: a.summary.clone(),
         new: input.new_ids.contains(&a.id) || (!resolved && a.last_notified_ms.is_none()),
         since: since.map(fmt_time).unwrap_or_default(),
@@ -222,9 +189,9 @@ fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
 }
 
 fn headline(v: &AlertView, resolved: bool) -> String {
-    if resolved && v.rule != "model_change" {
+    if resolved && !is_model_change(&v.rule) {
         format!("{} back to {}", v.label, fmt_num(v.value))
-    } else if v.rule == "model_change" {
+    } else if is_model_change(&v.rule) {
         format!("model changed: {}", v.change)
     } else {
         format!("{} {}", v.label, v.change)
@@ -256,7 +223,7 @@ fn title(stream: &str, firing: &[AlertView], resolved: &[AlertView], model_chang
     if !firing.is_empty() && !resolved.is_empty() {
         t.push_str(&format!("; {} resolved", resolved.len()));
     }
-    if model_change && firing.first().is_some_and(|f| f.rule != "model_change") {
+    if model_change && firing.first().is_some_and(|f| !is_model_change(&f.rule)) {
         t.push_str(" [model changed]");
     }
     truncate(&one_line(&t), 160)
@@ -363,6 +330,83 @@ mod tests {
             "http://x/streams/a%2Fb%3Fc"
         );
         assert_eq!(link(None, "s"), None);
+    }
+
+    fn canary_alert(value: f64, baseline: f64, baseline_samples: i64, summary: &str) -> AlertRow {
+        AlertRow {
+            id: 1,
+            rule: "canary_regression".into(),
+            stream: "suite:refunds".into(),
+            dimension: "live".into(),
+            state: "firing".into(),
+            severity: "warning".into(),
+            value,
+            baseline,
+            threshold: 0.1,
+            p_value: None,
+            samples: 14,
+            baseline_samples,
+            summary: summary.into(),
+            pending_ms: Some(0),
+            firing_ms: Some(0),
+            resolved_ms: None,
+            last_eval_ms: 0,
+            last_notified_ms: None,
+            resolve_pending: false,
+            rev: 0,
+        }
+    }
+
+    fn title_of(a: AlertRow) -> (String, String) {
+        let firing = [a];
+        let m = build(Input {
+            stream: "suite:refunds",
+            firing: &firing,
+            resolved: &[],
+            examples: &BTreeMap::new(),
+            model_change: false,
+            model_events: &[],
+            base_url: None,
+            now_ms: 0,
+            new_ids: &[],
+            max_chars: 100,
+        });
+        (m.title, m.firing[0].baseline_text.clone())
+    }
+
+    #[test]
+    fn a_canary_flip_without_baseline_runs_reads_as_the_flip_not_as_zero() {
+        // The demo's alert: the suite had no baseline runs (stored 0) and
+        // its pass rate is 93 %: it fired on a case that flipped.
+        let (title, baseline) = title_of(canary_alert(
+            0.929,
+            0.0,
+            0,
+            "live: now failing after 3 passes: late-fee (pass rate 93 % (n=14; no baseline runs))",
+        ));
+        assert!(!title.contains("0.00"), "{title}");
+        assert!(!title.contains("→ 0.929"), "{title}");
+        assert!(
+            title.contains("now failing after 3 passes: late-fee"),
+            "{title}"
+        );
+        assert_eq!(baseline, "unknown");
+        // A pass rate that rose does not read as a regression either.
+        let (title, _) = title_of(canary_alert(
+            0.95,
+            0.9,
+            40,
+            "live: now failing after 3 passes: late-fee (pass rate 90 % → 95 % (n=14))",
+        ));
+        assert!(!title.contains("0.900 → 0.950"), "{title}");
+        // A real fall of the pass rate still shows it.
+        let (title, _) = title_of(canary_alert(
+            0.6,
+            0.95,
+            40,
+            "live: pass rate 95 % → 60 % (n=14)",
+        ));
+        assert!(title.contains("0.950 → 0.600"), "{title}");
     }
 
     #[test]

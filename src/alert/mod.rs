@@ -10,11 +10,13 @@ pub mod evidence;
 pub mod lifecycle;
 pub mod message;
 pub mod notifier;
+pub(crate) mod post;
 pub mod render;
 pub mod route;
 pub mod settings;
 pub mod silence;
 pub mod slack;
+mod text;
 pub mod webhook;
 
 pub use lifecycle::{ProcessOutcome, process};
@@ -37,5 +39,6 @@ pub fn settings_for(config: &crate::config::Config) -> AlertsConfig {
     if cfg.base_url.is_none() {
         cfg.base_url = config.base_url.clone();
     }
+    cfg.hook = config.sessions.hook.clone();
     cfg
 }

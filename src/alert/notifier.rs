@@ -88,7 +88,15 @@ async fn send_with_retries(
     cfg: &AlertsConfig,
     n: &NotificationRow,
 ) -> (u32, Result<(), String>) {
-    let Some(channel) = cfg.channels.get(&n.channel) else {
+    let hook = (n.kind == crate::sessions::hook::KIND).then_some(cfg.hook.as_ref());
+    if matches!(hook, Some(None)) {
+        return (
+            0,
+            Err("sessions.hook is not in the config (kept until it is)".into()),
+        );
+    }
+    let channel = cfg.channels.get(&n.channel);
+    if hook.is_none() && channel.is_none() {
         return (
             0,
             Err(format!(
@@ -96,12 +104,19 @@ async fn send_with_retries(
                 n.channel
             )),
         );
-    };
+    }
     let attempts = cfg.retry.attempts.max(1);
     let mut backoff = cfg.retry.backoff.0;
     let mut last = String::new();
     for i in 1..=attempts {
-        match send_once(client, channel, &n.body).await {
+        let sent = match (hook.flatten(), channel) {
+            (Some(h), _) => {
+                crate::sessions::hook::send(client, h, &n.body, Duration::from_secs(10)).await
+            }
+            (None, Some(c)) => send_once(client, c, &n.body).await,
+            (None, None) => unreachable!("checked above"),
+        };
+        match sent {
             Ok(()) => return (i, Ok(())),
             Err(e) => last = e,
         }
@@ -145,23 +160,20 @@ async fn send_once(
                 };
                 headers.push((k.clone(), value));
             }
-            super::webhook::post(client, &cfg.url, &headers, body, cfg.timeout.0, false).await
+            super::post::post(client, &cfg.url, &headers, body, cfg.timeout.0, false).await
         }
     }
 }
 
-fn wall_clock_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// The daemon's alert loop: every `tick`, lets `group_wait` and
 /// `repeat_interval` elapse (`process` with no findings) and delivers the
-/// outbox. This is the top level, so it may read the wall clock. `settings`
+/// outbox, at the time `clock` gives. `settings`
 /// is asked once per tick, so channels and routes changed by a reload apply
 /// to the next delivery.
 pub async fn run(
     store: Store,
     settings: impl Fn() -> AlertsConfig + Send,
+    clock: crate::clock::Clock,
     tick: Duration,
     shutdown: CancellationToken,
 ) {
@@ -171,7 +183,7 @@ pub async fn run(
     );
     loop {
         let cfg = settings();
-        let now = wall_clock_ms();
+        let now = clock.now_ms();
         if let Err(e) = super::process(&store, &[], now, &cfg).await {
             tracing::warn!(error = %e, "alert processing failed");
         }

@@ -40,27 +40,28 @@ impl Renderer {
 
     pub fn with_dir(dir: Option<&Path>) -> Result<Renderer, AlertError> {
         let mut tera = tera::Tera::default();
-        crate::canary::prompt::disable_env(&mut tera);
+        crate::text::disable_tera_env(&mut tera);
         for (name, builtin) in [("email.txt", EMAIL_TXT), ("email.html", EMAIL_HTML)] {
             let source = match dir.map(|d| d.join(name)) {
                 Some(p) if p.exists() => std::fs::read_to_string(&p)
                     .map_err(|e| AlertError::Template(format!("{}: {e}", p.display())))?,
                 _ => builtin.to_string(),
             };
-            tera.add_raw_template(name, &source)
-                .map_err(|e| AlertError::Template(format!("{name}: {}", chain(&e))))?;
+            tera.add_raw_template(name, &source).map_err(|e| {
+                AlertError::Template(format!("{name}: {}", crate::text::error_chain(&e)))
+            })?;
         }
         Ok(Renderer { tera })
     }
 
     /// Subject, plain text and HTML of the email for `msg`.
     pub fn email(&self, msg: &Message) -> Result<Email, AlertError> {
-        let ctx =
-            tera::Context::from_serialize(msg).map_err(|e| AlertError::Template(chain(&e)))?;
+        let ctx = tera::Context::from_serialize(msg)
+            .map_err(|e| AlertError::Template(crate::text::error_chain(&e)))?;
         let render = |name: &str| {
-            self.tera
-                .render(name, &ctx)
-                .map_err(|e| AlertError::Template(format!("{name}: {}", chain(&e))))
+            self.tera.render(name, &ctx).map_err(|e| {
+                AlertError::Template(format!("{name}: {}", crate::text::error_chain(&e)))
+            })
         };
         Ok(Email {
             subject: one_line(&msg.title),
@@ -79,15 +80,4 @@ impl Renderer {
         .map_err(|e| AlertError::Template(e.to_string()))?;
         Ok(v.to_string())
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }

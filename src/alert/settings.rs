@@ -5,6 +5,7 @@
 //!   base_url: https://canaryd.example.com   # links in notifications
 //!   repeat_interval: 4h
 //!   group_wait: 30s
+//!   flap_window: 12h
 //!   channels:
 //!     oncall-mail:
 //!       email: { host: smtp.example.com, port: 587, tls: starttls, username: canaryd,
@@ -80,6 +81,9 @@ pub struct AlertsConfig {
     /// How long the first pending alert of a stream waits for others to
     /// join it, so one incident makes one notification.
     pub group_wait: HumanDuration,
+    /// An alert that fires again within this time of resolving reopens (same
+    /// alert, same notification thread) instead of opening a new one.
+    pub flap_window: HumanDuration,
     /// Worst examples shown per alert.
     pub max_examples: usize,
     /// Characters kept of each example text before it is cut.
@@ -94,6 +98,10 @@ pub struct AlertsConfig {
     pub routes: Vec<RouteConfig>,
     /// Retry policy of one delivery and of the outbox.
     pub retry: RetryConfig,
+    /// The sessions kill-switch hook (`sessions.hook`), delivered through
+    /// the same outbox.
+    #[serde(skip)]
+    pub hook: Option<crate::sessions::settings::HookConfig>,
 }
 
 impl Default for AlertsConfig {
@@ -102,6 +110,7 @@ impl Default for AlertsConfig {
             base_url: None,
             repeat_interval: HumanDuration(Duration::from_secs(4 * 3600)),
             group_wait: HumanDuration(Duration::from_secs(30)),
+            flap_window: HumanDuration(Duration::from_secs(12 * 3600)),
             max_examples: 3,
             max_example_chars: 400,
             evidence_window: HumanDuration(Duration::from_secs(24 * 3600)),
@@ -109,6 +118,7 @@ impl Default for AlertsConfig {
             channels: BTreeMap::new(),
             routes: Vec::new(),
             retry: RetryConfig::default(),
+            hook: None,
         }
     }
 }

@@ -124,7 +124,7 @@ pub async fn send(
     body: &str,
     timeout: std::time::Duration,
 ) -> Result<(), String> {
-    super::webhook::post(client, url.expose(), &[], body, timeout, true).await
+    super::post::post(client, url.expose(), &[], body, timeout, true).await
 }
 
 #[cfg(test)]

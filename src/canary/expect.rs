@@ -245,6 +245,15 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
+    /// The evaluator of one version of the live settings: its provider
+    /// clients and judges.
+    pub fn new(providers: Providers, judges: &[Judge]) -> Evaluator {
+        Evaluator {
+            providers,
+            judges: judges.iter().map(|j| (j.name.clone(), j.clone())).collect(),
+        }
+    }
+
     /// All verdicts for one answer, in the order the expectations are written.
     /// `prompt` and `context` are what the judge sees as input and sources.
     pub async fn evaluate(

@@ -48,6 +48,12 @@ pub struct SuiteCase {
     pub system: Option<String>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    // Absent keys stay out of the content hash, so adding them changed no
+    // existing suite's hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
     pub expect: Vec<Expectation>,
 }
 
@@ -68,17 +74,7 @@ pub struct Context<'a> {
     pub judges: Option<&'a BTreeSet<String>>,
 }
 
-/// The `*.yaml` / `*.yml` files of a directory, sorted.
-pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
-}
+use crate::config::yaml::yaml_files;
 
 /// Loads every suite file in `dir`.
 pub fn load_dir(dir: &Path, ctx: &Context<'_>) -> Loaded {
@@ -241,6 +237,22 @@ fn validate_case(
     if !ids.insert(case.id.clone()) {
         d.push(at("duplicate case id".into()));
     }
+    if let Some(rf) = &case.response_format {
+        // Sent verbatim: a wrong shape would only show as a 400 from the
+        // provider, recorded as a provider error on every run.
+        let kind = rf.get("type").and_then(|t| t.as_str());
+        let msg = match kind {
+            None => Some("response_format needs a `type` (text, json_object or json_schema)"),
+            Some("json_schema") if rf.pointer("/json_schema/schema").is_none() => {
+                Some("response_format of type json_schema needs `json_schema: {name, schema}`")
+            }
+            Some("text" | "json_object" | "json_schema") => None,
+            Some(_) => Some("response_format.type must be text, json_object or json_schema"),
+        };
+        if let Some(m) = msg {
+            d.push(at(m.into()));
+        }
+    }
     match (&case.prompt, &case.messages) {
         (None, None) => d.push(at("needs `prompt` or `messages`".into())),
         (Some(_), Some(_)) => d.push(at("give `prompt` or `messages`, not both".into())),
@@ -333,6 +345,8 @@ fn normalise(path: &Path, f: SuiteFile) -> Suite {
                     system: c.system,
                     temperature: c.temperature,
                     max_tokens: c.max_tokens,
+                    stream: c.stream,
+                    response_format: c.response_format,
                     expect: c.expect.into_iter().map(|e| e.value).collect(),
                 }
             })

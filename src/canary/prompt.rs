@@ -19,28 +19,9 @@ pub fn render(
     }
     let mut tera = tera::Tera::default();
     tera.autoescape_on(vec![]);
-    disable_env(&mut tera);
-    tera.render_str(template, &ctx).map_err(|e| {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            src = s.source();
-        }
-        msg
-    })
-}
-
-/// Tera 1 registers `get_env` everywhere; a template must never read the
-/// daemon's environment (API keys live there).
-pub fn disable_env(tera: &mut tera::Tera) {
-    tera.register_function(
-        "get_env",
-        |_: &std::collections::HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
-            Err(tera::Error::msg("get_env is disabled in canaryd templates"))
-        },
-    );
+    crate::text::disable_tera_env(&mut tera);
+    tera.render_str(template, &ctx)
+        .map_err(|e| crate::text::error_chain(&e))
 }
 
 #[cfg(test)]

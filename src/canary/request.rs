@@ -75,8 +75,8 @@ pub fn build(
             top_p: d.top_p,
             max_tokens: case.max_tokens.or(d.max_tokens),
             seed: d.seed,
-            response_format: None,
-            stream: false,
+            response_format: case.response_format.clone(),
+            stream: case.stream.or(d.stream).unwrap_or(false),
         },
         input,
     ))
@@ -126,6 +126,8 @@ mod tests {
             system: None,
             temperature: None,
             max_tokens: Some(50),
+            stream: None,
+            response_format: None,
             expect: vec![],
         }
     }

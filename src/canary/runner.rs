@@ -17,6 +17,7 @@ use super::agree;
 use super::expect::{self, Answer, Evaluator, Status, Verdict};
 use super::load::Suite;
 use super::request;
+use crate::clock::Clock;
 use crate::provider::{ChatRequest, ProviderError, Usage};
 use crate::store::{
     CaseResultRow, ModelEvent, ModelIdentity, NewRun, RunTrigger, Store, StoreError,
@@ -26,15 +27,6 @@ use crate::store::{
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Run timeout when the suite does not say.
 pub const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
-
-/// Reads the current time in UTC milliseconds. Injected so the runner never
-/// reads the wall clock itself.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The wall clock, for the binary's top level.
-pub fn system_clock() -> Clock {
-    Arc::new(|| chrono::Utc::now().timestamp_millis())
-}
 
 /// Why a run could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +189,7 @@ impl Runner {
                 });
             }
         }
-        let started_ms = (self.clock)();
+        let started_ms = self.clock.now_ms();
         let body = serde_json::to_string(&**suite).expect("suite serialises");
         self.store
             .upsert_suite_version(
@@ -269,7 +261,7 @@ impl Runner {
             model_events: vec![],
         };
         if let Some(why) = cancelled_because {
-            let now = (self.clock)();
+            let now = self.clock.now_ms();
             tracing::warn!(suite = %suite.name, run_id, "canary run {why}; recorded as cancelled");
             self.store
                 .finish_run_with_note(run_id, "cancelled", Some(&why), &[], now)
@@ -287,7 +279,7 @@ impl Runner {
         if let Some(b) = &report.baseline {
             self.compare_with_baseline(suite, b, &mut results).await;
         }
-        let now = (self.clock)();
+        let now = self.clock.now_ms();
         report.model_events = self
             .observe_models(suite, &report.targets, &results, now)
             .await?;
@@ -392,7 +384,7 @@ impl Runner {
                 r.attempts = Some(resp.attempts);
             }
         }
-        r.created_ms = (self.clock)();
+        r.created_ms = self.clock.now_ms();
         r
     }
 

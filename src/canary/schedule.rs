@@ -159,7 +159,7 @@ impl Scheduler {
             .expect("runner poisoned")
             .clock
             .clone();
-        clock()
+        clock.now_ms()
     }
 
     /// Installs a new settings version: runs started from now on use its
@@ -171,7 +171,8 @@ impl Scheduler {
             generation = live.generation,
             "new settings: rescanning suites"
         );
-        self.ctx.runner.write().expect("runner poisoned").eval = live.evaluator();
+        self.ctx.runner.write().expect("runner poisoned").eval =
+            crate::canary::expect::Evaluator::new(live.providers.clone(), &live.judges);
         self.live = live;
         self.dir_digest = None;
         self.reported.clear();
@@ -425,7 +426,7 @@ async fn fire(ctx: Arc<FireCtx>, slot: Arc<Slot>, trigger: RunTrigger, tick: Opt
     let tick = match tick {
         Some(t) => t,
         None => {
-            let now = (runner.clock)();
+            let now = runner.clock.now_ms();
             let cron = suite.schedule.as_deref().and_then(|c| ticks::parse(c).ok());
             match cron
                 .and_then(|c| ticks::previous_tick(&c, ticks::zone(suite.timezone.as_deref()), now))
@@ -448,7 +449,7 @@ async fn fire(ctx: Arc<FireCtx>, slot: Arc<Slot>, trigger: RunTrigger, tick: Opt
     let timeout = suite.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
     let ttl_ms = ((timeout + 60.0) * 1000.0) as i64;
     match store
-        .try_lease(&lease, owner, (runner.clock)(), ttl_ms)
+        .try_lease(&lease, owner, runner.clock.now_ms(), ttl_ms)
         .await
     {
         Ok(true) => {}
@@ -496,7 +497,7 @@ fn job_key(suite: &Suite, now: i64) -> Option<JobKey> {
 /// A digest of every suite file's name and content: any edit changes it.
 fn dir_digest(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
     let mut h = Sha256::new();
-    for path in load::yaml_files(dir)? {
+    for path in crate::config::yaml::yaml_files(dir)? {
         h.update(path.to_string_lossy().as_bytes());
         h.update([0]);
         h.update(std::fs::read(&path).unwrap_or_default());

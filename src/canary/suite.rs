@@ -51,6 +51,10 @@ pub struct Defaults {
     pub max_tokens: Option<u32>,
     pub top_p: Option<f32>,
     pub seed: Option<i64>,
+    /// Ask for the answer as server-sent events, the way streaming
+    /// applications do: a provider's streaming path can break on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
 }
 
 /// One fixed prompt with known-good expectations.
@@ -73,6 +77,12 @@ pub struct Case {
     pub temperature: Option<f32>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Sent as the OpenAI `response_format` (e.g. `{type: json_schema,
+    /// json_schema: {...}}`), for applications that ask for structured output.
+    #[serde(default)]
+    pub response_format: Option<serde_json::Value>,
     #[serde(default)]
     pub expect: Vec<Spanned<Expectation>>,
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::alert::message::fmt_time;
 use crate::store::{AlertHistoryRow, AlertRow, NotificationRow, Store};
+use crate::text::fmt_time;
 
 #[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
 pub enum Format {

@@ -1,7 +1,7 @@
 //! The command line: one subcommand per file, each a thin layer over the library.
 
 mod alerts;
-mod backtest;
+pub mod backtest;
 mod check;
 mod demo;
 mod migrate;

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::canary::expect::Evaluator;
-use crate::canary::runner::{self, RunError, RunSpec, RunStatus, Runner, Started};
+use crate::canary::runner::{RunError, RunSpec, RunStatus, Runner, Started};
 use crate::canary::{load, report};
 use crate::provider::Providers;
 use crate::store::{RunTrigger, Store};
@@ -81,7 +81,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
                 .collect(),
         },
         owner: format!("run:{}", std::process::id()).into(),
-        clock: runner::system_clock(),
+        clock: crate::clock::Clock::system(),
     };
     let cancel = CancellationToken::new();
     crate::daemon::signal_watcher(cancel.clone());

@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::alert::message::fmt_time;
 use crate::alert::silence::parse_until;
 use crate::store::SilenceRow;
+use crate::text::fmt_time;
 
 use super::alerts::{Format, open_store};
 
@@ -58,7 +58,7 @@ pub enum SilenceCommand {
 }
 
 pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = crate::clock::Clock::system().now_ms();
     let store = open_store(config_flag, args.database).await?;
     let code = match args.command {
         SilenceCommand::Add {

@@ -29,14 +29,20 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         .config;
     let store = Store::connect(&config.database).await?;
     store.migrate().await.context("applying migrations")?;
-    let now = crate::daemon::now_ms();
-    let report = report::current(&store, now, &config.detectors)
+    let now = crate::clock::Clock::system().now_ms();
+    let cfg = &config.detectors;
+    let snap = store
+        .detector_snapshot(now, cfg)
         .await
-        .context("evaluating detectors")?;
+        .context("loading the detectors' data")?;
+    let report = report::build(crate::signals::evaluate_snapshot(&snap, now, cfg), now, cfg);
+    let spend = crate::sessions::spend_text(&store, now)
+        .await
+        .context("reading spend")?;
     store.close().await;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print!("{}", report::render_text(&report)),
+        Format::Text => print!("{}{spend}", report::render_text(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }

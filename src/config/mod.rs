@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
-pub use secret::{Secret, SecretError, SecretRef};
+pub use secret::{Secret, SecretError, SecretRef, ingest_tokens};
 
 /// Environment variable that overrides the `database` key.
 pub const DATABASE_URL_ENV: &str = "CANARYD_DATABASE_URL";

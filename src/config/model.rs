@@ -43,6 +43,12 @@ pub struct Config {
     #[serde(default)]
     pub alerts: crate::alert::AlertsConfig,
     #[serde(default)]
+    pub sessions: crate::sessions::SessionsConfig,
+    /// Prices of production models (USD per million tokens), for the cost
+    /// of records that do not send `cost_usd`.
+    #[serde(default)]
+    pub prices: BTreeMap<String, crate::sessions::cost::Price>,
+    #[serde(default)]
     pub retention: RetentionConfig,
 }
 

@@ -110,6 +110,26 @@ fn read_trimmed(path: &Path) -> Result<Secret, SecretError> {
         })
 }
 
+/// Reads every secret in `refs` (`field` names them in errors as
+/// `field[i]`); an unreadable or empty one is an error, so a configured
+/// credential is never silently dropped.
+pub fn resolve_all(refs: &[SecretRef], field: &str) -> Result<Vec<Secret>, String> {
+    let mut out = Vec::new();
+    for (i, r) in refs.iter().enumerate() {
+        match r.resolve() {
+            Ok(Some(s)) if !s.expose().is_empty() => out.push(s),
+            Ok(_) => return Err(format!("{field}[{i}] is empty")),
+            Err(e) => return Err(format!("{field}[{i}]: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+/// The bearer tokens of the ingest and API endpoints (`ingest.tokens`).
+pub fn ingest_tokens(config: &super::Config) -> Result<Vec<Secret>, String> {
+    resolve_all(&config.ingest.tokens, "ingest.tokens")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

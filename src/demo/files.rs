@@ -165,6 +165,9 @@ detectors:
   every_secs: 5
   window_hours: 2                # the demo's live traffic stays in the window across an hour boundary
   baseline_days: 1               # the replayed history lies in the day before the window
+  min_baseline_hours: 3          # the replayed history is a few hours, not days
+  weekly: false                  # a few hours of history hold no weekly rhythm
+  sequential: {{ lookback_hours: 2 }}   # the charts test the window; the history before it is the baseline
 alerts:
   group_wait: 5s
   repeat_interval: 1h

@@ -87,7 +87,7 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
             .push(Captured {
                 kind,
                 path: path.to_path_buf(),
-                at_ms: crate::daemon::now_ms(),
+                at_ms: crate::clock::Clock::system().now_ms(),
                 description: description.to_string(),
             });
     });
@@ -143,9 +143,10 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
     ));
 
     let app = traffic::App::new(sim_addr, addr);
-    let window_start = crate::signals::window::Windows::new(crate::daemon::now_ms(), &detectors)
-        .current
-        .0;
+    let window_start =
+        crate::signals::window::Windows::new(crate::clock::Clock::system().now_ms(), &detectors)
+            .current
+            .0;
     let history = app
         .replay_history(
             window_start,
@@ -196,7 +197,7 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
         }
         if update_ms.is_none() && tokio::time::Instant::now() >= update_at {
             sim.set_phase(Some(update_phase));
-            update_ms = Some(crate::daemon::now_ms());
+            update_ms = Some(crate::clock::Clock::system().now_ms());
             deadline = Some(tokio::time::Instant::now() + opts.timeout);
             console.line(
                 "SILENT MODEL UPDATE: the live alias gpt-4o now routes to gpt-4o-2024-11-20 (fingerprint fp_7f2c9a01e3): shorter answers, more refusals, altered facts. Nothing tells canaryd.",

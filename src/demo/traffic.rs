@@ -234,7 +234,7 @@ impl App {
     /// One second of live traffic: `per_sec` exchanges stamped now, sent as
     /// one batch. Failures are counted, not fatal: a demo keeps going.
     pub async fn live_second(&self, per_sec: u32, serial: &AtomicU64, g: &mut Gen, c: &Counters) {
-        let now = crate::daemon::now_ms();
+        let now = crate::clock::Clock::system().now_ms();
         let asks: Vec<_> = (0..per_sec)
             .map(|_| {
                 let i = serial.fetch_add(1, Ordering::Relaxed);

@@ -14,19 +14,19 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Ctx;
 use crate::alert::silence::parse_until;
-use crate::app::App;
 use crate::store::SilenceRow;
 
-pub fn routes() -> Router<App> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Ctx: axum::extract::FromRef<S>,
+{
     Router::new()
         .route("/api/alerts", get(list_alerts))
         .route("/api/silences", get(list_silences).post(create_silence))
         .route("/api/silences/{id}", delete(expire_silence))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -38,12 +38,12 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-async fn list_alerts(State(app): State<App>) -> Response {
-    let alerts = match app.store.list_alerts(500).await {
+async fn list_alerts(State(ctx): State<Ctx>) -> Response {
+    let alerts = match ctx.store.list_alerts(500).await {
         Ok(a) => a,
         Err(e) => return internal(e),
     };
-    let notifications = match app.store.list_notifications(2000).await {
+    let notifications = match ctx.store.list_notifications(2000).await {
         Ok(n) => n,
         Err(e) => return internal(e),
     };
@@ -69,8 +69,8 @@ struct ListQuery {
     all: bool,
 }
 
-async fn list_silences(State(app): State<App>, Query(q): Query<ListQuery>) -> Response {
-    match app.store.list_silences(now_ms(), q.all).await {
+async fn list_silences(State(ctx): State<Ctx>, Query(q): Query<ListQuery>) -> Response {
+    match ctx.store.list_silences(ctx.clock.now_ms(), q.all).await {
         Ok(rows) => Json(json!({ "silences": rows })).into_response(),
         Err(e) => internal(e),
     }
@@ -87,8 +87,8 @@ struct NewSilence {
     created_by: Option<String>,
 }
 
-async fn create_silence(State(app): State<App>, Json(s): Json<NewSilence>) -> Response {
-    let now = now_ms();
+async fn create_silence(State(ctx): State<Ctx>, Json(s): Json<NewSilence>) -> Response {
+    let now = ctx.clock.now_ms();
     if s.rule.is_none() && s.stream.is_none() && s.severity.is_none() {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -112,7 +112,7 @@ async fn create_silence(State(app): State<App>, Json(s): Json<NewSilence>) -> Re
         created_by: s.created_by.unwrap_or_else(|| "api".into()),
         created_ms: now,
     };
-    match app.store.add_silence(&row).await {
+    match ctx.store.add_silence(&row).await {
         Ok(id) => (
             StatusCode::CREATED,
             Json(json!({ "id": id, "ends_ms": ends_ms })),
@@ -122,8 +122,8 @@ async fn create_silence(State(app): State<App>, Json(s): Json<NewSilence>) -> Re
     }
 }
 
-async fn expire_silence(State(app): State<App>, Path(id): Path<i64>) -> Response {
-    match app.store.expire_silence(id, now_ms()).await {
+async fn expire_silence(State(ctx): State<Ctx>, Path(id): Path<i64>) -> Response {
+    match ctx.store.expire_silence(id, ctx.clock.now_ms()).await {
         Ok(true) => Json(json!({ "id": id, "expired": true })).into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("no active silence {id}")),
         Err(e) => internal(e),

@@ -1,5 +1,6 @@
-//! The HTTP surface of the daemon: health, ingest and API routes, and the
-//! status pages (`crate::web`).
+//! The daemon's own HTTP endpoints: health, readiness, metrics, the status
+//! API and the alerts API. The daemon's router (`daemon::router`) merges
+//! them with the ingest routes and the status pages.
 
 mod alerts_api;
 mod status_api;
@@ -9,19 +10,33 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::app::App;
+use axum::extract::FromRef;
 
-/// All routes of the daemon.
-pub fn router(app: App) -> Router {
+use crate::clock::Clock;
+use crate::live::Shared;
+use crate::store::Store;
+
+/// What these endpoints need from the daemon.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub store: Store,
+    pub live: Shared,
+    pub clock: Clock,
+}
+
+/// Health, readiness, metrics, status and alerts routes, for any daemon
+/// state that provides a [`Ctx`].
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Ctx: FromRef<S>,
+{
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(alerts_api::routes())
         .merge(status_api::routes())
         .route("/metrics", get(metrics))
-        .merge(crate::ingest::routes(app.config.ingest.max_body_bytes))
-        .with_state(app.clone())
-        .merge(crate::web::router(app))
 }
 
 /// Alive: the process answers.
@@ -30,8 +45,8 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready: the database answers.
-async fn readyz(State(app): State<App>) -> (StatusCode, String) {
-    match app.store.ping().await {
+async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, String) {
+    match ctx.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".into()),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -11,8 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Record, prepare};
-use crate::app::App;
+use super::{Ctx, Record, prepare};
 use crate::store::{InsertOutcome, ResponseRow, StoreError};
 
 /// Why an ingest request failed, as the client sees it.
@@ -58,11 +57,11 @@ impl IntoResponse for IngestError {
 }
 
 /// Refuses the request unless it carries an accepted bearer token.
-pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), IngestError> {
+pub fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), IngestError> {
     let h = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if app.ingest.authorize(&app.live().ingest_tokens, h) {
+    if super::authorize(&ctx.live.current().ingest_tokens, h) {
         Ok(())
     } else {
         Err(IngestError::Unauthorized)
@@ -70,17 +69,17 @@ pub fn authorize(app: &App, headers: &HeaderMap) -> Result<(), IngestError> {
 }
 
 pub async fn post_responses(
-    State(app): State<App>,
+    State(ctx): State<Ctx>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<InsertOutcome>), IngestError> {
-    authorize(&app, &headers)?;
+    authorize(&ctx, &headers)?;
     let started = std::time::Instant::now();
     let stored = async {
         let records = tokio::task::spawn_blocking(move || super::parse_body(&body))
             .await
             .map_err(|e| IngestError::BadRequest(format!("parse task failed: {e}")))??;
-        store_records(&app, records, crate::daemon::now_ms()).await
+        store_records(&ctx, records, ctx.clock.now_ms()).await
     }
     .await;
     crate::telemetry::record_ingest(stored.as_ref().ok(), started);
@@ -91,18 +90,19 @@ pub async fn post_responses(
 /// that apply (from the live settings), computed off the executor, then the
 /// group-commit writer.
 pub async fn store_records(
-    app: &App,
+    ctx: &Ctx,
     records: Vec<Record>,
     now_ms: i64,
 ) -> Result<InsertOutcome, IngestError> {
     if records.is_empty() {
         return Ok(InsertOutcome::default());
     }
-    let live = app.live();
+    let live = ctx.live.current();
     let plan = live.config.judging.enabled && !live.judges.is_empty();
     let for_rows = live.clone();
     let rows: Vec<ResponseRow> = tokio::task::spawn_blocking(move || {
         let mut rows = prepare(&records, now_ms, &for_rows.config.judging);
+        crate::sessions::cost::Prices::from_config(&for_rows.config).apply(&mut rows);
         if plan {
             for r in &mut rows {
                 r.judges = super::state::judges_for(&for_rows.judges, r);
@@ -112,7 +112,7 @@ pub async fn store_records(
     })
     .await
     .map_err(|e| IngestError::BadRequest(format!("signal task failed: {e}")))?;
-    Ok(app
+    Ok(ctx
         .writer
         .write(rows, live.config.clone(), plan, now_ms)
         .await?)

@@ -16,12 +16,26 @@ use sha2::{Digest, Sha256};
 pub use record::{Input, Record, RecordError, parse_body, parse_one};
 pub use refusal::is_refusal;
 pub use settings::IngestConfig;
-pub use state::{IngestState, resolve_tokens};
+pub use state::authorize;
 pub use writer::Writer;
 
+/// What the ingest handlers need from the daemon: the live settings
+/// (tokens, judges, sampling), the group-commit writer and the clock.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub live: crate::live::Shared,
+    pub writer: Writer,
+    pub clock: crate::clock::Clock,
+}
+
 /// The ingest routes, with the body limit (applied after gzip decoding, so
-/// a compressed bomb cannot exceed it either).
-pub fn routes(max_body_bytes: usize) -> axum::Router<crate::app::App> {
+/// a compressed bomb cannot exceed it either), for any daemon state that
+/// provides a [`Ctx`].
+pub fn routes<S>(max_body_bytes: usize) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Ctx: axum::extract::FromRef<S>,
+{
     use axum::routing::post;
     axum::Router::new()
         .route("/v1/responses", post(api::post_responses))
@@ -69,10 +83,20 @@ pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) ->
                 latency_ms: r.latency_ms,
                 session_id: r.session_id.clone(),
                 tool_calls: r.tool_calls.as_ref().map(|t| t.to_string()),
+                // Validated at parse time: a record that got here has readable tool calls.
+                tools: r
+                    .tool_calls
+                    .as_ref()
+                    .and_then(|t| crate::sessions::parse_tool_calls(t).ok())
+                    .unwrap_or_default(),
+                agent: r.agent.clone(),
+                user_id: r.user_id.clone(),
+                cost_usd: r.cost_usd,
+                session_only: r.session_only,
                 refusal: is_refusal(&r.output)
                     || refusal::stopped_by_filter(r.finish_reason.as_deref()),
                 sampled,
-                embedding: r.embedding.as_deref().map(embedding_bytes),
+                embedding: r.embedding.as_deref().map(crate::store::embedding_bytes),
                 scores: r.scores.iter().map(|(k, v)| (k.clone(), *v)).collect(),
                 judges: Vec::new(),
             }
@@ -97,18 +121,6 @@ pub fn sample_point(r: &Record, ts_ms: i64) -> f64 {
     let d = h.finalize();
     let x = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
     (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// An embedding as stored in `responses.embedding`: little-endian f32.
-pub fn embedding_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// The inverse of [`embedding_bytes`].
-pub fn embedding_from_bytes(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect()
 }
 
 #[cfg(test)]
@@ -182,7 +194,7 @@ mod tests {
         let row = &prepare(&[r], 0, &JudgingConfig::default())[0];
         assert_eq!(row.output_tokens, 99);
         assert_eq!(
-            embedding_from_bytes(row.embedding.as_ref().unwrap()),
+            crate::store::embedding_from_bytes(row.embedding.as_ref().unwrap()),
             vec![0.5, -1.0]
         );
     }

@@ -25,17 +25,16 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use serde_json::Value;
 
-use super::Record;
 use super::api::{IngestError, authorize, store_records};
 use super::record::{Input, content_text};
-use crate::app::App;
+use super::{Ctx, Record};
 
-pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post_traces(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if let Err(e) = authorize(&app, &headers) {
+    if let Err(e) = authorize(&ctx, &headers) {
         return e.into_response();
     }
     let request = if json {
@@ -51,8 +50,13 @@ pub async fn post_traces(State(app): State<App>, headers: HeaderMap, body: Bytes
         }
     };
     let started = std::time::Instant::now();
-    let records = to_records(&request, &app.live().config.ingest.stream_attribute);
-    let stored = store_records(&app, records, crate::daemon::now_ms()).await;
+    let records = to_records(&request, &ctx.live.current().config.ingest.stream_attribute);
+    for (i, r) in records.iter().enumerate() {
+        if let Err(e) = super::record::check(i, r) {
+            return IngestError::Invalid(e).into_response();
+        }
+    }
+    let stored = store_records(&ctx, records, ctx.clock.now_ms()).await;
     crate::telemetry::record_ingest(stored.as_ref().ok(), started);
     match stored {
         Ok(_) => answer(json),
@@ -82,9 +86,18 @@ fn answer(json: bool) -> Response {
     }
 }
 
-/// The records of every GenAI span in an export.
+/// The records of every GenAI span in an export: model calls become
+/// responses; `invoke_agent` and `execute_tool` spans become session events
+/// (`session_only`).
 pub fn to_records(req: &ExportTraceServiceRequest, stream_attribute: &str) -> Vec<Record> {
     let mut out = Vec::new();
+    let by_id: HashMap<&[u8], &Span> = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| (s.span_id.as_slice(), s))
+        .collect();
     for rs in &req.resource_spans {
         let resource: HashMap<&str, &AnyValue> = rs
             .resource
@@ -93,7 +106,10 @@ pub fn to_records(req: &ExportTraceServiceRequest, stream_attribute: &str) -> Ve
             .unwrap_or_default();
         for ss in &rs.scope_spans {
             for span in &ss.spans {
-                if let Some(r) = span_record(span, &resource, stream_attribute) {
+                if let Some(mut r) = span_record(span, &resource, stream_attribute) {
+                    if r.agent.is_none() {
+                        r.agent = enclosing_agent(span, &by_id);
+                    }
                     out.push(r);
                 }
             }
@@ -180,6 +196,43 @@ fn messages(v: Value) -> Vec<Value> {
         .collect()
 }
 
+/// The agent of the nearest enclosing span that names one (a model call
+/// inside an `invoke_agent` span belongs to that agent).
+fn enclosing_agent(span: &Span, by_id: &HashMap<&[u8], &Span>) -> Option<String> {
+    let mut parent = span.parent_span_id.as_slice();
+    for _ in 0..32 {
+        let p = by_id.get(parent)?;
+        let a = attr_map(&p.attributes);
+        if let Some(name) = a.get("gen_ai.agent.name").and_then(|v| as_string(v)) {
+            return Some(name);
+        }
+        parent = p.parent_span_id.as_slice();
+    }
+    None
+}
+
+/// `tool_call` parts of semantic-convention messages, as `tool_calls` entries.
+fn tool_call_parts(v: &Value) -> Vec<Value> {
+    let msgs: &[Value] = match v {
+        Value::Array(a) => a,
+        _ => return Vec::new(),
+    };
+    msgs.iter()
+        .filter_map(|m| m.get("parts").and_then(Value::as_array))
+        .flatten()
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some("tool_call"))
+        .map(|p| {
+            let mut call = serde_json::Map::new();
+            for k in ["id", "name", "arguments"] {
+                if let Some(x) = p.get(k) {
+                    call.insert(k.into(), x.clone());
+                }
+            }
+            Value::Object(call)
+        })
+        .collect()
+}
+
 fn joined(msgs: &[Value]) -> String {
     msgs.iter()
         .map(|m| content_text(m.get("content")))
@@ -193,10 +246,18 @@ fn span_record(
     stream_attribute: &str,
 ) -> Option<Record> {
     let a = attr_map(&span.attributes);
-    if !a.keys().any(|k| k.starts_with("gen_ai.")) {
+    if !a
+        .keys()
+        .any(|k| k.starts_with("gen_ai.") || k.starts_with("llm."))
+    {
         return None;
     }
     let get = |k: &str| a.get(k).copied();
+    let operation = get("gen_ai.operation.name").and_then(as_string);
+    // Definitions and workflows are not turns of a session.
+    if let Some("create_agent" | "invoke_workflow") = operation.as_deref() {
+        return None;
+    }
     let stream = get(stream_attribute)
         .or_else(|| resource.get(stream_attribute).copied())
         .and_then(as_string)
@@ -220,6 +281,9 @@ fn span_record(
             );
         }
     }
+    let mut tool_calls: Vec<Value> = get("gen_ai.output.messages")
+        .map(|v| tool_call_parts(&as_json(v)))
+        .unwrap_or_default();
     let mut output = get("gen_ai.output.messages")
         .or(get("gen_ai.completion"))
         .map(|v| joined(&messages(as_json(v))));
@@ -263,6 +327,29 @@ fn span_record(
         }
     }
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let session_only = matches!(operation.as_deref(), Some("invoke_agent" | "execute_tool"));
+    if operation.as_deref() == Some("execute_tool") {
+        // Arguments are opt-in in instrumentations: without them the tool
+        // name alone identifies the call.
+        let name = get("gen_ai.tool.name").and_then(as_string);
+        let mut call = serde_json::Map::new();
+        call.insert(
+            "name".into(),
+            name.map(Value::String).unwrap_or(Value::Null),
+        );
+        if let Some(args) = get("gen_ai.tool.call.arguments") {
+            call.insert("arguments".into(), as_json(args));
+        }
+        if let Some(id) = get("gen_ai.tool.call.id").and_then(as_string) {
+            call.insert("id".into(), Value::String(id));
+        }
+        tool_calls = vec![Value::Object(call)];
+    }
+    let session_id = get("gen_ai.conversation.id")
+        .or(get("session.id"))
+        .and_then(as_string)
+        .filter(|s| !s.is_empty())
+        .or_else(|| (!span.trace_id.is_empty()).then(|| format!("trace:{}", hex(&span.trace_id))));
     let end = if span.end_time_unix_nano > 0 {
         span.end_time_unix_nano
     } else {
@@ -277,7 +364,9 @@ fn span_record(
         timestamp_ms: (end > 0).then_some((end / 1_000_000) as i64),
         stream,
         prompt_version: None,
-        request_model: get("gen_ai.request.model").and_then(as_string),
+        request_model: get("gen_ai.request.model")
+            .or(get("llm.model_name"))
+            .and_then(as_string),
         response_model: get("gen_ai.response.model").and_then(as_string),
         system_fingerprint: get("gen_ai.openai.response.system_fingerprint")
             .or(get("openai.response.system_fingerprint"))
@@ -288,17 +377,24 @@ fn span_record(
         finish_reason: get("gen_ai.response.finish_reasons").and_then(as_string),
         input_tokens: get("gen_ai.usage.input_tokens")
             .or(get("gen_ai.usage.prompt_tokens"))
+            .or(get("llm.token_count.prompt"))
             .and_then(as_int),
         output_tokens: get("gen_ai.usage.output_tokens")
             .or(get("gen_ai.usage.completion_tokens"))
+            .or(get("llm.token_count.completion"))
             .and_then(as_int),
         latency_ms: (span.end_time_unix_nano > span.start_time_unix_nano
             && span.start_time_unix_nano > 0)
             .then(|| ((span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000) as i64),
-        session_id: get("gen_ai.conversation.id")
-            .or(get("session.id"))
+        session_id,
+        tool_calls: (!tool_calls.is_empty()).then_some(Value::Array(tool_calls)),
+        agent: get("gen_ai.agent.name").and_then(as_string),
+        user_id: get("user.id")
+            .or(get("enduser.id"))
+            .or_else(|| resource.get("user.id").copied())
             .and_then(as_string),
-        tool_calls: None,
+        cost_usd: None,
+        session_only,
         scores: Default::default(),
         embedding: None,
     })

@@ -82,6 +82,17 @@ pub struct Record {
     pub latency_ms: Option<i64>,
     pub session_id: Option<String>,
     pub tool_calls: Option<Value>,
+    /// The agent that made this call (multi-agent sessions).
+    pub agent: Option<String>,
+    /// The application's end user, for spend per user.
+    pub user_id: Option<String>,
+    /// What the call cost, as the application computed it (wins over
+    /// canaryd's estimate from the model's prices).
+    pub cost_usd: Option<f64>,
+    /// An agent invocation or tool execution span (OTLP): a session event,
+    /// not a model response (never in the quality signals).
+    #[serde(skip)]
+    pub session_only: bool,
     /// Precomputed judge scores by judge name.
     pub scores: BTreeMap<String, f64>,
     /// A precomputed embedding of `output`.
@@ -117,6 +128,9 @@ const FIELDS: &[&str] = &[
     "latency_ms",
     "session_id",
     "tool_calls",
+    "agent",
+    "user_id",
+    "cost_usd",
     "scores",
     "embedding",
 ];
@@ -344,7 +358,14 @@ pub fn from_value(index: usize, v: Value) -> Result<Record, RecordError> {
             ));
         }
     };
-    Ok(Record {
+    let cost_usd = match m.remove("cost_usd") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_f64()
+                .ok_or_else(|| err("cost_usd", format!("expected a number, got {}", kind(&v))))?,
+        ),
+    };
+    let r = Record {
         id: label(&mut m, "id", index)?,
         timestamp_ms,
         stream,
@@ -361,9 +382,53 @@ pub fn from_value(index: usize, v: Value) -> Result<Record, RecordError> {
         latency_ms: count(&mut m, "latency_ms", index)?,
         session_id: label(&mut m, "session_id", index)?,
         tool_calls,
+        agent: label(&mut m, "agent", index)?,
+        user_id: label(&mut m, "user_id", index)?,
+        cost_usd,
+        session_only: false,
         scores,
         embedding,
-    })
+    };
+    check(index, &r)?;
+    Ok(r)
+}
+
+/// The checks a record from any source gets (the JSON API, OTLP spans and
+/// logs): tool calls readable, cost a finite non-negative number, session
+/// labels short and not blank.
+pub fn check(index: usize, r: &Record) -> Result<(), RecordError> {
+    let err = |field: &str, message: String| RecordError {
+        index,
+        field: field.to_string(),
+        message,
+    };
+    if let Some(t) = &r.tool_calls {
+        crate::sessions::parse_tool_calls(t).map_err(|e| err(&e.field, e.message))?;
+    }
+    if let Some(c) = r.cost_usd
+        && !(c.is_finite() && c >= 0.0)
+    {
+        return Err(err(
+            "cost_usd",
+            format!("expected a non-negative number, got {c}"),
+        ));
+    }
+    for (field, v) in [
+        ("session_id", &r.session_id),
+        ("agent", &r.agent),
+        ("user_id", &r.user_id),
+    ] {
+        match v {
+            Some(s) if s.trim().is_empty() => {
+                return Err(err(field, "must not be blank".into()));
+            }
+            Some(s) if s.len() > MAX_LABEL => {
+                return Err(err(field, format!("longer than {MAX_LABEL} bytes")));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// An optional short string (numbers are accepted for `id`-like fields and

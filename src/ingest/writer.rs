@@ -141,10 +141,8 @@ async fn write_group(store: &Store, group: Vec<Job>, identities: &Mutex<Identity
         }));
     }
     let judging = &config.judging;
-    let judges_for = |r: &ResponseRow| r.judges.clone();
     let floor_cap = |s: &str| judging.floor_cap(s);
     let plan = JobPlan {
-        judges_for: &judges_for,
         floor_cap: &floor_cap,
         now_ms,
     };

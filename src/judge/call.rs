@@ -1,8 +1,11 @@
 //! One judge call: render the prompt, ask the judge model for
-//! `{"score": <number>, "reasoning": "<text>"}`, and validate the answer.
+//! `{"reasoning": "<text>", "score": <number>}`, and validate the answer.
 //!
-//! A malformed answer is retried once; if it stays malformed the result is a
-//! judge error, never a made-up score.
+//! Reasoning comes first in the schema (and should in the prompt): a model
+//! writes its answer left to right, so a score written before the reasoning
+//! is a guess the reasoning can only rationalise. A malformed or cut-off
+//! answer is retried once; if it stays malformed the result is a judge
+//! error, never a made-up score.
 
 use serde::Serialize;
 
@@ -45,7 +48,21 @@ impl JudgeError {
     }
 }
 
+/// Output tokens a judge answer may use. The schema bounds `reasoning` to
+/// [`REASONING_MAX_CHARS`] so that a grammar-constrained answer fits.
+pub const ANSWER_TOKENS: u32 = 400;
+/// Longest `reasoning` the schema allows. A looping small model can spend a
+/// token per character ("1.1.1.…" was seen from SmolLM2-135M), so this stays
+/// well under [`ANSWER_TOKENS`] for a grammar-bound answer to close.
+pub const REASONING_MAX_CHARS: u32 = 300;
+/// Shortest `reasoning` the schema allows: SmolLM2-135M under a grammar
+/// with no lower bound answered `"reasoning": "1"`, a score twice over.
+pub const REASONING_MIN_CHARS: u32 = 20;
+
 /// The JSON schema handed to providers that support structured outputs.
+/// Property order is what grammar-constrained servers (llama.cpp) generate
+/// in: serde_json keeps object keys sorted, and `reasoning` sorts before
+/// `score` (a unit test pins that).
 pub fn response_format(judge: &Judge) -> serde_json::Value {
     serde_json::json!({
         "type": "json_schema",
@@ -56,9 +73,9 @@ pub fn response_format(judge: &Judge) -> serde_json::Value {
                 "type": "object",
                 "properties": {
                     "score": { "type": "number", "minimum": judge.scale.min, "maximum": judge.scale.max },
-                    "reasoning": { "type": "string" }
+                    "reasoning": { "type": "string", "minLength": REASONING_MIN_CHARS, "maxLength": REASONING_MAX_CHARS }
                 },
-                "required": ["score", "reasoning"],
+                "required": ["reasoning", "score"],
                 "additionalProperties": false
             }
         }
@@ -71,13 +88,23 @@ pub async fn score(
     judge: &Judge,
     input: &JudgeInput,
 ) -> Result<Verdict, JudgeError> {
+    score_within(providers, judge, input, ANSWER_TOKENS).await
+}
+
+/// [`score`] with another answer limit (tests cut answers off with it).
+pub async fn score_within(
+    providers: &Providers,
+    judge: &Judge,
+    input: &JudgeInput,
+    max_tokens: u32,
+) -> Result<Verdict, JudgeError> {
     let prompt = render(&judge.prompt, input).map_err(JudgeError::Render)?;
     let (provider, model) = providers.resolve(&judge.model)?;
     let request = ChatRequest {
         model: model.model.clone(),
         messages: vec![Message::new("user", prompt)],
         temperature: Some(0.0),
-        max_tokens: Some(400),
+        max_tokens: Some(max_tokens),
         response_format: Some(response_format(judge)),
         ..Default::default()
     };
@@ -89,7 +116,17 @@ pub async fn score(
             input_tokens += u.prompt_tokens;
             output_tokens += u.completion_tokens;
         }
-        match parse(&answer.content, judge) {
+        // A cut-off answer is never graded, even when a complete-looking
+        // object can be read out of it.
+        let parsed = if answer.finish_reason.as_deref() == Some("length") {
+            Err(format!(
+                "answer cut off at {max_tokens} tokens: {:?}",
+                truncate(&answer.content, 200)
+            ))
+        } else {
+            parse(&answer.content, judge)
+        };
+        match parsed {
             Ok((score, reasoning)) => {
                 let cost = (input_tokens as f64 * model.input_cost_per_mtok
                     + output_tokens as f64 * model.output_cost_per_mtok)
@@ -143,7 +180,13 @@ pub fn parse(content: &str, judge: &Judge) -> Result<(f64, String), String> {
             judge.scale.min, judge.scale.max
         ));
     }
-    Ok((score, raw.reasoning.unwrap_or_default()))
+    let reasoning = raw.reasoning.unwrap_or_default();
+    if reasoning.trim().is_empty() {
+        // The schema and prompt ask for reasoning; a bare number is a model
+        // that ignored them, and its score is not to be trusted either.
+        return Err(format!("score {score} comes without reasoning"));
+    }
+    Ok((score, reasoning))
 }
 
 fn first_object(s: &str) -> Option<&str> {
@@ -213,6 +256,25 @@ mod tests {
             .0,
             3.5
         );
+    }
+
+    #[test]
+    fn schema_asks_for_reasoning_before_the_score() {
+        let wire = serde_json::to_string(&response_format(&judge())).unwrap();
+        let r = wire.find("\"reasoning\"").unwrap();
+        let s = wire.find("\"score\"").unwrap();
+        assert!(r < s, "{wire}");
+        assert!(
+            wire.contains("\"required\":[\"reasoning\",\"score\"]"),
+            "{wire}"
+        );
+    }
+
+    #[test]
+    fn a_score_without_reasoning_is_malformed() {
+        let j = judge();
+        assert!(parse(r#"{"score": 4}"#, &j).is_err());
+        assert!(parse(r#"{"reasoning": "  ", "score": 4}"#, &j).is_err());
     }
 
     #[test]

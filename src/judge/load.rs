@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::spec::{AppliesWhen, JudgeCanary, JudgeFile, Scale};
-use crate::canary::load::yaml_files;
+use crate::config::yaml::yaml_files;
 use crate::config::{Config, Diagnostic, Diagnostics, yaml};
 
 /// A validated judge.

@@ -20,9 +20,9 @@ pub fn check(template: &str) -> Result<(), String> {
 fn compile(template: &str) -> Result<Tera, String> {
     let mut tera = Tera::default();
     tera.autoescape_on(vec![]);
-    crate::canary::prompt::disable_env(&mut tera);
+    crate::text::disable_tera_env(&mut tera);
     tera.add_raw_template("judge", template)
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| crate::text::error_chain(&e))?;
     Ok(tera)
 }
 
@@ -36,7 +36,8 @@ pub fn render(template: &str, data: &JudgeInput) -> Result<String, String> {
     let context: Vec<String> = data.context.iter().map(|c| fence(c)).collect();
     ctx.insert("context", &context);
     ctx.insert("has_context", &!data.context.is_empty());
-    tera.render("judge", &ctx).map_err(|e| error_chain(&e))
+    tera.render("judge", &ctx)
+        .map_err(|e| crate::text::error_chain(&e))
 }
 
 /// `<<<DATA-xxxx ... DATA-xxxx>>>` with a tag derived from the content so
@@ -50,15 +51,4 @@ pub fn fence(text: &str) -> String {
         }
         n += 1;
     }
-}
-
-fn error_chain(e: &tera::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }

@@ -15,46 +15,51 @@ use tokio_util::sync::CancellationToken;
 use super::call::{JudgeError, score};
 use super::load::Judge;
 use super::template::{JudgeInput, render};
-use crate::app::App;
-use crate::live::Live;
+use crate::clock::Clock;
+use crate::live::{Live, Shared};
 use crate::provider::Providers;
-use crate::store::{JudgeJob, JudgeOutcome, ResponseRow};
+use crate::store::{JudgeJob, JudgeOutcome, ResponseRow, Store};
 
-/// Output tokens a judge answer may use (`call::score` asks for at most 400).
-const ANSWER_TOKENS: i64 = 400;
+/// What the worker needs from the daemon.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub store: Store,
+    /// This replica, as the holder of job and canary leases.
+    pub owner: std::sync::Arc<str>,
+    pub live: Shared,
+    pub clock: Clock,
+}
+
+/// Output tokens a judge answer may use (what `call::score` asks for).
+const ANSWER_TOKENS: i64 = super::call::ANSWER_TOKENS as i64;
 
 /// Runs until `shutdown`: the queue loop, the judge-canary schedule and the
-/// embedder. Each reads [`App::live`] per iteration, so judges, judging
+/// embedder. Each reads the live settings once per iteration, so judges, judging
 /// settings and provider clients replaced by a reload apply to the next job.
-pub async fn run(app: App, shutdown: CancellationToken) {
-    let canaries = tokio::spawn(canary_loop(app.clone(), shutdown.clone()));
-    let embeds = tokio::spawn(embed_loop(app.clone(), shutdown.clone()));
-    queue_loop(app, shutdown).await;
+pub async fn run(ctx: Ctx, shutdown: CancellationToken) {
+    let canaries = tokio::spawn(canary_loop(ctx.clone(), shutdown.clone()));
+    let embeds = tokio::spawn(embed_loop(ctx.clone(), shutdown.clone()));
+    queue_loop(ctx, shutdown).await;
     let _ = canaries.await;
     let _ = embeds.await;
 }
 
-async fn queue_loop(app: App, shutdown: CancellationToken) {
+async fn queue_loop(ctx: Ctx, shutdown: CancellationToken) {
     let mut idle = Duration::from_millis(200);
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        let live = app.live();
+        let live = ctx.live.current();
         let cfg = &live.config.judging;
         let lease_ms = (cfg.lease_secs.max(1) * 1000) as i64;
-        let now = crate::daemon::now_ms();
+        let now = ctx.clock.now_ms();
         let jobs = if !cfg.enabled || live.judges.is_empty() {
             Vec::new()
         } else {
-            match app
+            match ctx
                 .store
-                .claim_judge_jobs(
-                    &app.instance_id,
-                    now,
-                    lease_ms,
-                    cfg.concurrency.max(1) as i64,
-                )
+                .claim_judge_jobs(&ctx.owner, now, lease_ms, cfg.concurrency.max(1) as i64)
                 .await
             {
                 Ok(j) => j,
@@ -76,7 +81,7 @@ async fn queue_loop(app: App, shutdown: CancellationToken) {
         // Jobs in flight finish even during shutdown (they are short and
         // bounded by the provider timeout); an interrupted one is reclaimed
         // after its lease.
-        futures::future::join_all(jobs.iter().map(|j| process(&app, &live, j))).await;
+        futures::future::join_all(jobs.iter().map(|j| process(&ctx, &live, j))).await;
     }
 }
 
@@ -113,11 +118,11 @@ fn estimate(prompt: &str, input_price: f64, output_price: f64) -> (i64, f64) {
     (tokens, usd)
 }
 
-async fn process(app: &App, live: &Live, job: &JudgeJob) {
-    let owner = &app.instance_id;
+async fn process(ctx: &Ctx, live: &Live, job: &JudgeJob) {
+    let owner = &ctx.owner;
     let cfg = &live.config.judging;
     let providers = &live.providers;
-    let now = crate::daemon::now_ms();
+    let now = ctx.clock.now_ms();
     let result = async {
         let Some(judge) = live.judges.iter().find(|j| j.name == job.judge) else {
             count(&job.judge, "judge_not_loaded");
@@ -125,15 +130,15 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
                 error: Some(format!("judge `{}` is not loaded", job.judge)),
                 ..Default::default()
             };
-            return app
+            return ctx
                 .store
                 .finish_judge_job(job, owner, &out, "failed", now)
                 .await
                 .map(|_| ());
         };
-        let Some(row) = app.store.response(job.response_id).await? else {
+        let Some(row) = ctx.store.response(job.response_id).await? else {
             count(&job.judge, "skipped");
-            return app
+            return ctx
                 .store
                 .skip_judge_job(job, owner, "response no longer stored", now)
                 .await;
@@ -146,7 +151,7 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
             (Ok(p), Ok((_, m))) => estimate(&p, m.input_cost_per_mtok, m.output_cost_per_mtok),
             _ => (0, 0.0),
         };
-        if !app
+        if !ctx
             .store
             .reserve_judge_spend(
                 now,
@@ -159,17 +164,17 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
         {
             tracing::warn!(judge = %judge.name, "daily judge budget reached; job skipped");
             count(&job.judge, "skipped");
-            return app
+            return ctx
                 .store
                 .skip_judge_job(job, owner, "daily judge budget reached", now)
                 .await;
         }
         let verdict = score(providers, judge, &input).await;
-        let done = crate::daemon::now_ms();
+        let done = ctx.clock.now_ms();
         match verdict {
             Ok(v) => {
                 count(&job.judge, "scored");
-                app.store
+                ctx.store
                     .adjust_judge_spend(
                         now,
                         (v.input_tokens + v.output_tokens) as i64 - est_tokens,
@@ -186,7 +191,7 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
                     output_tokens: Some(v.output_tokens as i64),
                     cost_usd: Some(v.cost_usd),
                 };
-                app.store
+                ctx.store
                     .finish_judge_job(job, owner, &out, "done", done)
                     .await
                     .map(|_| ())
@@ -194,7 +199,7 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
             Err(JudgeError::Provider(e)) if e.is_retryable() && job.attempts < cfg.max_attempts => {
                 count(&job.judge, "retried");
                 // Nothing was answered; give the reservation back.
-                app.store
+                ctx.store
                     .adjust_judge_spend(now, -est_tokens, -est_usd)
                     .await?;
                 let backoff =
@@ -205,7 +210,7 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
                     kind = e.kind(),
                     "judge call failed; retrying later"
                 );
-                app.store
+                ctx.store
                     .retry_judge_job(job, owner, at, &e.to_string())
                     .await
             }
@@ -222,7 +227,7 @@ async fn process(app: &App, live: &Live, job: &JudgeJob) {
                     error: Some(format!("{}: {e}", e.kind())),
                     ..Default::default()
                 };
-                app.store
+                ctx.store
                     .finish_judge_job(job, owner, &out, status, done)
                     .await
                     .map(|_| ())
@@ -247,26 +252,26 @@ fn count(judge: &str, outcome: &'static str) {
 /// replicas (whoever holds the lease), storing each as a `canary` score.
 /// Each replica tries once per period; the interval is re-read every few
 /// seconds so a reload that shortens it applies without waiting a period.
-async fn canary_loop(app: App, shutdown: CancellationToken) {
+async fn canary_loop(ctx: Ctx, shutdown: CancellationToken) {
     let mut last_try: Option<tokio::time::Instant> = None;
     loop {
-        let live = app.live();
+        let live = ctx.live.current();
         let cfg = &live.config.judging;
         let period = Duration::from_secs(cfg.canary_interval_secs);
         let due = last_try.is_none_or(|t| t.elapsed() >= period);
         if cfg.canary_interval_secs > 0 && cfg.enabled && due {
             last_try = Some(tokio::time::Instant::now());
-            let now = crate::daemon::now_ms();
+            let now = ctx.clock.now_ms();
             // The lease lasts one period minus a margin, so exactly one
             // replica runs each period.
             let ttl = (period.as_millis() as i64 * 9 / 10).max(1000);
             if matches!(
-                app.store
-                    .try_lease("judge-canaries", &app.instance_id, now, ttl)
+                ctx.store
+                    .try_lease("judge-canaries", &ctx.owner, now, ttl)
                     .await,
                 Ok(true)
             ) {
-                run_canaries(&app, &live.providers, &live.judges, now).await;
+                run_canaries(&ctx, &live.providers, &live.judges, now).await;
             }
         }
         let wait = if period.is_zero() {
@@ -282,7 +287,7 @@ async fn canary_loop(app: App, shutdown: CancellationToken) {
 }
 
 /// Scores every canary pair of `judges` now and stores the results.
-pub async fn run_canaries(app: &App, providers: &Providers, judges: &[Judge], now_ms: i64) {
+pub async fn run_canaries(ctx: &Ctx, providers: &Providers, judges: &[Judge], now_ms: i64) {
     for judge in judges {
         for (i, c) in judge.canaries.iter().enumerate() {
             let input = JudgeInput {
@@ -320,7 +325,7 @@ pub async fn run_canaries(app: &App, providers: &Providers, judges: &[Judge], no
                     ..Default::default()
                 },
             };
-            if let Err(e) = app
+            if let Err(e) = ctx
                 .store
                 .insert_judge_canary_score(&judge.name, now_ms, &out)
                 .await
@@ -333,11 +338,11 @@ pub async fn run_canaries(app: &App, providers: &Providers, judges: &[Judge], no
 
 /// Embeds sampled records that arrived without an embedding, in batches,
 /// with the configured `judging.embedder` model.
-async fn embed_loop(app: App, shutdown: CancellationToken) {
+async fn embed_loop(ctx: Ctx, shutdown: CancellationToken) {
     let mut after = 0i64;
     let mut reported: Option<String> = None;
     loop {
-        let live = app.live();
+        let live = ctx.live.current();
         let judging = &live.config.judging;
         let wanted = judging.embedder.as_deref().filter(|_| judging.enabled);
         let resolved = wanted.map(|name| {
@@ -362,7 +367,7 @@ async fn embed_loop(app: App, shutdown: CancellationToken) {
                 continue;
             }
         };
-        let batch = match app.store.responses_to_embed(after, 64).await {
+        let batch = match ctx.store.responses_to_embed(after, 64).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("listing responses to embed failed: {e}");
@@ -379,7 +384,7 @@ async fn embed_loop(app: App, shutdown: CancellationToken) {
                         .zip(vectors)
                         .map(|((id, stream, ts, _), v)| (*id, stream.clone(), *ts, v))
                         .collect();
-                    match app.store.store_embeddings(&items).await {
+                    match ctx.store.store_embeddings(&items).await {
                         Ok(()) => {
                             after = batch.last().map(|r| r.0).unwrap_or(after);
                             wait = Duration::ZERO;

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::error::ProviderError;
 use super::retry::{RetryPolicy, parse_retry_after};
-use super::types::{ChatRequest, ChatResponse, WireChatResponse, WireEmbeddingResponse};
+use super::types::{ChatRequest, ChatResponse, WireChatResponse, WireChunk, WireEmbeddingResponse};
 use crate::config::{ProviderConfig, Secret};
 
 tokio::task_local! {
@@ -104,16 +104,14 @@ impl Provider {
         self
     }
 
-    /// Overrides the retry policy (tests use short backoffs).
-    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// A chat completion, retried on transient faults.
+    /// A chat completion, retried on transient faults. With `req.stream` the
+    /// answer is read as server-sent events and assembled.
     pub async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let mut body =
             serde_json::to_value(req).map_err(|e| ProviderError::Malformed(e.to_string()))?;
+        if req.stream {
+            return self.chat_stream(body).await;
+        }
         body["stream"] = serde_json::Value::Bool(false);
         let (wire, latency, attempts) = self
             .with_retries(|| async {
@@ -143,6 +141,71 @@ impl Provider {
             usage: wire.usage,
             latency_ms: latency.as_millis() as u64,
             attempts,
+        })
+    }
+
+    /// A streamed chat completion, read to its end within one attempt (a
+    /// stream cut short is a network fault and retried like one).
+    async fn chat_stream(
+        &self,
+        mut body: serde_json::Value,
+    ) -> Result<ChatResponse, ProviderError> {
+        use futures::StreamExt;
+        body["stream"] = serde_json::Value::Bool(true);
+        // Usage arrives only when asked for, in a last chunk without choices.
+        body["stream_options"] = serde_json::json!({ "include_usage": true });
+        let (answer, latency, attempts) = self
+            .with_retries(|| async {
+                let mut events = self
+                    .client
+                    .chat()
+                    .create_stream_byot::<_, WireChunk>(body.clone())
+                    .await
+                    .map_err(map_error)?;
+                let mut a = ChatResponse {
+                    id: None,
+                    model: None,
+                    system_fingerprint: None,
+                    content: String::new(),
+                    finish_reason: None,
+                    usage: None,
+                    latency_ms: 0,
+                    attempts: 0,
+                };
+                let mut chunks = 0usize;
+                while let Some(event) = events.next().await {
+                    let chunk = event.map_err(map_error)?;
+                    chunks += 1;
+                    a.id = a.id.or(chunk.id);
+                    a.model = chunk.model.filter(|m| !m.is_empty()).or(a.model);
+                    a.system_fingerprint = chunk
+                        .system_fingerprint
+                        .filter(|f| !f.is_empty())
+                        .or(a.system_fingerprint);
+                    a.usage = chunk.usage.or(a.usage);
+                    if let Some(choice) = chunk.choices.into_iter().next() {
+                        if let Some(d) = choice.delta {
+                            a.content.push_str(
+                                d.content.as_deref().or(d.refusal.as_deref()).unwrap_or(""),
+                            );
+                        }
+                        if let Some(f) = choice.finish_reason.filter(|f| !f.is_empty()) {
+                            a.finish_reason = Some(f);
+                        }
+                    }
+                }
+                if chunks == 0 {
+                    return Err(ProviderError::Malformed(
+                        "stream ended without any chunk".into(),
+                    ));
+                }
+                Ok(a)
+            })
+            .await?;
+        Ok(ChatResponse {
+            latency_ms: latency.as_millis() as u64,
+            attempts,
+            ..answer
         })
     }
 
@@ -257,7 +320,7 @@ fn map_error(e: OpenAIError) -> ProviderError {
             }
         }
         OpenAIError::Reqwest(e) if e.is_timeout() => ProviderError::Timeout(Duration::ZERO),
-        OpenAIError::Reqwest(e) => ProviderError::Network(error_chain(&e)),
+        OpenAIError::Reqwest(e) => ProviderError::Network(crate::text::error_chain(&e)),
         OpenAIError::JSONDeserialize(e, body) => {
             let head: String = body.chars().take(120).collect();
             ProviderError::Malformed(format!("{e}; body starts {head:?}"))
@@ -265,17 +328,6 @@ fn map_error(e: OpenAIError) -> ProviderError {
         OpenAIError::StreamError(e) => ProviderError::Network(e.to_string()),
         other => ProviderError::Network(other.to_string()),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 /// reqwest with nothing added but a note of `Retry-After` on error answers.

@@ -96,6 +96,31 @@ pub(crate) struct WireMessage {
     pub refusal: Option<String>,
 }
 
+/// One server-sent event of a streamed answer. llama.cpp opens with a
+/// delta whose `content` is null and ends with a chunk that has no choices
+/// and carries `usage`; both are normal.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireChunk {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub system_fingerprint: Option<String>,
+    #[serde(default)]
+    pub choices: Vec<WireChunkChoice>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireChunkChoice {
+    #[serde(default)]
+    pub delta: Option<WireMessage>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireEmbeddingResponse {
     pub data: Vec<WireEmbedding>,

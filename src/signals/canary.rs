@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::DetectorConfig;
 use super::finding::{Rule, Severity};
 use super::stats::fisher_exact;
-use super::verdict::{Verdict, verdict};
+use super::verdict::{Decision, Subject, Verdict, verdict};
 use super::window::{Windows, contains};
 
 /// One stored case result, as the detector needs it.
@@ -55,13 +55,15 @@ pub fn canary_regression(
         let (n0, k0) = count(w.baseline, &pass);
         if n1 == 0 {
             out.push(Verdict::insufficient(
-                Rule::CanaryRegression,
-                &stream,
-                Some(target),
-                w.now_ms,
+                Subject {
+                    rule: Rule::CanaryRegression,
+                    stream: &stream,
+                    dimension: Some(target),
+                    at_ms: w.now_ms,
+                    samples: 0,
+                    baseline_samples: n0,
+                },
                 c.min_pass_rate_drop,
-                0,
-                n0,
                 format!("{target}: no canary results in the window"),
             ));
             continue;
@@ -138,29 +140,43 @@ pub fn canary_regression(
         } else {
             Severity::Warning
         };
-        out.push(verdict(
-            Rule::CanaryRegression,
-            &stream,
-            Some(target),
-            w.now_ms,
-            (r1, r0, c.min_pass_rate_drop),
-            p_pass,
-            (n1, n0),
-            severity,
-            rate_effect,
-            direct,
-            cfg.alpha,
+        let rate = if n0 > 0 {
             format!(
-                "{target}: pass rate {} → {:.0} % (n={n1}){}{}",
-                if n0 > 0 {
-                    format!("{:.0} %", 100.0 * r0)
-                } else {
-                    "(no baseline runs)".into()
-                },
-                100.0 * r1,
-                if reasons.is_empty() { "" } else { "; " },
-                reasons.join("; ")
-            ),
+                "pass rate {:.0} % → {:.0} % (n={n1})",
+                100.0 * r0,
+                100.0 * r1
+            )
+        } else {
+            format!("pass rate {:.0} % (n={n1}; no baseline runs)", 100.0 * r1)
+        };
+        // The reason comes first: a flipped case in a suite whose pass rate
+        // did not fall must not read as a pass-rate regression.
+        let summary = if reasons.is_empty() {
+            format!("{target}: {rate}")
+        } else {
+            format!("{target}: {} ({rate})", reasons.join("; "))
+        };
+        out.push(verdict(
+            Subject {
+                rule: Rule::CanaryRegression,
+                stream: &stream,
+                dimension: Some(target),
+                at_ms: w.now_ms,
+                samples: n1,
+                baseline_samples: n0,
+            },
+            Decision {
+                value: r1,
+                baseline: r0,
+                threshold: c.min_pass_rate_drop,
+                p_value: p_pass,
+                severity,
+                window_effect: rate_effect,
+                direct,
+                resolve: !(direct || n0 > 0 && r0 - r1 >= 0.5 * c.min_pass_rate_drop),
+                alpha: cfg.alpha,
+                summary,
+            },
         ));
     }
     out

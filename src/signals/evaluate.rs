@@ -1,8 +1,7 @@
 //! One evaluation: every detector over every stream and suite at `now`,
-//! then Benjamini–Hochberg across all window tests together, then the
-//! model-change escalation. [`evaluate_snapshot`] is pure (the backtest
-//! calls it at every simulated step); [`evaluate`] loads the snapshot the
-//! daemon needs from the store and calls it.
+//! then Benjamini–Hochberg across the canary window tests, then the
+//! model-change escalation. [`evaluate_snapshot`] is pure: the daemon and
+//! the backtest load a [`Snapshot`] and call it at every step.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,8 +16,11 @@ use super::rates::rate_shift;
 use super::rollup::StreamRollups;
 use super::stats::benjamini_hochberg;
 use super::verdict::Verdict;
-use super::window::Windows;
-use crate::store::{ModelEvent, Store, StoreError};
+use super::window::{HOUR_MS, Look, Windows};
+use crate::store::ModelEvent;
+
+/// The alert a quiet span belongs to: (rule, stream, dimension).
+pub type QuietKey = (Rule, String, Option<String>);
 
 /// Everything the detectors read, for some span of time.
 #[derive(Debug, Clone, Default)]
@@ -27,27 +29,63 @@ pub struct Snapshot {
     /// suite → case results.
     pub suites: BTreeMap<String, Vec<CanaryObs>>,
     pub model_events: Vec<ModelEvent>,
+    /// Spans in which an alert on a signal was open: left out of that
+    /// signal's baseline (see [`quiet_span`]).
+    pub quiet: BTreeMap<QuietKey, Vec<(i64, i64)>>,
+}
+
+impl Snapshot {
+    pub fn quiet_of(&self, rule: Rule, stream: &str, dimension: Option<&str>) -> &[(i64, i64)] {
+        self.quiet
+            .get(&(rule, stream.to_string(), dimension.map(str::to_string)))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+/// The span to leave out of a signal's baseline for an alert that opened at
+/// `opened_ms` and resolved at `resolved_ms` (or is still open): from
+/// `resolve_after_hours` before it opened — the change began before the
+/// alarm — to an hour after it resolved.
+pub fn quiet_span(opened_ms: i64, resolved_ms: Option<i64>, cfg: &DetectorConfig) -> (i64, i64) {
+    let lead = i64::from(cfg.resolve_after_hours.max(1)) * HOUR_MS;
+    (
+        opened_ms - lead,
+        resolved_ms.map_or(i64::MAX, |r| r + HOUR_MS),
+    )
 }
 
 /// Runs every detector; findings sorted by (stream, rule, dimension).
 pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> Vec<Finding> {
     let w = Windows::new(now_ms, cfg);
-    // The CUSUM threshold accounts for every chart run together.
-    let mut cfg = cfg.clone();
-    cfg.sequential.charts = snap.streams.values().map(charts).sum::<usize>().max(1);
-    let cfg = &cfg;
     let mut verdicts: Vec<Verdict> = Vec::new();
     for (stream, data) in &snap.streams {
+        // The false-alarm budget is per stream: its charts share it.
+        let mut c = cfg.sequential.clone();
+        c.charts = charts(data).max(1);
+        let h = c.threshold();
+        let look = |rule, dim: Option<&str>| Look {
+            w: &w,
+            cfg,
+            h,
+            quiet: snap.quiet_of(rule, stream, dim),
+        };
         for (judge, hours) in &data.scores {
-            verdicts.push(judge_score_drop(stream, judge, hours, &w, cfg));
+            let l = look(Rule::JudgeScoreDrop, Some(judge));
+            verdicts.push(judge_score_drop(stream, judge, hours, &l));
         }
         if !data.hours.is_empty() {
-            verdicts.push(rate_shift(Rule::RefusalRateShift, stream, data, &w, cfg));
-            verdicts.push(rate_shift(Rule::TruncationRate, stream, data, &w, cfg));
-            verdicts.push(length_drift(stream, data, &w, cfg));
+            for rule in [Rule::RefusalRateShift, Rule::TruncationRate] {
+                verdicts.push(rate_shift(rule, stream, data, &look(rule, None)));
+            }
+            verdicts.push(length_drift(stream, data, &look(Rule::LengthDrift, None)));
         }
         if !data.embedding.is_empty() {
-            verdicts.push(embedding_drift(stream, data, &w, cfg));
+            verdicts.push(embedding_drift(
+                stream,
+                data,
+                &look(Rule::EmbeddingDrift, None),
+            ));
         }
     }
     for (suite, obs) in &snap.suites {
@@ -104,21 +142,10 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
     findings
 }
 
-/// Sequential charts a stream runs: one per judge, refusal two up and one
-/// down, truncation two up, length up and down, embedding.
+/// Sequential charts a stream runs: two per judge, refusal three up and one
+/// down, truncation three up, length up and down, embedding.
 fn charts(data: &StreamRollups) -> usize {
-    data.scores.len()
-        + if data.hours.is_empty() { 0 } else { 7 }
+    2 * data.scores.len()
+        + if data.hours.is_empty() { 0 } else { 9 }
         + usize::from(!data.embedding.is_empty())
-}
-
-/// Loads what the windows at `now_ms` need and evaluates it.
-pub async fn evaluate(
-    store: &Store,
-    now_ms: i64,
-    cfg: &DetectorConfig,
-) -> Result<Vec<Finding>, StoreError> {
-    let (from, to) = Windows::new(now_ms, cfg).span();
-    let snap = store.load_snapshot(from, to.max(now_ms + 1)).await?;
-    Ok(evaluate_snapshot(&snap, now_ms, cfg))
 }

@@ -14,10 +14,13 @@ pub enum Rule {
     CanaryRegression,
     ModelChange,
     TruncationRate,
+    ToolCallLoop,
+    SessionBudget,
+    SpendRate,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 10] = [
         Rule::JudgeScoreDrop,
         Rule::RefusalRateShift,
         Rule::LengthDrift,
@@ -25,6 +28,9 @@ impl Rule {
         Rule::CanaryRegression,
         Rule::ModelChange,
         Rule::TruncationRate,
+        Rule::ToolCallLoop,
+        Rule::SessionBudget,
+        Rule::SpendRate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +42,9 @@ impl Rule {
             Rule::CanaryRegression => "canary_regression",
             Rule::ModelChange => "model_change",
             Rule::TruncationRate => "truncation_rate",
+            Rule::ToolCallLoop => "tool_call_loop",
+            Rule::SessionBudget => "session_budget",
+            Rule::SpendRate => "spend_rate",
         }
     }
 
@@ -54,6 +63,22 @@ pub enum Status {
     Ok,
     /// Too few samples on one side to say anything.
     InsufficientData,
+    /// The baseline cannot yet estimate the signal's level to the precision
+    /// its threshold needs (a young stream, or one whose baseline was mostly
+    /// an incident): neither ok nor firing. The summary says how much more
+    /// data it needs.
+    WarmingUp,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Ok => "ok",
+            Status::InsufficientData => "insufficient_data",
+            Status::WarmingUp => "warming_up",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -85,9 +110,12 @@ pub struct Finding {
     pub status: Status,
     pub severity: Severity,
     pub at_ms: i64,
-    /// The current window's value (mean score, rate, KL, cosine, pass rate...).
+    /// The current value (mean score, rate, KL, cosine, pass rate...); NaN
+    /// (JSON null) when unknown.
+    #[serde(with = "nan_as_null")]
     pub value: f64,
-    /// The baseline's value on the same scale.
+    /// The baseline's value on the same scale; NaN (JSON null) when unknown.
+    #[serde(with = "nan_as_null")]
     pub baseline: f64,
     /// The configured threshold the change was compared with.
     pub threshold: f64,
@@ -97,11 +125,38 @@ pub struct Finding {
     pub baseline_samples: u64,
     /// One line a person can read: "groundedness 4.22 → 3.71 (p=0.0004, n=412)".
     pub summary: String,
+    /// The effect over the last `resolve_after_hours` is below the resolve
+    /// level (a fraction of the threshold): an open alert may resolve. An
+    /// `Ok` finding without it holds a firing alert (hysteresis).
+    #[serde(default = "yes")]
+    pub resolve: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Finding {
     /// The identity of the alert this finding feeds: (rule, stream, dimension).
     pub fn key(&self) -> (Rule, &str, Option<&str>) {
         (self.rule, &self.stream, self.dimension.as_deref())
+    }
+}
+
+/// JSON has no NaN: an unknown number travels as `null` and comes back NaN,
+/// so nothing unknown is ever read back as 0.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.serialize_f64(*x)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
     }
 }

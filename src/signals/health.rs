@@ -53,6 +53,7 @@ mod tests {
             samples: 0,
             baseline_samples: 0,
             summary: String::new(),
+            resolve: true,
         }
     }
 

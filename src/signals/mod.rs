@@ -1,15 +1,12 @@
 //! Detectors: pure functions of (data, now, settings) that turn stored
 //! signals into verdicts, and the per-stream health score.
 //!
-//! Each detector file holds one rule: a window test (effect ≥ the configured
-//! threshold *and* significant at the sample sizes at hand, with minimum
-//! counts) and, beside it, a sequential CUSUM that reacts within hours.
-//! `evaluate` runs them all and controls the false-discovery rate across
-//! streams × signals; `backtest` replays recorded traffic through the same
-//! code.
+//! Each production rule is a sequential CUSUM of hourly log-likelihood
+//! ratios (valid under continuous monitoring, with a per-stream false-alarm
+//! budget) that fires only when the effect estimated since its change point
+//! reaches the configured threshold. No I/O here: the daemon and the
+//! backtest load a [`Snapshot`] and call [`evaluate_snapshot`] with `now`.
 
-pub mod backtest;
-pub mod baseline;
 pub mod canary;
 pub mod embedding;
 pub mod evaluate;
@@ -23,12 +20,13 @@ pub mod report;
 pub mod rollup;
 pub mod sequential;
 mod settings;
+pub mod spend_rate;
 pub mod stats;
 pub mod synth;
 pub mod verdict;
 pub mod window;
 
-pub use evaluate::{Snapshot, evaluate, evaluate_snapshot};
+pub use evaluate::{QuietKey, Snapshot, evaluate_snapshot, quiet_span};
 pub use finding::{Finding, Rule, Severity, Status};
 pub use settings::*;
 

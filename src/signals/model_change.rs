@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::finding::{Rule, Severity};
-use super::verdict::{Verdict, verdict};
+use super::verdict::{Decision, Subject, Verdict, verdict};
 use super::window::{Windows, contains};
 use crate::store::ModelEvent;
 
@@ -53,35 +53,51 @@ pub fn model_change(events: &[ModelEvent], subjects: &[String], w: &Windows) -> 
             None => format!("{dim}: no change in the window"),
         };
         out.push(verdict(
-            Rule::ModelChange,
-            stream,
-            Some(dim),
-            w.now_ms,
-            (recent.len() as f64, *before as f64, 1.0),
-            None,
-            (recent.len() as u64, *before),
-            Severity::Info,
-            false,
-            !recent.is_empty(),
-            0.0,
-            summary,
+            Subject {
+                rule: Rule::ModelChange,
+                stream,
+                dimension: Some(dim),
+                at_ms: w.now_ms,
+                samples: recent.len() as u64,
+                baseline_samples: *before,
+            },
+            Decision {
+                value: recent.len() as f64,
+                baseline: *before as f64,
+                threshold: 1.0,
+                p_value: None,
+                severity: Severity::Info,
+                window_effect: false,
+                direct: !recent.is_empty(),
+                resolve: true,
+                alpha: 0.0,
+                summary,
+            },
         ));
     }
     for s in subjects {
         if !groups.keys().any(|(g, _)| g == s) {
             out.push(verdict(
-                Rule::ModelChange,
-                s,
-                None,
-                w.now_ms,
-                (0.0, 0.0, 1.0),
-                None,
-                (0, 0),
-                Severity::Info,
-                false,
-                false,
-                0.0,
-                "no model change seen".into(),
+                Subject {
+                    rule: Rule::ModelChange,
+                    stream: s,
+                    dimension: None,
+                    at_ms: w.now_ms,
+                    samples: 0,
+                    baseline_samples: 0,
+                },
+                Decision {
+                    value: 0.0,
+                    baseline: 0.0,
+                    threshold: 1.0,
+                    p_value: None,
+                    severity: Severity::Info,
+                    window_effect: false,
+                    direct: false,
+                    resolve: true,
+                    alpha: 0.0,
+                    summary: "no model change seen".into(),
+                },
             ));
         }
     }

@@ -8,8 +8,7 @@ use serde::Serialize;
 
 use super::finding::{Finding, Status};
 use super::health::health_scores;
-use super::{DetectorConfig, evaluate, fmt_time};
-use crate::store::{Store, StoreError};
+use super::{DetectorConfig, fmt_time};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -57,30 +56,6 @@ pub fn build(findings: Vec<Finding>, now_ms: i64, cfg: &DetectorConfig) -> Statu
     }
 }
 
-/// Evaluates now against the store and builds the report.
-pub async fn current(
-    store: &Store,
-    now_ms: i64,
-    cfg: &DetectorConfig,
-) -> Result<StatusReport, StoreError> {
-    Ok(build(evaluate(store, now_ms, cfg).await?, now_ms, cfg))
-}
-
-/// One evaluation as the daemon runs it: evaluate, keep the latest verdicts
-/// and a health point per subject. Returns the findings for alerting.
-pub async fn run_once(
-    store: &Store,
-    now_ms: i64,
-    cfg: &DetectorConfig,
-) -> Result<Vec<Finding>, StoreError> {
-    let findings = evaluate(store, now_ms, cfg).await?;
-    store.save_findings(&findings).await?;
-    store
-        .record_health(now_ms, &health_scores(&findings, &cfg.health))
-        .await?;
-    Ok(findings)
-}
-
 /// The report as a person reads it.
 pub fn render_text(r: &StatusReport) -> String {
     use std::fmt::Write;
@@ -110,6 +85,7 @@ pub fn render_text(r: &StatusReport) -> String {
                 Status::Firing => format!("FIRING ({})", f.severity.as_str()),
                 Status::Ok => "ok".into(),
                 Status::InsufficientData => "insufficient data".into(),
+                Status::WarmingUp => "warming up".into(),
             };
             let name = match &f.dimension {
                 Some(d) => format!("{}[{d}]", f.rule.as_str()),

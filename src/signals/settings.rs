@@ -14,9 +14,24 @@ pub struct DetectorConfig {
     /// Seconds between evaluations in the daemon; 0 turns evaluation off
     /// on this replica (status pages and ingest keep working).
     pub every_secs: u64,
-    /// False-discovery rate controlled (Benjamini–Hochberg) across every
-    /// stream × signal window test evaluated together.
+    /// False-discovery rate controlled (Benjamini–Hochberg) across the
+    /// canary pass-rate window tests evaluated together.
     pub alpha: f64,
+    /// An open alert resolves once its effect, over the last
+    /// `resolve_after_hours`, is below this fraction of its threshold
+    /// (hysteresis: it fires at the threshold and resolves at half of it).
+    pub resolve_level: f64,
+    /// Hours the effect must have stayed below the resolve level, measured
+    /// over that span (extended back until it holds `min_samples`).
+    pub resolve_after_hours: u32,
+    /// Standard errors the baseline is moved towards the alternative in the
+    /// sequential charts, so its own estimation error is not evidence.
+    pub baseline_z: f64,
+    /// Compare each hour with the baseline hours of its own day class (UTC
+    /// weekend or weekday), so a weekly rhythm is not a change.
+    pub weekly: bool,
+    /// Hours with data a baseline needs before its signal leaves warm-up.
+    pub min_baseline_hours: u32,
     pub judge_score_drop: ScoreDropConfig,
     pub refusal_rate_shift: RateConfig,
     pub truncation_rate: RateConfig,
@@ -34,6 +49,11 @@ impl Default for DetectorConfig {
             baseline_days: 7,
             every_secs: 300,
             alpha: 0.01,
+            resolve_level: 0.5,
+            resolve_after_hours: 6,
+            baseline_z: 1.0,
+            weekly: true,
+            min_baseline_hours: 24,
             judge_score_drop: ScoreDropConfig::default(),
             refusal_rate_shift: RateConfig {
                 min_abs_change: 0.02,
@@ -169,19 +189,23 @@ impl Default for CanaryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SequentialConfig {
+    /// `false` turns off the production detectors' alarms (they still
+    /// report their values).
     pub enabled: bool,
-    /// Hours between false sequential alarms for the whole deployment (all
-    /// charts together). The in-control run length of a log-likelihood
-    /// CUSUM with threshold h is at least e^h hours per chart, so with m
-    /// charts h = ln(arl_hours · m): Bonferroni for sequential tests; the
-    /// delay grows only with the logarithm of the number of charts.
+    /// The false-alarm budget: hours between false alarms **per stream**,
+    /// all of its charts together (default one year). A CUSUM of hourly
+    /// log-likelihood ratios restarts at most once an hour, and by Ville's
+    /// inequality each restart crosses h with probability at most e^−h, so
+    /// with m charts h = ln(arl_hours · m) (Bonferroni; the delay grows only
+    /// with the logarithm of m).
     pub arl_hours: f64,
     /// A fixed threshold instead of the one derived from `arl_hours`.
     pub h: Option<f64>,
-    /// Charts evaluated together (set by `evaluate`, not configurable).
+    /// Charts of one stream (set by `evaluate`, not configurable).
     #[serde(skip)]
     pub charts: usize,
-    /// Hours of history the CUSUM is run over (it restarts from zero there).
+    /// Hours of history the CUSUM is run over (it restarts from zero there;
+    /// the baseline ends where this span begins).
     pub lookback_hours: u32,
     /// Length shift, in baseline standard deviations of the length, a
     /// length CUSUM is tuned to.
@@ -195,7 +219,7 @@ impl Default for SequentialConfig {
             arl_hours: 24.0 * 365.0,
             h: None,
             charts: 1,
-            lookback_hours: 24,
+            lookback_hours: 48,
             length_shift_sd: 0.3,
         }
     }
@@ -248,6 +272,8 @@ impl HealthWeights {
             CanaryRegression => self.canary_regression,
             ModelChange => self.model_change,
             TruncationRate => self.truncation_rate,
+            // Session alerts are about one session, not the stream's health.
+            ToolCallLoop | SessionBudget | SpendRate => 0.0,
         }
     }
 }

@@ -175,7 +175,17 @@ pub(super) async fn chat(State(st): St, req: Request) -> Response {
                 )
             } else {
                 let v = judge::score(&judge::parse(&all_text), profile.judge_bias);
-                (judge::render(&v), false, vec![Outcome::Judge])
+                let text = judge::render(&v);
+                // As llama.cpp does: a judgement longer than max_tokens is
+                // cut mid-object with finish_reason "length".
+                match body.max_completion_tokens.or(body.max_tokens) {
+                    Some(max) if text::token_estimate(&text) > u64::from(max) => (
+                        behave::cut_at_word(&text, (max as usize * 4).max(1)),
+                        true,
+                        vec![Outcome::Judge],
+                    ),
+                    _ => (text, false, vec![Outcome::Judge]),
+                }
             }
         } else {
             let turns: Vec<Turn<'_>> = messages

@@ -322,7 +322,7 @@ impl Store {
             let mut roll = BatchRollup::default();
             for (id, stream, ts_ms, v) in items {
                 let n = sqlx::query("UPDATE responses SET embedding = $1 WHERE id = $2 AND embedding IS NULL")
-                    .bind(crate::ingest::embedding_bytes(v))
+                    .bind(super::embedding_bytes(v))
                     .bind(*id)
                     .execute(&mut *tx)
                     .await?

@@ -8,6 +8,7 @@
 
 mod alerts;
 mod canary;
+mod evidence;
 mod judge;
 mod leases;
 mod models;
@@ -16,6 +17,7 @@ mod pages;
 mod responses;
 mod retention;
 pub mod rollups;
+pub mod sessions;
 mod signals;
 
 use std::str::FromStr;
@@ -28,11 +30,14 @@ use sqlx::sqlite::{
 
 pub use alerts::*;
 pub use canary::*;
+pub use evidence::{ExampleResponse, FailedCase, JudgedExample, ResponsePick};
 pub use judge::*;
 pub use models::*;
 pub use pages::*;
 pub use responses::*;
 pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
+pub use rollups::{embedding_bytes, embedding_from_bytes};
+pub use sessions::{SpendHour, SpendTotal, StreamSpend};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]

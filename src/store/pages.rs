@@ -4,10 +4,6 @@
 //! same on a month-old database as on a fresh one; the charts read the
 //! roll-ups, never the raw responses. Sums are cast to BIGINT because
 //! PostgreSQL widens `SUM(bigint)` to NUMERIC, which does not decode as i64.
-//!
-//! Tables of subsystems a build may not have (`health_scores` from the
-//! detectors, `alerts` from alerting) are only read after
-//! [`Store::has_table`] says they exist.
 
 use serde::Serialize;
 

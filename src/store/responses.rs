@@ -45,6 +45,25 @@ pub struct ResponseRow {
     #[sqlx(skip)]
     #[serde(skip)]
     pub judges: Vec<String>,
+    /// The agent that made the call (sessions only; not a response column).
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub agent: Option<String>,
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub user_id: Option<String>,
+    /// Sent by the application, else estimated from the model's prices.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub cost_usd: Option<f64>,
+    /// Parsed `tool_calls` (name and argument hash) for the session detectors.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub tools: Vec<crate::sessions::ToolCall>,
+    /// An agent or tool span: stored as a session event, not as a response.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub session_only: bool,
 }
 
 /// What a batch insert did.
@@ -57,11 +76,10 @@ pub struct InsertOutcome {
     pub jobs: u64,
 }
 
-/// Which judge jobs a batch enqueues. `judges_for` names the judges that
-/// apply to a row; `floor_cap` gives a stream's hourly (floor, cap) of
+/// Which judge jobs a batch enqueues: each row's `judges` names the judges
+/// that apply to it; `floor_cap` gives a stream's hourly (floor, cap) of
 /// records chosen for judging.
 pub struct JobPlan<'a> {
-    pub judges_for: &'a (dyn Fn(&ResponseRow) -> Vec<String> + Send + Sync),
     pub floor_cap: &'a (dyn Fn(&str) -> (i64, i64) + Send + Sync),
     pub now_ms: i64,
 }
@@ -201,14 +219,22 @@ impl Store {
         // inserted row can be matched to its id.
         let mut seen = HashSet::new();
         let mut unique: Vec<(usize, String)> = Vec::with_capacity(rows.len());
+        // Agent and tool spans are session events only, not responses.
+        let mut session_only: Vec<(usize, String)> = Vec::new();
         for (i, r) in rows.iter().enumerate() {
+            let to = if r.session_only {
+                &mut session_only
+            } else {
+                &mut unique
+            };
             match &r.ext_id {
                 Some(e) if !seen.insert(e.as_str()) => {}
-                Some(e) => unique.push((i, e.clone())),
-                None => unique.push((i, format!("gen:{:032x}", rand::random::<u128>()))),
+                Some(e) => to.push((i, e.clone())),
+                None => to.push((i, format!("gen:{:032x}", rand::random::<u128>()))),
             }
         }
         let mut jobs = 0u64;
+        let mut new_events = HashSet::new();
         let inserted: Vec<(usize, i64)> = on_db!(self.db(), pool => {
             let mut tx = pool.begin_write().await?;
             let mut ids: HashMap<String, i64> = HashMap::with_capacity(unique.len());
@@ -220,12 +246,13 @@ impl Store {
                 .filter_map(|(i, ext)| ids.get(ext).map(|id| (*i, *id)))
                 .collect();
 
+
             // Judge sampling: per (stream, hour), lock the counter, apply
             // the floor and cap in batch order, enqueue jobs.
             if let Some(plan) = plan {
                 let mut groups: BTreeMap<(&str, i64), Vec<Candidate>> = BTreeMap::new();
                 for &(i, id) in &inserted {
-                    let judges = (plan.judges_for)(&rows[i]);
+                    let judges = rows[i].judges.clone();
                     if !judges.is_empty() {
                         groups.entry((rows[i].stream.as_str(), hour_of(rows[i].ts_ms))).or_default().push((i, id, judges));
                     }
@@ -366,14 +393,31 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+
+            // Session events: the new responses of a session and the
+            // session-only spans, each counted once.
+            let events: Vec<_> = unique
+                .iter()
+                .filter(|(_, ext)| ids.contains_key(ext))
+                .chain(&session_only)
+                .filter_map(|(i, ext)| super::sessions::event_of(&rows[*i], ext))
+                .collect();
+            if !events.is_empty() {
+                new_events = super::sessions::record_session_events!(&mut *tx, &events);
+            }
+            let spend = super::sessions::spend_deltas(rows, &inserted);
+            super::sessions::upsert_spend!(&mut *tx, &spend);
             tx.commit().await?;
             inserted
         });
-        let accepted = inserted.len() as u64;
         let mut marks = vec![false; rows.len()];
-        for (i, _) in inserted {
-            marks[i] = true;
+        for (i, _) in &inserted {
+            marks[*i] = true;
         }
+        for (i, ext) in &session_only {
+            marks[*i] = new_events.contains(ext);
+        }
+        let accepted = marks.iter().filter(|m| **m).count() as u64;
         Ok((
             InsertOutcome {
                 accepted,

@@ -86,11 +86,7 @@ impl BatchRollup {
             self.add_score(&r.stream, judge, r.ts_ms, *score);
         }
         if let Some(bytes) = &r.embedding {
-            self.add_embedding(
-                &r.stream,
-                r.ts_ms,
-                &crate::ingest::embedding_from_bytes(bytes),
-            );
+            self.add_embedding(&r.stream, r.ts_ms, &embedding_from_bytes(bytes));
         }
     }
 
@@ -158,6 +154,18 @@ pub fn f64_from_bytes(b: &[u8]) -> Vec<f64> {
         .collect()
 }
 
+/// An embedding as stored in `responses.embedding`: little-endian f32.
+pub fn embedding_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The inverse of [`embedding_bytes`].
+pub fn embedding_from_bytes(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +187,7 @@ mod tests {
                 refusal,
                 finish_reason: Some(fr.into()),
                 scores: vec![("g".into(), 4.0)],
-                embedding: Some(crate::ingest::embedding_bytes(&[1.0, 2.0])),
+                embedding: Some(embedding_bytes(&[1.0, 2.0])),
                 ..Default::default()
             });
         }

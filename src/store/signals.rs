@@ -10,7 +10,8 @@ use crate::on_db;
 use crate::signals::canary::CanaryObs;
 use crate::signals::rollup::{BINS, EmbeddingSum, HourCounts};
 use crate::signals::stats::Moments;
-use crate::signals::{Finding, Snapshot};
+use crate::signals::window::Windows;
+use crate::signals::{DetectorConfig, Finding, Rule, Snapshot, quiet_span};
 
 type HourlyRow = (String, i64, i64, i64, i64, f64, f64);
 type CanaryRow = (i64, String, String, String, String, Option<bool>, i64);
@@ -118,6 +119,51 @@ impl Store {
             .into_iter()
             .filter(|e| e.at_ms < to_ms)
             .collect();
+        Ok(snap)
+    }
+
+    /// What the detectors read at `now_ms`: the roll-ups, canary results and
+    /// model events of the windows' span, and the spans in which alerts were
+    /// open (the latest episode of each alert), left out of baselines.
+    pub async fn detector_snapshot(&self, now_ms: i64, cfg: &DetectorConfig) -> Result<Snapshot> {
+        let (from, to) = Windows::new(now_ms, cfg).span();
+        let mut snap = self.load_snapshot(from, to.max(now_ms + 1)).await?;
+        // Episodes from the history: opened by `pending` (or a reopening
+        // `firing` after `resolved`), closed by `resolved`.
+        let rows: Vec<(String, String, String, String, i64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT a.rule, a.stream, a.dimension, h.to_state, h.at_ms FROM alert_history h JOIN alerts a ON a.id = h.alert_id \
+             WHERE a.id IN (SELECT alert_id FROM alert_history WHERE at_ms >= $1 UNION SELECT id FROM alerts WHERE state IN ('pending', 'firing')) \
+             ORDER BY h.alert_id, h.at_ms, h.id",
+        ).bind(Windows::new(now_ms, cfg).baseline_limit()).fetch_all(pool).await)?;
+        let mut open: Option<(crate::signals::QuietKey, i64)> = None;
+        let push =
+            |snap: &mut Snapshot, key: crate::signals::QuietKey, from: i64, to: Option<i64>| {
+                snap.quiet
+                    .entry(key)
+                    .or_default()
+                    .push(quiet_span(from, to, cfg));
+            };
+        for (rule, stream, dimension, to_state, at) in rows {
+            let Some(rule) = Rule::parse(&rule) else {
+                continue;
+            };
+            let key = (rule, stream, (!dimension.is_empty()).then_some(dimension));
+            if let Some((k, from)) = open.take_if(|(k, _)| *k != key) {
+                push(&mut snap, k, from, None);
+            }
+            match (to_state.as_str(), &open) {
+                ("pending" | "firing", None) => open = Some((key, at)),
+                ("resolved", Some(_)) => {
+                    if let Some((k, from)) = open.take() {
+                        push(&mut snap, k, from, Some(at));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some((k, from)) = open {
+            push(&mut snap, k, from, None);
+        }
         Ok(snap)
     }
 

@@ -2,8 +2,6 @@
 //! segments. The output is plain text (the templates escape it), except
 //! [`enc`], whose output is safe inside a URL path and an attribute.
 
-use chrono::DateTime;
-
 use crate::store::ModelEvent;
 
 /// Percent-encodes a path segment: everything but RFC 3986 unreserved
@@ -21,12 +19,7 @@ pub fn enc(s: &str) -> String {
     out
 }
 
-/// `2026-11-23 14:00 UTC`.
-pub fn fmt_time(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|| ms.to_string())
-}
+pub use crate::text::fmt_time;
 
 /// `5m ago`, `3h ago`, `2d ago` relative to `now_ms` (`in 5m` for the future).
 pub fn fmt_ago(now_ms: i64, ms: i64) -> String {

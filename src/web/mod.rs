@@ -23,34 +23,32 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::OnceCell;
 
-use crate::app::App;
+use crate::clock::Clock;
+use crate::live::Shared;
+use crate::store::Store;
 
-/// State of the page handlers: the daemon plus the compiled templates.
+/// What the pages need from the daemon.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub store: Store,
+    pub live: Shared,
+    pub clock: Clock,
+}
+
+/// State of the page handlers: their context plus the compiled templates.
 #[derive(Clone)]
 pub struct Web {
-    app: App,
+    ctx: Ctx,
     tera: Arc<tera::Tera>,
-    features: Arc<OnceCell<Features>>,
 }
 
-/// Which optional tables exist. Checked once per process: migrations run
-/// before the daemon serves, so the answer cannot change while it runs.
-#[derive(Debug, Clone, Copy)]
-struct Features {
-    /// The detectors' `health_scores` series.
-    health_scores: bool,
-    /// The alerting subsystem's `alerts` table.
-    alerts: bool,
-}
-
-/// The page routes, with their state applied, ready to merge into the daemon's router.
-pub fn router(app: App) -> Router {
+/// The page routes, with their state applied, ready to merge into the
+/// daemon's router.
+pub fn router<S: Clone + Send + Sync + 'static>(ctx: Ctx) -> Router<S> {
     let web = Web {
-        app,
+        ctx,
         tera: Arc::new(templates().expect("embedded templates compile")),
-        features: Arc::new(OnceCell::new()),
     };
     Router::new()
         .route("/", get(pages::overview))
@@ -91,7 +89,7 @@ const TEMPLATES: [(&str, &str); 8] = [
 pub fn templates() -> tera::Result<tera::Tera> {
     let mut tera = tera::Tera::default();
     tera.add_raw_templates(TEMPLATES)?;
-    crate::canary::prompt::disable_env(&mut tera);
+    crate::text::disable_tera_env(&mut tera);
     Ok(tera)
 }
 
@@ -111,31 +109,12 @@ impl From<crate::store::StoreError> for PageError {
 }
 
 impl Web {
-    async fn features(&self) -> Result<Features, PageError> {
-        let store = &self.app.store;
-        self.features
-            .get_or_try_init(|| async {
-                Ok::<_, PageError>(Features {
-                    health_scores: store.has_table("health_scores").await?,
-                    alerts: store.has_table("alerts").await?,
-                })
-            })
-            .await
-            .copied()
-    }
-
     /// Renders `template` with `ctx`, turning a template failure into a 500.
     fn render(&self, template: &str, ctx: &tera::Context) -> Result<Html<String>, PageError> {
-        self.tera.render(template, ctx).map(Html).map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            PageError::Internal(msg)
-        })
+        self.tera
+            .render(template, ctx)
+            .map(Html)
+            .map_err(|e| PageError::Internal(crate::text::error_chain(&e)))
     }
 
     fn error_page(&self, status: StatusCode, message: &str, now_ms: i64) -> Response {

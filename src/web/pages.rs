@@ -26,12 +26,8 @@ pub struct RangeQuery {
     hours: Option<i64>,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn periods(web: &Web, now_ms: i64, q: &RangeQuery) -> Periods {
-    let live = web.app.live();
+    let live = web.ctx.live.current();
     let d = &live.config.detectors;
     Periods::new(
         now_ms,
@@ -53,10 +49,7 @@ impl Web {
     /// (say, a schema this build does not know) degrades to the provisional
     /// indicator rather than taking the page down.
     async fn health(&self, since_ms: i64) -> Result<Option<Vec<HealthPoint>>, PageError> {
-        if !self.features().await?.health_scores {
-            return Ok(None);
-        }
-        match self.app.store.health_scores(since_ms).await {
+        match self.ctx.store.health_scores(since_ms).await {
             Ok(h) => Ok(Some(h)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read health_scores; showing provisional health");
@@ -68,7 +61,7 @@ impl Web {
     /// The detectors' latest verdicts for `stream`. A read failure only costs
     /// the verdict table, so it is logged rather than failing the page.
     async fn findings(&self, stream: &str) -> Vec<crate::signals::Finding> {
-        match self.app.store.latest_findings().await {
+        match self.ctx.store.latest_findings().await {
             Ok(all) => all.into_iter().filter(|f| f.stream == stream).collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read detector verdicts");
@@ -79,10 +72,7 @@ impl Web {
 
     /// Alerts when the alerting tables exist; `None` means "not installed".
     async fn alert_rows(&self, limit: i64) -> Result<Option<Vec<AlertRow>>, PageError> {
-        if !self.features().await?.alerts {
-            return Ok(None);
-        }
-        match self.app.store.list_alerts(limit).await {
+        match self.ctx.store.list_alerts(limit).await {
             Ok(a) => Ok(Some(a)),
             Err(e) => Err(PageError::Internal(format!("reading alerts: {e}"))),
         }
@@ -90,14 +80,14 @@ impl Web {
 }
 
 pub async fn overview(State(web): State<Web>, Query(q): Query<RangeQuery>) -> Response {
-    let now = now_ms();
+    let now = web.ctx.clock.now_ms();
     let r = overview_page(&web, now, &q).await;
     respond(&web, r, now)
 }
 
 async fn overview_page(web: &Web, now: i64, q: &RangeQuery) -> Result<Html<String>, PageError> {
     let p = periods(web, now, q);
-    let store = &web.app.store;
+    let store = &web.ctx.store;
     let mut suites = vec![];
     for s in store.suite_names().await? {
         let runs = store.recent_runs(&s, RUN_HISTORY).await?;
@@ -127,7 +117,7 @@ pub async fn stream(
     Path(stream): Path<String>,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let now = now_ms();
+    let now = web.ctx.clock.now_ms();
     let r = stream_page(&web, now, &stream, &q).await;
     respond(&web, r, now)
 }
@@ -138,7 +128,7 @@ async fn stream_page(
     stream: &str,
     q: &RangeQuery,
 ) -> Result<Html<String>, PageError> {
-    let store = &web.app.store;
+    let store = &web.ctx.store;
     if !store.stream_exists(stream).await? {
         return Err(PageError::NotFound(format!("No stream named {stream:?}.")));
     }
@@ -184,7 +174,7 @@ pub async fn suite(
     Path(suite): Path<String>,
     Query(q): Query<RangeQuery>,
 ) -> Response {
-    let now = now_ms();
+    let now = web.ctx.clock.now_ms();
     let r = suite_page(&web, now, &suite, &q).await;
     respond(&web, r, now)
 }
@@ -195,7 +185,7 @@ async fn suite_page(
     suite: &str,
     q: &RangeQuery,
 ) -> Result<Html<String>, PageError> {
-    let store = &web.app.store;
+    let store = &web.ctx.store;
     let runs = store.recent_runs(suite, RUN_HISTORY).await?;
     let Some(oldest) = runs.last() else {
         return Err(PageError::NotFound(format!(
@@ -223,7 +213,7 @@ async fn suite_page(
 }
 
 pub async fn response(State(web): State<Web>, Path(id): Path<String>) -> Response {
-    let now = now_ms();
+    let now = web.ctx.clock.now_ms();
     let r = response_page(&web, now, &id).await;
     respond(&web, r, now)
 }
@@ -231,7 +221,7 @@ pub async fn response(State(web): State<Web>, Path(id): Path<String>) -> Respons
 async fn response_page(web: &Web, now: i64, id: &str) -> Result<Html<String>, PageError> {
     let not_found = || PageError::NotFound(format!("No response with id {id:?}."));
     let id: i64 = id.parse().map_err(|_| not_found())?;
-    let store = &web.app.store;
+    let store = &web.ctx.store;
     let row = store.response_by_id(id).await?.ok_or_else(not_found)?;
     let scores = store.response_scores(id).await?;
     let mut ctx = context(&format!("Response {id}"), now);
@@ -240,7 +230,7 @@ async fn response_page(web: &Web, now: i64, id: &str) -> Result<Html<String>, Pa
 }
 
 pub async fn alerts(State(web): State<Web>) -> Response {
-    let now = now_ms();
+    let now = web.ctx.clock.now_ms();
     let r = alerts_page(&web, now).await;
     respond(&web, r, now)
 }
@@ -248,14 +238,14 @@ pub async fn alerts(State(web): State<Web>) -> Response {
 async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
     let rows = web.alert_rows(500).await?;
     // Evidence (the worst examples) for the open alerts: one query each, so bounded.
-    let cfg = crate::alert::settings_for(&web.app.live().config);
+    let cfg = crate::alert::settings_for(&web.ctx.live.current().config);
     let mut examples = BTreeMap::new();
     let open = rows
         .iter()
         .flatten()
         .filter(|a| a.state == "firing" || a.state == "pending");
     for a in open.take(MAX_EVIDENCE) {
-        match crate::alert::evidence::examples(&web.app.store, a, &cfg, now).await {
+        match crate::alert::evidence::examples(&web.ctx.store, a, &cfg, now).await {
             Ok(ex) => {
                 examples.insert(a.id, ex);
             }
@@ -269,4 +259,44 @@ async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
         &detail::build_alerts(rows.as_deref().unwrap_or_default(), &examples, now),
     );
     web.render("alerts.html", &ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::live::{Live, Shared};
+
+    /// The page's time comes from the injected clock, not the wall clock.
+    #[tokio::test]
+    async fn a_page_is_built_at_the_time_of_the_injected_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::store::Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let config =
+            crate::config::from_str(std::path::Path::new("/x/canaryd.yaml"), "{}\n").unwrap();
+        let live = Shared::new(Live {
+            config: Arc::new(config),
+            judges: Arc::new(vec![]),
+            providers: Default::default(),
+            ingest_tokens: Arc::new(vec![]),
+            generation: 0,
+        });
+        // 2001-09-09 01:46:40 UTC.
+        let clock = Clock::fixed(1_000_000_000_000);
+        let web = Web {
+            ctx: crate::web::Ctx { store, live, clock },
+            tera: Arc::new(crate::web::templates().unwrap()),
+        };
+        let resp = overview(State(web), Query(RangeQuery { hours: None })).await;
+        assert_eq!(resp.status(), axum::http::StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let html = String::from_utf8_lossy(&body);
+        assert!(html.contains("Generated 2001-09-09 01:46 UTC"), "{html}");
+    }
 }

@@ -38,7 +38,7 @@ pub struct StreamData {
 pub struct FindingView {
     pub rule: String,
     pub dimension: String,
-    /// firing | ok | insufficient_data
+    /// firing | ok | warming_up | insufficient_data
     pub status: &'static str,
     pub severity: String,
     pub summary: String,
@@ -50,7 +50,8 @@ pub fn findings_view(findings: &[Finding], now_ms: i64) -> Vec<FindingView> {
     let rank = |s: Status| match s {
         Status::Firing => 0,
         Status::Ok => 1,
-        Status::InsufficientData => 2,
+        Status::WarmingUp => 2,
+        Status::InsufficientData => 3,
     };
     let mut sorted: Vec<&Finding> = findings.iter().collect();
     sorted.sort_by_key(|f| (rank(f.status), f.rule, f.dimension.clone()));
@@ -59,11 +60,7 @@ pub fn findings_view(findings: &[Finding], now_ms: i64) -> Vec<FindingView> {
         .map(|f| FindingView {
             rule: f.rule.as_str().into(),
             dimension: f.dimension.clone().unwrap_or_default(),
-            status: match f.status {
-                Status::Firing => "firing",
-                Status::Ok => "ok",
-                Status::InsufficientData => "insufficient_data",
-            },
+            status: f.status.as_str(),
             severity: f.severity.as_str().into(),
             summary: f.summary.clone(),
             when: fmt_ago(now_ms, f.at_ms),

@@ -319,6 +319,7 @@ fn findings_are_listed_firing_first() {
         samples: 0,
         baseline_samples: 0,
         summary: summary.into(),
+        resolve: true,
     };
     let v = findings_view(
         &[

@@ -22,6 +22,7 @@ fn finding(status: Status, at: i64) -> Finding {
         samples: 300,
         baseline_samples: 5000,
         summary: "truncation rate 1% → 20%".into(),
+        resolve: true,
     }
 }
 

@@ -2,7 +2,7 @@
 //! the Slack payload and the webhook payload, for a firing group and a
 //! resolve notice. Expected outputs live in `tests/snapshots/`; a template
 //! change shows up there in review. `UPDATE_SNAPSHOTS=1 cargo test --test
-//! alerts_render` rewrites them.
+//! it alerts_render::` rewrites them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

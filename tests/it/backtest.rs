@@ -203,12 +203,92 @@ fn planted_changes_are_caught_within_a_window_and_resolve_and_nothing_else_fires
         median <= 3.0,
         "median detection delay {median} h over 3 h: {delays:?}"
     );
+    // Within the window (the module doc's promise). A near-threshold change
+    // (support-bot's −0.4 latent shift is about −0.35 on the clamped 1–5
+    // scale) fires only once its estimated effect clears the 0.3 threshold
+    // with a margin (issue 13, point 1), which takes longer than 12 h.
     assert!(
-        hours[3] <= 12.0,
+        hours[3] <= 24.0,
         "a detection took {} h: {delays:?}",
         hours[3]
     );
     let _ = Rule::ALL;
+}
+
+/// Issue 13's repro: one stream, 10 days, 20 records an hour, the model
+/// switching on day 8 — and a second stream whose `system_fingerprint`
+/// alone changes. Both are model changes the backtest must report, at the
+/// first evaluation after them.
+#[test]
+fn model_and_fingerprint_changes_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("models.jsonl");
+    let switch = START + 8 * DAY_MS + 30 * 60_000;
+    let mut lines = Vec::new();
+    for i in 0..10 * 24 * 20 {
+        let ts = START + i * 180_000;
+        let after = ts >= switch;
+        for (stream, model, fp) in [
+            (
+                "models",
+                if after {
+                    "gpt-4o-2024-11-20"
+                } else {
+                    "gpt-4o-2024-08-06"
+                },
+                "fp_a",
+            ),
+            (
+                "fingerprints",
+                "gpt-4o-2024-08-06",
+                if after { "fp_b" } else { "fp_a" },
+            ),
+        ] {
+            lines.push(
+                serde_json::json!({
+                    "id": format!("{stream}-{i}"),
+                    "stream": stream,
+                    "timestamp": chrono::DateTime::from_timestamp_millis(ts).unwrap().to_rfc3339(),
+                    "request_model": "gpt-4o",
+                    "response_model": model,
+                    "system_fingerprint": fp,
+                    "output": "Your refund was issued to the original card.",
+                })
+                .to_string(),
+            );
+        }
+    }
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let (code, stdout, stderr) = support::run_cli(
+        &[
+            "backtest",
+            "--input",
+            input.to_str().unwrap(),
+            "--every",
+            "1h",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for stream in ["models", "fingerprints"] {
+        let fired: Vec<&Value> = events
+            .iter()
+            .filter(|e| {
+                e["rule"] == "model_change" && e["stream"] == stream && e["event"] == "firing"
+            })
+            .collect();
+        assert_eq!(fired.len(), 1, "{stream}: {stdout}");
+        let at = parse_time(fired[0]["at"].as_str().unwrap());
+        assert!(
+            at > switch && at <= switch + HOUR_MS,
+            "{stream}: reported at {at}, change at {switch}"
+        );
+    }
 }
 
 #[test]
@@ -231,7 +311,7 @@ fn a_bad_record_names_its_line_and_a_missing_file_fails_cleanly() {
 
 /// Writes the standard scenario (21 days, about 150,000 records) to
 /// `$CANARYD_SCENARIO_OUT`, for timing a release build by hand:
-/// `CANARYD_SCENARIO_OUT=/tmp/s.jsonl cargo test --test backtest -- --ignored write_scenario`
+/// `CANARYD_SCENARIO_OUT=/tmp/s.jsonl cargo test --test it backtest::write_scenario -- --ignored`
 /// then `time target/release/canaryd backtest --input /tmp/s.jsonl`.
 #[test]
 #[ignore]

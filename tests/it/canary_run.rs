@@ -438,6 +438,21 @@ async fn invalid_input_exits_2() {
     let (code, _, err) = run_json(dir.path(), "broken", &[], &db.url);
     assert_eq!(code, 2);
     assert!(err.contains("invalid regex"), "{err}");
+    // A response_format the provider would refuse on every run is refused here.
+    let bad_format = "suite: bad-format\nversion: 1\ntargets: [pinned]\ncases:\n  - id: a\n    prompt: x\n    response_format: { type: json_schema, json_schema: { name: x } }\n  - id: b\n    prompt: x\n    response_format: { kind: json }\n";
+    std::fs::write(dir.path().join("canaries/bad-format.yaml"), bad_format).unwrap();
+    let (code, _, err) = run_json(dir.path(), "bad-format", &[], &db.url);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad-format.yaml:5:5:")
+            && err.contains("case `a`: response_format of type json_schema needs"),
+        "{err}"
+    );
+    assert!(
+        err.contains("case `b`: response_format needs a `type`"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("canaries/bad-format.yaml")).unwrap();
     let (code, _, err) = run_json(dir.path(), "refund-policy", &["--target", "judge"], &db.url);
     assert_eq!(code, 2);
     assert!(
@@ -505,5 +520,55 @@ cases:
     assert!(
         err.contains("baseline `live` must be one of the targets"),
         "{err}"
+    );
+}
+
+/// `stream: true` reads the answer as server-sent events: the same text,
+/// usage (from the last, choice-less chunk) and finish reason as without.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_cases_record_the_same_answer_usage_and_finish_reason() {
+    // Chunks 150 ms apart: only a streamed answer takes that long.
+    let sim = Sim::start(
+        "default:\n  stream_chunk_ms: 150\n  answers:\n    - match: \"how many days\"\n      answer: \"You have 30 days to ask for a refund.\"\n",
+    );
+    let suite = r#"
+suite: streamed
+version: 1
+targets: [pinned]
+cases:
+  - id: plain
+    prompt: How many days do I have to ask for a refund at Acme?
+  - id: streamed
+    prompt: How many days do I have to ask for a refund at Acme?
+    stream: true
+    expect: [{ contains: "30 days" }]
+  - id: streamed-cut
+    prompt: How many days do I have to ask for a refund at Acme?
+    stream: true
+    max_tokens: 3
+"#;
+    let dir = project(sim.url(), &[("streamed.yaml", suite)]);
+    let db = TestDb::sqlite().await;
+    let (code, report, err) = run_json(dir.path(), "streamed", &[], &db.url);
+    assert_eq!(code, 0, "{err}\n{report:#}");
+    let plain = result(&report, "plain", "pinned");
+    let streamed = result(&report, "streamed", "pinned");
+    assert_eq!(streamed["request"]["stream"], true);
+    assert_eq!(plain["answer"], "You have 30 days to ask for a refund.");
+    assert_eq!(streamed["answer"], plain["answer"]);
+    assert_eq!(streamed["usage"], plain["usage"]);
+    assert_eq!(streamed["finish_reason"], "stop");
+    assert_eq!(streamed["response_model"], "gpt-4o-2024-08-06");
+    assert_eq!(streamed["system_fingerprint"], "fp_sim0000001");
+    assert_eq!(
+        result(&report, "streamed-cut", "pinned")["finish_reason"],
+        "length"
+    );
+    assert!(
+        streamed["latency_ms"].as_u64().unwrap() >= 300
+            && plain["latency_ms"].as_u64().unwrap() < 300,
+        "the streamed case was read as events: {} ms vs {} ms",
+        streamed["latency_ms"],
+        plain["latency_ms"]
     );
 }

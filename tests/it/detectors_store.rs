@@ -5,7 +5,7 @@
 
 use crate::support;
 use canaryd::signals::synth::{ChangeKind, StreamSpec, records};
-use canaryd::signals::{DetectorConfig, Rule, Status, evaluate};
+use canaryd::signals::{DetectorConfig, Rule, Status, evaluate_snapshot};
 use canaryd::store::{CaseResultRow, ModelIdentity, NewRun, RunTrigger, Store};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -104,9 +104,9 @@ async fn snapshot_evaluation_and_status_on_both_backends() {
             .await
             .unwrap();
 
-        let findings = evaluate(&store, now, &DetectorConfig::default())
-            .await
-            .unwrap();
+        let cfg = DetectorConfig::default();
+        let snap = store.detector_snapshot(now, &cfg).await.unwrap();
+        let findings = evaluate_snapshot(&snap, now, &cfg);
         let get = |stream: &str, rule: Rule| {
             findings
                 .iter()
@@ -141,7 +141,7 @@ async fn snapshot_evaluation_and_status_on_both_backends() {
         );
 
         // The daemon's step: latest verdicts and a health point.
-        let saved = canaryd::signals::report::run_once(&store, now, &DetectorConfig::default())
+        let saved = canaryd::daemon::detect_once(&store, now, &cfg)
             .await
             .unwrap();
         assert_eq!(store.latest_findings().await.unwrap().len(), saved.len());

@@ -6,10 +6,9 @@
 //! missing. Without network that is impossible: the test then fails when
 //! `CI=true` and is skipped loudly otherwise.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::{TestDaemon, TestDb, write_tree};
+use crate::support::{self, TestDaemon, TestDb, write_tree};
 use canaryd::on_db;
 use canaryd::store::Store;
 
@@ -27,58 +26,13 @@ type Row = (
 const CONFIG: &str =
     "listen: 127.0.0.1:0\njudges: ./none\ningest:\n  tokens: [{ env: OTLP_TEST_TOKEN }]\n";
 
-/// A Python with the OpenTelemetry SDK and OTLP/HTTP exporter, or why not.
-fn python_with_sdk() -> Result<PathBuf, String> {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("otel-venv");
-    let py = venv.join("bin/python");
-    let has_sdk = |py: &PathBuf| {
-        Command::new(py)
-            .args(["-c", "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has_sdk(&py) {
-        return Ok(py);
-    }
-    let run = |cmd: &mut Command| -> Result<(), String> {
-        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{cmd:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run(Command::new(&py).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "opentelemetry-sdk",
-        "opentelemetry-exporter-otlp-proto-http",
-    ]))?;
-    if has_sdk(&py) {
-        Ok(py)
-    } else {
-        Err("SDK still not importable after install".into())
-    }
-}
-
 #[tokio::test]
 async fn official_python_exporter_and_otlp_json_land_as_records() {
-    let py = match python_with_sdk() {
-        Ok(p) => p,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("cannot install the OpenTelemetry SDK: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPING: cannot install the OpenTelemetry Python SDK: {e}\n");
-            return;
-        }
+    let Some(py) = support::or_skip(
+        "the OpenTelemetry Python SDK",
+        support::otel::python_with_sdk(),
+    ) else {
+        return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otel_export.py");
     for db in TestDb::all().await {

@@ -123,13 +123,12 @@ async fn sampling_respects_hourly_floor_and_cap() {
                     ..rec(&format!("{stream}{i}"), 1000 + i, "ok", 1)
                 })
                 .collect();
-            let rows = prepare(&recs, 5000, &cfg);
-            let judges = |_: &canaryd::store::ResponseRow| {
-                vec!["completion".to_string(), "consistency".to_string()]
-            };
+            let mut rows = prepare(&recs, 5000, &cfg);
+            for r in &mut rows {
+                r.judges = vec!["completion".to_string(), "consistency".to_string()];
+            }
             let fc = move |_: &str| (floor, cap);
             let plan = JobPlan {
-                judges_for: &judges,
                 floor_cap: &fc,
                 now_ms: 5000,
             };

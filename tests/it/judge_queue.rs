@@ -28,11 +28,12 @@ async fn claims_are_exclusive_leases_and_expired_leases_are_reclaimed() {
                 ..Default::default()
             })
             .collect();
-        let rows = prepare(&recs, 1_000, &cfg);
-        let judges = |_: &canaryd::store::ResponseRow| vec!["completion".to_string()];
+        let mut rows = prepare(&recs, 1_000, &cfg);
+        for r in &mut rows {
+            r.judges = vec!["completion".to_string()];
+        }
         let fc = |_: &str| (0, 100);
         let plan = JobPlan {
-            judges_for: &judges,
             floor_cap: &fc,
             now_ms: 1_000,
         };

@@ -119,6 +119,24 @@ async fn faithful_answers_score_higher_and_malformed_judges_give_errors() {
     .await
     .unwrap_err();
     assert!(matches!(e, JudgeError::Malformed(_)), "{e:?}");
+
+    // A judgement cut off at max_tokens (as llama.cpp cuts a looping small
+    // model) is a judge error, never a score read out of the fragment.
+    let e = canaryd::judge::call::score_within(&providers, g, &input_of(&cases[0]), 6)
+        .await
+        .unwrap_err();
+    match e {
+        JudgeError::Malformed(m) => assert!(m.contains("cut off at 6 tokens"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn input_of(case: &(&str, &str, &str, &str)) -> JudgeInput {
+    JudgeInput {
+        input: Some(case.1.into()),
+        context: vec![case.0.into()],
+        output: case.2.into(),
+    }
 }
 
 #[test]
@@ -316,7 +334,10 @@ async fn a_restart_with_jobs_queued_loses_none_and_scores_none_twice() {
         // Judge canaries ran at start and are stored as `canary` scores.
         let canaries = scalar(&store, CANARIES).await;
         assert!(canaries >= 2, "{b}: {canaries}");
-        let (tokens, usd) = store.judge_spend(canaryd::daemon::now_ms()).await.unwrap();
+        let (tokens, usd) = store
+            .judge_spend(canaryd::clock::Clock::system().now_ms())
+            .await
+            .unwrap();
         assert!(tokens > 0 && usd > 0.0, "{b}: spend is accounted");
         drop(daemon);
         store.close().await;

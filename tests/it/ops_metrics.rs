@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use crate::support::canary::Sim;
+use crate::support::metrics::{scrape, value};
 use crate::support::{TestDaemon, TestDb, wait_until, write_tree};
-use prometheus_parse::{Scrape, Value};
 
 /// `flaky-model` always answers 503, so every call to it is a provider error.
 const SCENARIO: &str = r#"
@@ -52,28 +52,6 @@ type Check = (
     Vec<(&'static str, &'static str)>,
     f64,
 );
-
-async fn scrape(base: &str) -> Scrape {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition")
-}
-
-/// Sum of the samples of `name` whose labels include `labels`.
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match &x.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(_) | Value::Summary(_) => 0.0,
-        })
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_move_while_the_daemon_works() {

@@ -112,7 +112,11 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
 
     // SIGKILL B while it holds claimed jobs, between two ticks (runs take
     // milliseconds, so it holds no suite lease that would pause a suite).
+    // Only jobs claimed in the last 100 ms count: a judge call takes 250 ms,
+    // so they are still held when the signal lands, even when other tests
+    // load the machine and starting `kill` takes tens of milliseconds.
     let b_owner = format!("%:{}:%", b.child.id());
+    let lease_ms = 3000;
     let every = Duration::from_millis(20);
     wait_until(
         "replica B to claim jobs",
@@ -122,9 +126,10 @@ async fn replicas_share_ticks_and_judge_jobs_and_survive_a_sigkill() {
             let now = chrono::Utc::now().timestamp_millis();
             let mid_tick = (now.rem_euclid(TICK_MS) - TICK_MS / 2).abs() < 300;
             let held: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM judge_jobs WHERE status = 'running' AND lease_owner LIKE $1",
+                "SELECT COUNT(*) FROM judge_jobs WHERE status = 'running' AND lease_owner LIKE $1 AND lease_expires_ms > $2",
             )
             .bind(&b_owner)
+            .bind(now + lease_ms - 100)
             .fetch_one(&pool)
             .await
             .unwrap();

@@ -5,6 +5,9 @@
 pub mod alerts;
 pub mod canary;
 mod daemon;
+pub mod llama;
+pub mod metrics;
+pub mod otel;
 mod wait;
 pub mod web_data;
 
@@ -15,6 +18,40 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// Runs `cmd` to completion: `Err` with its stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// For what a test installs from the network (PyPI): the value, or `None`
+/// after a loud skip message; under `CI=true` a missing piece fails.
+pub fn or_skip<T>(what: &str, r: Result<T, String>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("cannot install {what}: {e}")
+        }
+        Err(e) => {
+            // Straight to the process's stderr: libtest captures `eprintln!`
+            // of a passing test, and a skip must not be quiet.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPING: cannot install {what}: {e}\n"
+            );
+            None
+        }
+    }
+}
 
 /// Path of the binary under test.
 pub fn bin() -> PathBuf {

@@ -1,12 +1,22 @@
-//! `canaryd serve`: wires the subsystems together and runs until SIGTERM.
+//! `canaryd serve`: the composition root. It builds the state (`app`), the
+//! router (`router`) and the background loops, injects the one clock and
+//! the live settings (`reload`) into each subsystem's narrow context, and
+//! runs until SIGTERM.
+
+mod app;
+mod reload;
+mod router;
 
 use anyhow::Context;
+use axum::extract::FromRef;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+pub use app::App;
+pub use reload::Rejected;
+
+use crate::clock::Clock;
 use crate::config::{Loaded, redact_url};
-use crate::live::{Live, Rejected};
 use crate::store::Store;
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
@@ -34,10 +44,11 @@ pub async fn run_until(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     crate::telemetry::install();
-    let app = App::new(config, store.clone());
+    let clock = Clock::system();
+    let app = App::new(config, store.clone(), clock.clone());
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot watch SIGHUP")?;
-    tokio::spawn(reload_watcher(
+    tokio::spawn(reload::watch_sighup(
         hup,
         config_path,
         app.live.clone(),
@@ -46,15 +57,24 @@ pub async fn run_until(
     tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
     tokio::spawn(crate::telemetry::store_gauges(
         store.clone(),
+        clock.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(crate::telemetry::systemd::watchdog(shutdown.clone()));
     tokio::spawn(retention_loop(app.clone(), shutdown.clone()));
-    if let Some(e) = &app.ingest.auth_error {
+    if let Err(e) = crate::config::ingest_tokens(&app.config) {
         anyhow::bail!("ingest tokens: {e}");
     }
     let canaries = start_canaries(&app, shutdown.clone()).await?;
     tokio::spawn(detectors_loop(app.clone(), shutdown.clone()));
+    let live = app.live.clone();
+    tokio::spawn(crate::sessions::monitor::run(
+        store.clone(),
+        app.instance_id.clone(),
+        move || live.current().config.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
     tokio::task::spawn_blocking(crate::ingest::tokens::warm_up);
     let judge_worker = start_judge_worker(&app, &shutdown);
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
@@ -66,11 +86,12 @@ pub async fn run_until(
     let live = app.live.clone();
     let notifier = tokio::spawn(crate::alert::notifier::run(
         store.clone(),
-        move || crate::alert::settings_for(&live.borrow().config),
+        move || crate::alert::settings_for(&live.current().config),
+        clock.clone(),
         std::time::Duration::from_secs(5),
         shutdown.clone(),
     ));
-    let router = crate::http::router(app);
+    let router = router::router(app);
     let token = shutdown.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { token.cancelled().await })
@@ -98,9 +119,12 @@ async fn start_canaries(
     crate::provider::Providers::from_config(&app.config)?;
     let runner = runner::Runner {
         store: app.store.clone(),
-        eval: app.live().evaluator(),
+        eval: {
+            let live = app.live.current();
+            crate::canary::expect::Evaluator::new(live.providers.clone(), &live.judges)
+        },
         owner: app.instance_id.clone(),
-        clock: runner::system_clock(),
+        clock: app.clock.clone(),
     };
     Ok(schedule::start(runner, app.live.subscribe(), shutdown).await?)
 }
@@ -108,57 +132,8 @@ async fn start_canaries(
 /// Starts the judge worker. It idles while judging is off or no judge is
 /// loaded, so a reload that adds judges needs no restart.
 fn start_judge_worker(app: &App, shutdown: &CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(crate::judge::worker::run(app.clone(), shutdown.clone()))
-}
-
-/// SIGHUP (`systemctl reload`): reads the config, judges and suites again
-/// and, when all are valid, installs them as the next [`Live`] version that
-/// every loop picks up at its next iteration (the scheduler at once). When
-/// anything is invalid every problem is logged as `path:line:column` and the
-/// running version continues. Without this handler SIGHUP's default action
-/// would kill the daemon.
-async fn reload_watcher(
-    mut hup: tokio::signal::unix::Signal,
-    config_path: std::path::PathBuf,
-    live: std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<Live>>>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
-        }
-        crate::telemetry::systemd::reloading();
-        let current = live.borrow().clone();
-        // Loading reads files and builds clients: keep it off the runtime.
-        let path = config_path.clone();
-        let next = tokio::task::spawn_blocking(move || current.reload(&path)).await;
-        match next {
-            Ok(Ok(next)) => {
-                tracing::info!(
-                    generation = next.generation,
-                    judges = next.judges.len(),
-                    "SIGHUP: configuration, judges and suites reloaded"
-                );
-                metrics::counter!("canaryd_reloads_total", "outcome" => "applied").increment(1);
-                live.send_replace(std::sync::Arc::new(next));
-            }
-            Ok(Err(rejected)) => {
-                match &rejected {
-                    Rejected::Invalid(d) => {
-                        for d in &d.0 {
-                            tracing::error!("reload rejected: {d}");
-                        }
-                    }
-                    Rejected::Setup(e) => tracing::error!("reload rejected: {e}"),
-                }
-                metrics::counter!("canaryd_reloads_total", "outcome" => "rejected").increment(1);
-                tracing::error!("SIGHUP: new configuration invalid; the running version continues");
-            }
-            Err(e) => tracing::error!("SIGHUP: reload task failed: {e}"),
-        }
-        crate::telemetry::systemd::ready();
-    }
+    let ctx = crate::judge::worker::Ctx::from_ref(app);
+    tokio::spawn(crate::judge::worker::run(ctx, shutdown.clone()))
 }
 
 /// Cancels `token` on SIGTERM or SIGINT. The handlers are installed before
@@ -184,15 +159,6 @@ pub fn signal_watcher(token: CancellationToken) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Milliseconds since the Unix epoch: the daemon's one reading of the clock,
-/// handed down to the logic as `now`.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Applies retention every few minutes on whichever replica holds the lease.
 async fn retention_loop(app: App, shutdown: CancellationToken) {
     const DAY_MS: i64 = 86_400_000;
@@ -203,7 +169,7 @@ async fn retention_loop(app: App, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = now_ms();
+        let now = app.clock.now_ms();
         let held = app
             .store
             .try_lease(
@@ -216,7 +182,7 @@ async fn retention_loop(app: App, shutdown: CancellationToken) {
         if !matches!(held, Ok(true)) {
             continue;
         }
-        let live = app.live();
+        let live = app.live.current();
         let r = &live.config.retention;
         let before = |days: u32| now - i64::from(days) * DAY_MS;
         let swept = app
@@ -248,14 +214,14 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
     // `every_secs: 0` turns evaluation off on this replica; the setting is
     // still re-read every minute, so a reload can turn it back on.
     let period = |secs: u64| if secs == 0 { 60 } else { secs };
-    let mut every_secs = period(app.live().config.detectors.every_secs);
+    let mut every_secs = period(app.live.current().config.detectors.every_secs);
     let mut tick = detector_interval(every_secs);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let live = app.live();
+        let live = app.live.current();
         let cfg = &live.config.detectors;
         if period(cfg.every_secs) != every_secs {
             every_secs = period(cfg.every_secs);
@@ -265,7 +231,7 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
         if cfg.every_secs == 0 {
             continue;
         }
-        let now = now_ms();
+        let now = app.clock.now_ms();
         let ttl = 2 * every_secs as i64 * 1000 + 30_000;
         if !matches!(
             app.store
@@ -275,7 +241,7 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
         ) {
             continue;
         }
-        match crate::signals::report::run_once(&app.store, now, cfg).await {
+        match detect_once(&app.store, now, cfg).await {
             Ok(findings) => {
                 let firing = findings
                     .iter()
@@ -291,6 +257,26 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
             Err(e) => tracing::warn!("detector evaluation failed: {e}"),
         }
     }
+}
+
+/// One evaluation: load the snapshot, run the (pure) detectors, keep the
+/// latest verdicts and a health point per subject. Returns the findings for
+/// alerting.
+pub async fn detect_once(
+    store: &crate::store::Store,
+    now_ms: i64,
+    cfg: &crate::signals::DetectorConfig,
+) -> Result<Vec<crate::signals::Finding>, crate::store::StoreError> {
+    let snap = store.detector_snapshot(now_ms, cfg).await?;
+    let findings = crate::signals::evaluate_snapshot(&snap, now_ms, cfg);
+    store.save_findings(&findings).await?;
+    store
+        .record_health(
+            now_ms,
+            &crate::signals::health::health_scores(&findings, &cfg.health),
+        )
+        .await?;
+    Ok(findings)
 }
 
 fn detector_interval(every_secs: u64) -> tokio::time::Interval {

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::signals::backtest::{self, Event};
+pub mod corpus;
+pub mod load;
+pub mod replay;
+
+use replay::Event;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,9 +62,9 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         crate::config::from_str(Path::new("(defaults)"), "{}")
             .map_err(|d| anyhow::anyhow!("{d}"))?
     };
-    let now = crate::daemon::now_ms();
+    let now = crate::clock::Clock::system().now_ms();
     let format = args.format;
-    let summary = backtest::run(
+    let summary = load::run(
         &args.input,
         &config,
         args.every,

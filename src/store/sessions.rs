@@ -1,0 +1,552 @@
+//! Agent sessions: the events of every session (one per stored record, or
+//! per agent/tool span) and a summary per (stream, session) kept current in
+//! the ingest transaction, so the session detectors read a few rows per
+//! changed session instead of scanning responses, and nothing about a
+//! session lives only in memory.
+//!
+//! Counting is exactly once: an event's `ext_id` is the record's id, the
+//! insert skips a stored one, and only the events actually inserted are
+//! added to the summary. Summaries are updated in (stream, session) order so
+//! concurrent writers cannot deadlock.
+
+use std::collections::BTreeMap;
+
+use super::{ResponseRow, Result, Store};
+use crate::on_db;
+use crate::sessions::{SessionEvent, SessionSummary, ToolCall};
+
+/// One event to store, built from a row of the ingest batch.
+#[derive(Debug, Clone)]
+pub struct NewSessionEvent<'a> {
+    pub ext_id: &'a str,
+    pub row: &'a ResponseRow,
+    pub session_id: &'a str,
+    pub kind: &'static str,
+    pub tools: Option<String>,
+    pub tokens: i64,
+    pub cost_usd: f64,
+    /// What the event adds to the session's `calls`.
+    pub calls: i64,
+}
+
+/// The event of `row`, when it belongs to a session.
+pub fn event_of<'a>(row: &'a ResponseRow, ext_id: &'a str) -> Option<NewSessionEvent<'a>> {
+    let session_id = row.session_id.as_deref()?;
+    let kind = match (row.session_only, row.tools.is_empty()) {
+        (false, _) => "inference",
+        (true, false) => "tool",
+        (true, true) => "agent",
+    };
+    // Agent and tool spans wrap the model calls that carry the usage; their
+    // own token counts would count it twice.
+    let (tokens, cost) = if row.session_only {
+        (0, 0.0)
+    } else {
+        (
+            row.input_tokens.unwrap_or(0) + row.output_tokens,
+            row.cost_usd.unwrap_or(0.0),
+        )
+    };
+    Some(NewSessionEvent {
+        ext_id,
+        row,
+        session_id,
+        kind,
+        tools: (!row.tools.is_empty())
+            .then(|| serde_json::to_string(&row.tools).expect("tool calls serialize")),
+        tokens,
+        cost_usd: cost,
+        calls: i64::from(kind != "agent"),
+    })
+}
+
+/// What one batch adds to one session.
+#[derive(Debug, Default)]
+pub(crate) struct Delta<'a> {
+    pub(crate) first_ms: i64,
+    pub(crate) last_ms: i64,
+    pub(crate) seen_ms: i64,
+    pub(crate) calls: i64,
+    pub(crate) tokens: i64,
+    pub(crate) cost_usd: f64,
+    pub(crate) user_id: Option<&'a str>,
+}
+
+/// Inserts `events` in the open transaction `$tx` and folds the ones that
+/// were new into their sessions' summaries; evaluates to the set of ext_ids
+/// inserted. A macro for the same reason as `upsert_score_rollups!`: one
+/// body, type-checked for each backend's transaction.
+macro_rules! record_session_events {
+    ($tx:expr, $events:expr) => {{
+        let events: &[$crate::store::sessions::NewSessionEvent<'_>] = $events;
+        let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for chunk in events.chunks($crate::store::sessions::CHUNK_SIZE) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO session_events (ext_id, stream, session_id, ts_ms, kind, agent, tools, tokens, cost_usd, user_id) ",
+            );
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.ext_id)
+                    .push_bind(&e.row.stream)
+                    .push_bind(e.session_id)
+                    .push_bind(e.row.ts_ms)
+                    .push_bind(e.kind)
+                    .push_bind(&e.row.agent)
+                    .push_bind(&e.tools)
+                    .push_bind(e.tokens)
+                    .push_bind(e.cost_usd)
+                    .push_bind(&e.row.user_id);
+            });
+            qb.push(" ON CONFLICT (ext_id) DO NOTHING RETURNING ext_id");
+            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *$tx).await?;
+            inserted.extend(rows.into_iter().map(|r| r.0));
+        }
+        let deltas = $crate::store::sessions::deltas(events, &inserted);
+        let deltas: Vec<_> = deltas.iter().collect();
+        for chunk in deltas.chunks($crate::store::sessions::CHUNK_SIZE) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO sessions (stream, session_id, first_ms, last_ms, seen_ms, calls, tokens, cost_usd, user_id, state, dirty, version) ",
+            );
+            qb.push_values(chunk, |mut b, ((stream, session), d)| {
+                b.push_bind(*stream)
+                    .push_bind(*session)
+                    .push_bind(d.first_ms)
+                    .push_bind(d.last_ms)
+                    .push_bind(d.seen_ms)
+                    .push_bind(d.calls)
+                    .push_bind(d.tokens)
+                    .push_bind(d.cost_usd)
+                    .push_bind(d.user_id)
+                    .push_bind("active")
+                    .push_bind(true)
+                    .push_bind(1i64);
+            });
+            qb.push(
+                " ON CONFLICT (stream, session_id) DO UPDATE SET \
+                 first_ms = CASE WHEN excluded.first_ms < sessions.first_ms THEN excluded.first_ms ELSE sessions.first_ms END, \
+                 last_ms = CASE WHEN excluded.last_ms > sessions.last_ms THEN excluded.last_ms ELSE sessions.last_ms END, \
+                 seen_ms = CASE WHEN excluded.seen_ms > sessions.seen_ms THEN excluded.seen_ms ELSE sessions.seen_ms END, \
+                 calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, \
+                 cost_usd = sessions.cost_usd + excluded.cost_usd, \
+                 user_id = COALESCE(excluded.user_id, sessions.user_id), \
+                 state = 'active', dirty = excluded.dirty, version = sessions.version + 1",
+            );
+            qb.build().execute(&mut *$tx).await?;
+        }
+        inserted
+    }};
+}
+pub(crate) use record_session_events;
+
+/// Rows per statement for session writes (12 parameters a row).
+pub(crate) const CHUNK_SIZE: usize = 500;
+
+/// Per-session totals of the events that were inserted, in key order.
+pub(crate) fn deltas<'a>(
+    events: &'a [NewSessionEvent<'a>],
+    inserted: &std::collections::HashSet<String>,
+) -> BTreeMap<(&'a str, &'a str), Delta<'a>> {
+    let mut out: BTreeMap<(&str, &str), Delta> = BTreeMap::new();
+    for e in events.iter().filter(|e| inserted.contains(e.ext_id)) {
+        let d = out
+            .entry((e.row.stream.as_str(), e.session_id))
+            .or_insert_with(|| Delta {
+                first_ms: i64::MAX,
+                last_ms: i64::MIN,
+                seen_ms: i64::MIN,
+                ..Default::default()
+            });
+        d.first_ms = d.first_ms.min(e.row.ts_ms);
+        d.last_ms = d.last_ms.max(e.row.ts_ms);
+        d.seen_ms = d.seen_ms.max(e.row.received_ms);
+        d.calls += e.calls;
+        d.tokens += e.tokens;
+        d.cost_usd += e.cost_usd;
+        if let Some(u) = e.row.user_id.as_deref() {
+            d.user_id = Some(u);
+        }
+    }
+    out
+}
+
+/// Spend of the inserted responses per (stream, hour, user): (calls, tokens, cost).
+pub(crate) fn spend_deltas<'a>(
+    rows: &'a [ResponseRow],
+    inserted: &[(usize, i64)],
+) -> BTreeMap<(&'a str, i64, &'a str), (i64, i64, f64)> {
+    let mut out: BTreeMap<(&str, i64, &str), (i64, i64, f64)> = BTreeMap::new();
+    for &(i, _) in inserted {
+        let r = &rows[i];
+        let e = out
+            .entry((
+                r.stream.as_str(),
+                super::rollups::hour_of(r.ts_ms),
+                r.user_id.as_deref().unwrap_or(""),
+            ))
+            .or_default();
+        e.0 += 1;
+        e.1 += r.input_tokens.unwrap_or(0) + r.output_tokens;
+        e.2 += r.cost_usd.unwrap_or(0.0);
+    }
+    out
+}
+
+/// Upserts [`spend_deltas`] in the open transaction `$tx`, in key order.
+macro_rules! upsert_spend {
+    ($tx:expr, $deltas:expr) => {{
+        let deltas: Vec<_> = $deltas.iter().collect();
+        for chunk in deltas.chunks($crate::store::sessions::CHUNK_SIZE) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO rollup_spend (stream, hour_ms, user_id, n, tokens, cost_usd) ",
+            );
+            qb.push_values(chunk, |mut b, ((stream, hour, user), (n, tokens, cost))| {
+                b.push_bind(*stream)
+                    .push_bind(*hour)
+                    .push_bind(*user)
+                    .push_bind(*n)
+                    .push_bind(*tokens)
+                    .push_bind(*cost);
+            });
+            qb.push(
+                " ON CONFLICT (stream, hour_ms, user_id) DO UPDATE SET n = rollup_spend.n + excluded.n, \
+                 tokens = rollup_spend.tokens + excluded.tokens, cost_usd = rollup_spend.cost_usd + excluded.cost_usd",
+            );
+            qb.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use upsert_spend;
+
+pub use crate::signals::spend_rate::SpendHour;
+
+/// Spend of one stream or user over a period.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SpendTotal {
+    pub stream: String,
+    /// A user, or a session, where the total is per user or session.
+    pub key: Option<String>,
+    pub calls: i64,
+    pub tokens: i64,
+    pub cost_usd: f64,
+}
+
+type SummaryRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    f64,
+    Option<String>,
+    String,
+    i64,
+    String,
+);
+
+const SUMMARY_COLUMNS: &str = "stream, session_id, first_ms, last_ms, seen_ms, calls, tokens, cost_usd, user_id, state, version, fired";
+
+fn summary(
+    (
+        stream,
+        session_id,
+        first_ms,
+        last_ms,
+        seen_ms,
+        calls,
+        tokens,
+        cost_usd,
+        user_id,
+        state,
+        version,
+        fired,
+    ): SummaryRow,
+) -> SessionSummary {
+    SessionSummary {
+        stream,
+        session_id,
+        first_ms,
+        last_ms,
+        seen_ms,
+        calls,
+        tokens,
+        cost_usd,
+        user_id,
+        state,
+        version,
+        fired: fired
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// Spend of one stream's sessions (for `/metrics` and `canaryd status`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StreamSpend {
+    pub stream: String,
+    pub sessions: i64,
+    pub active: i64,
+    pub tokens: i64,
+    pub cost_usd: f64,
+}
+
+impl Store {
+    /// Sessions changed since the detectors last looked, oldest change first.
+    pub async fn dirty_sessions(&self, limit: usize) -> Result<Vec<SessionSummary>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<SummaryRow> = on_db!(self.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM sessions WHERE dirty = $1 ORDER BY seen_ms LIMIT $2"
+        ))).bind(true).bind(limit).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(summary).collect())
+    }
+
+    /// One session's summary.
+    pub async fn session(&self, stream: &str, session_id: &str) -> Result<Option<SessionSummary>> {
+        let row: Option<SummaryRow> = on_db!(self.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM sessions WHERE stream = $1 AND session_id = $2"
+        ))).bind(stream).bind(session_id).fetch_optional(pool).await)?;
+        Ok(row.map(summary))
+    }
+
+    /// The latest `limit` events of a session, oldest first.
+    pub async fn session_events(
+        &self,
+        stream: &str,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<SessionEvent>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        type Row = (i64, String, Option<String>, Option<String>, i64, f64);
+        let mut rows: Vec<Row> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT ts_ms, kind, agent, tools, tokens, cost_usd FROM session_events \
+             WHERE stream = $1 AND session_id = $2 ORDER BY ts_ms DESC, id DESC LIMIT $3",
+        ).bind(stream).bind(session_id).bind(limit).fetch_all(pool).await)?;
+        rows.reverse();
+        Ok(rows
+            .into_iter()
+            .map(
+                |(ts_ms, kind, agent, tools, tokens, cost_usd)| SessionEvent {
+                    ts_ms,
+                    kind,
+                    agent,
+                    tools: tools
+                        .and_then(|t| serde_json::from_str::<Vec<ToolCall>>(&t).ok())
+                        .unwrap_or_default(),
+                    tokens,
+                    cost_usd,
+                },
+            )
+            .collect())
+    }
+
+    /// Records what the detectors concluded: the rules fired so far, and
+    /// "looked at" unless the session changed meanwhile (then it stays
+    /// dirty and the next pass looks again).
+    pub async fn mark_session_checked(&self, s: &SessionSummary) -> Result<()> {
+        let fired = s.fired.join(",");
+        on_db!(self.db(), pool => sqlx::query(
+            "UPDATE sessions SET fired = $1, dirty = CASE WHEN version = $2 THEN $3 ELSE dirty END \
+             WHERE stream = $4 AND session_id = $5",
+        ).bind(fired).bind(s.version).bind(false).bind(&s.stream).bind(&s.session_id).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Expires active sessions last seen before `before_ms` (already looked
+    /// at), at most `limit` per call; returns those that had fired, whose
+    /// alerts now resolve. Summaries stay stored.
+    pub async fn expire_sessions(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let fired: Vec<SummaryRow> = on_db!(self.db(), pool => {
+            let rows: Vec<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SUMMARY_COLUMNS} FROM sessions WHERE state = 'active' AND seen_ms < $1 AND dirty = $2 \
+                 AND fired <> '' ORDER BY seen_ms LIMIT $3"
+            ))).bind(before_ms).bind(false).bind(limit).fetch_all(pool).await?;
+            for r in &rows {
+                sqlx::query("UPDATE sessions SET state = 'expired' WHERE stream = $1 AND session_id = $2 AND version = $3")
+                    .bind(&r.0).bind(&r.1).bind(r.10).execute(pool).await?;
+            }
+            sqlx::query(
+                "UPDATE sessions SET state = 'expired' WHERE (stream, session_id) IN (\
+                 SELECT stream, session_id FROM sessions WHERE state = 'active' AND seen_ms < $1 AND dirty = $2 \
+                 AND fired = '' LIMIT $3)",
+            ).bind(before_ms).bind(false).bind(limit).execute(pool).await?;
+            rows
+        });
+        Ok(fired.into_iter().map(summary).collect())
+    }
+
+    /// Hourly spend of every stream (all users) from `from_ms`, by stream.
+    pub async fn spend_hours(&self, from_ms: i64) -> Result<BTreeMap<String, Vec<SpendHour>>> {
+        let rows: Vec<(String, i64, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT stream, hour_ms, CAST(SUM(n) AS BIGINT), CAST(SUM(tokens) AS BIGINT), \
+             CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM rollup_spend WHERE hour_ms >= $1 \
+             GROUP BY stream, hour_ms ORDER BY stream, hour_ms",
+        ).bind(from_ms).fetch_all(pool).await)?;
+        let mut out: BTreeMap<String, Vec<SpendHour>> = BTreeMap::new();
+        for (stream, hour_ms, calls, tokens, cost_usd) in rows {
+            out.entry(stream).or_default().push(SpendHour {
+                hour_ms,
+                calls,
+                tokens,
+                cost_usd,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Hourly spend of one user of a stream from `from_ms`.
+    pub async fn user_spend_hours(
+        &self,
+        stream: &str,
+        user: &str,
+        from_ms: i64,
+    ) -> Result<Vec<SpendHour>> {
+        let rows: Vec<(i64, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT hour_ms, n, tokens, cost_usd FROM rollup_spend \
+             WHERE stream = $1 AND user_id = $2 AND hour_ms >= $3 ORDER BY hour_ms",
+        ).bind(stream).bind(user).bind(from_ms).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour_ms, calls, tokens, cost_usd)| SpendHour {
+                hour_ms,
+                calls,
+                tokens,
+                cost_usd,
+            })
+            .collect())
+    }
+
+    /// Spend since `from_ms`: per stream (`key` none), and the `top` users
+    /// by cost of each stream.
+    pub async fn spend_totals(&self, from_ms: i64, top: usize) -> Result<Vec<SpendTotal>> {
+        let rows: Vec<(String, String, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT stream, user_id, CAST(SUM(n) AS BIGINT), CAST(SUM(tokens) AS BIGINT), \
+             CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM rollup_spend WHERE hour_ms >= $1 \
+             GROUP BY stream, user_id ORDER BY stream, 5 DESC, user_id",
+        ).bind(from_ms).fetch_all(pool).await)?;
+        let mut out: Vec<SpendTotal> = Vec::new();
+        let mut users_of_stream = 0usize;
+        for (stream, user, calls, tokens, cost_usd) in rows {
+            match out
+                .iter_mut()
+                .rev()
+                .find(|t| t.stream == stream && t.key.is_none())
+            {
+                Some(t) => {
+                    t.calls += calls;
+                    t.tokens += tokens;
+                    t.cost_usd += cost_usd;
+                }
+                None => {
+                    users_of_stream = 0;
+                    out.push(SpendTotal {
+                        stream: stream.clone(),
+                        key: None,
+                        calls,
+                        tokens,
+                        cost_usd,
+                    });
+                }
+            }
+            if !user.is_empty() && users_of_stream < top {
+                users_of_stream += 1;
+                out.push(SpendTotal {
+                    stream,
+                    key: Some(user),
+                    calls,
+                    tokens,
+                    cost_usd,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `top` active sessions by cost (then tokens).
+    pub async fn top_sessions(&self, top: usize) -> Result<Vec<SpendTotal>> {
+        let top = i64::try_from(top).unwrap_or(i64::MAX);
+        let rows: Vec<(String, String, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT stream, session_id, calls, tokens, cost_usd FROM sessions WHERE state = 'active' \
+             ORDER BY cost_usd DESC, tokens DESC, stream, session_id LIMIT $1",
+        ).bind(top).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(stream, s, calls, tokens, cost_usd)| SpendTotal {
+                stream,
+                key: Some(s),
+                calls,
+                tokens,
+                cost_usd,
+            })
+            .collect())
+    }
+
+    /// Retention for sessions: events older than `raw_before_ms` (they hold
+    /// tool arguments), expired summaries and spend roll-ups older than
+    /// `rollup_before_ms`; in batches like the other sweeps. Rows removed.
+    pub async fn sweep_sessions(
+        &self,
+        raw_before_ms: i64,
+        rollup_before_ms: i64,
+        max_batches: u32,
+    ) -> Result<u64> {
+        let batch = super::RETENTION_BATCH;
+        let kinds: [(&str, i64); 2] = [
+            (
+                "DELETE FROM session_events WHERE id IN (SELECT id FROM session_events \
+                 WHERE ts_ms < $1 ORDER BY ts_ms LIMIT $2)",
+                raw_before_ms,
+            ),
+            (
+                "DELETE FROM sessions WHERE (stream, session_id) IN (SELECT stream, session_id FROM sessions \
+                 WHERE state = 'expired' AND seen_ms < $1 LIMIT $2)",
+                rollup_before_ms,
+            ),
+        ];
+        let mut total = 0;
+        for (sql, before) in kinds {
+            for _ in 0..max_batches {
+                let n = on_db!(self.db(), pool => sqlx::query(sql)
+                    .bind(before)
+                    .bind(batch)
+                    .execute(pool)
+                    .await?
+                    .rows_affected());
+                total += n;
+                if n < batch as u64 {
+                    break;
+                }
+            }
+        }
+        total += on_db!(self.db(), pool => sqlx::query("DELETE FROM rollup_spend WHERE hour_ms < $1")
+            .bind(rollup_before_ms)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(total)
+    }
+
+    /// Session spend per stream: all sessions, active ones, tokens, cost.
+    pub async fn session_spend(&self) -> Result<Vec<StreamSpend>> {
+        let rows: Vec<(String, i64, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT stream, COUNT(*), SUM(CASE WHEN state = 'active' THEN 1 ELSE 0 END), \
+             CAST(SUM(tokens) AS BIGINT), CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM sessions GROUP BY stream ORDER BY stream",
+        ).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(stream, sessions, active, tokens, cost_usd)| StreamSpend {
+                stream,
+                sessions,
+                active,
+                tokens,
+                cost_usd,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,48 @@
+//! Text every subsystem formats the same way: error chains and timestamps
+//! for people.
+
+/// `outer: cause: root cause`: an error with every `source()` below it, for
+/// messages that must say why, not only what.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// `2026-11-23 23:40 UTC` for a UTC millisecond timestamp (the raw number
+/// when it is out of range).
+pub fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Tera 1 registers `get_env` everywhere; a template must never read the
+/// daemon's environment (API keys live there). Every `Tera` canaryd builds
+/// goes through this.
+pub fn disable_tera_env(tera: &mut tera::Tera) {
+    tera.register_function(
+        "get_env",
+        |_: &std::collections::HashMap<String, tera::Value>| -> tera::Result<tera::Value> {
+            Err(tera::Error::msg("get_env is disabled in canaryd templates"))
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_and_times() {
+        let inner = std::io::Error::other("root");
+        let outer = tera::Error::chain("outer", inner);
+        assert_eq!(error_chain(&outer), "outer: root");
+        assert_eq!(fmt_time(0), "1970-01-01 00:00 UTC");
+    }
+}
