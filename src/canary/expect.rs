@@ -191,12 +191,15 @@ pub fn check_local(e: &Expectation, a: &Answer<'_>) -> Option<Verdict> {
             },
         },
         Expectation::Refusal(want) => {
-            let refused = super::refusal::is_refusal(text);
-            let reason = match (refused, want) {
-                (true, true) => "answer is a refusal, as expected".to_string(),
-                (false, true) => format!("expected a refusal; answer was {}", quote(text)),
-                (true, false) => format!("expected an answer, got a refusal: {}", quote(text)),
-                (false, false) => "answer is not a refusal".to_string(),
+            let found = super::refusal::classify(text);
+            let refused = found.is_some();
+            let reason = match (&found, want) {
+                (Some(r), true) => format!("answer is a refusal ({r}), as expected"),
+                (None, true) => format!("expected a refusal; answer was {}", quote(text)),
+                (Some(r), false) => {
+                    format!("expected an answer, got a refusal ({r}): {}", quote(text))
+                }
+                (None, false) => "answer is not a refusal".to_string(),
             };
             Verdict::new(k, refused == *want, reason)
         }

@@ -2,7 +2,7 @@
 //! classifier the ingest path uses, so a canary and a production response
 //! are judged alike. The tests pin what canaries rely on.
 
-pub use crate::ingest::refusal::is_refusal;
+pub use crate::ingest::refusal::{classify, is_refusal};
 
 #[cfg(test)]
 mod tests {

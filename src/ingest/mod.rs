@@ -53,7 +53,8 @@ use crate::judge::JudgingConfig;
 use crate::store::ResponseRow;
 
 /// Turns validated records into rows with their cheap signals: the output
-/// token count (given, else o200k_base), the refusal flag, and the
+/// token count (given, else o200k_base), the refusal flag (the text, or a
+/// provider's content-filter stop), and the
 /// rate-based sampling decision (`sampled`; hourly floors and caps are
 /// applied by the store, which knows the counts). CPU-bound: run it off the
 /// async executor for large batches.
@@ -97,7 +98,8 @@ pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) ->
                 user_id: r.user_id.clone(),
                 cost_usd: r.cost_usd,
                 session_only: r.session_only,
-                refusal: is_refusal(&r.output),
+                refusal: is_refusal(&r.output)
+                    || refusal::stopped_by_filter(r.finish_reason.as_deref()),
                 sampled,
                 embedding: r.embedding.as_deref().map(crate::store::embedding_bytes),
                 scores: r.scores.iter().map(|(k, v)| (k.clone(), *v)).collect(),
@@ -161,6 +163,28 @@ mod tests {
         assert!(low.iter().zip(&rows).all(|(l, h)| !l.sampled || h.sampled));
         cfg.enabled = false;
         assert!(prepare(&recs, 5, &cfg).iter().all(|r| !r.sampled));
+    }
+
+    #[test]
+    fn a_provider_content_filter_stop_is_a_refusal_whatever_the_text() {
+        let rec = |output: &str, finish: Option<&str>| Record {
+            stream: "s".into(),
+            output: output.into(),
+            finish_reason: finish.map(str::to_string),
+            ..Default::default()
+        };
+        let rows = prepare(
+            &[
+                rec("", Some("content_filter")),
+                rec("Here is the partial", Some("SAFETY")),
+                rec("Here is the answer.", Some("stop")),
+                rec("Here is the answer.", None),
+            ],
+            0,
+            &JudgingConfig::default(),
+        );
+        let flags: Vec<bool> = rows.iter().map(|r| r.refusal).collect();
+        assert_eq!(flags, [true, true, false, false]);
     }
 
     #[test]
