@@ -233,12 +233,18 @@ impl Store {
                 None => to.push((i, format!("gen:{:032x}", rand::random::<u128>()))),
             }
         }
+        // Inserted in id order: two PostgreSQL writers whose batches share
+        // ids then wait on each other's uncommitted rows in the same order
+        // and cannot deadlock (in batch order they could, and a request got
+        // 503). Everything else keeps batch order.
+        let mut by_key = unique.clone();
+        by_key.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         let mut jobs = 0u64;
         let mut new_events = HashSet::new();
         let inserted: Vec<(usize, i64)> = on_db!(self.db(), pool => {
             let mut tx = pool.begin_write().await?;
             let mut ids: HashMap<String, i64> = HashMap::with_capacity(unique.len());
-            for chunk in unique.chunks(CHUNK) {
+            for chunk in by_key.chunks(CHUNK) {
                 ids.extend(tx.insert_rows(rows, chunk).await?);
             }
             let inserted: Vec<(usize, i64)> = unique
@@ -396,12 +402,13 @@ impl Store {
 
             // Session events: the new responses of a session and the
             // session-only spans, each counted once.
-            let events: Vec<_> = unique
+            let mut events: Vec<_> = unique
                 .iter()
                 .filter(|(_, ext)| ids.contains_key(ext))
                 .chain(&session_only)
                 .filter_map(|(i, ext)| super::sessions::event_of(&rows[*i], ext))
                 .collect();
+            events.sort_unstable_by(|a, b| a.ext_id.cmp(b.ext_id));
             if !events.is_empty() {
                 new_events = super::sessions::record_session_events!(&mut *tx, &events);
             }
