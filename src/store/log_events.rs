@@ -32,6 +32,9 @@ pub struct AttachOutcome {
     pub pending: u64,
 }
 
+/// id, ext_id, input, output, scores (JSON), received_ms.
+type PendingRow = (i64, String, Option<String>, Option<String>, String, i64);
+
 impl Store {
     /// Joins each span's events to its stored record: content fills an
     /// empty input or output (the cheap signals were computed on what the
@@ -109,7 +112,7 @@ impl Store {
     pub async fn pending_log_events(&self, ext_ids: &[String]) -> Result<Vec<LogEvents>> {
         let mut out = Vec::new();
         for chunk in ext_ids.chunks(500) {
-            let rows: Vec<(i64, String, Option<String>, Option<String>, String, i64)> = on_db!(self.db(), pool => {
+            let rows: Vec<PendingRow> = on_db!(self.db(), pool => {
                 let mut qb = sqlx::QueryBuilder::new(
                     "SELECT id, ext_id, input, output, scores, received_ms FROM otlp_log_events WHERE ext_id IN (",
                 );

@@ -162,7 +162,7 @@ async fn genai_events_in_otlp_logs_join_their_spans_records() {
             "{b}"
         );
         // A retried export neither duplicates the score nor changes content.
-        let again = logs(&format!("{}", evaluation(T1, S, "relevance", 0.75)));
+        let again = logs(&evaluation(T1, S, "relevance", 0.75));
         assert_eq!(post_json(&url, Some(TOKEN), again).await.0, 200, "{b}");
         assert_eq!(scores(&store, &id1).await.len(), 1, "{b}");
 
@@ -185,7 +185,7 @@ async fn genai_events_in_otlp_logs_join_their_spans_records() {
         assert!(answer.partial_success.is_none(), "{b}: {answer:?}");
         let id2 = format!("otel:{T2}:{S}");
         assert!(record(&store, &id2).await.is_none(), "{b}");
-        assert_eq!(pending(&store).await, [id2.clone()], "{b}");
+        assert_eq!(pending(&store).await, std::slice::from_ref(&id2), "{b}");
         let spans: ExportTraceServiceRequest = serde_json::from_str(&span(T2, S)).unwrap();
         assert_eq!(
             post_proto(&traces, spans.encode_to_vec()).await.0,
