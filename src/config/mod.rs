@@ -2,6 +2,7 @@
 
 pub mod diag;
 mod model;
+mod report;
 pub mod secret;
 pub mod yaml;
 
@@ -56,7 +57,7 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
 
 /// Parses config text as if it were read from `path` (used by `load` and tests).
 pub fn from_str(path: &Path, text: &str) -> Result<Config, Diagnostics> {
-    let mut config: Config = yaml::parse(path, text)?;
+    let mut config: Config = yaml::parse_all(path, text)?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
