@@ -28,9 +28,11 @@ pub(super) fn every_error<T: DeserializeOwned>(
     first: Failure,
 ) -> Diagnostics {
     let mut found = vec![first.clone()];
-    // A syntax error, or one at the root, leaves nothing to split; anchors
+    // A syntax error (the text is not YAML at all, whatever the error's
+    // path says), or an error at the root, leaves nothing to split; anchors
     // defined in one section and used in another would break when blanked.
-    if first.field.is_some() && !has_anchor(text) {
+    let well_formed = || attempt::<serde::de::IgnoredAny>(text).is_ok();
+    if first.field.is_some() && !has_anchor(text) && well_formed() {
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         for part in parts(&lines).into_iter().take(MAX_PARTS) {
             let kept: String = lines
@@ -200,7 +202,7 @@ fn has_anchor(text: &str) -> bool {
     })
 }
 
-/// `` `field`: found X, expected Y `` where the crate's terse message
+/// `field: found X, expected Y` (the shape of the range checks) where the crate's terse message
 /// (`invalid u16`, `expected sequence start`) allows it; other messages
 /// (serde's own `invalid type: ..., expected ...`, unknown fields) keep
 /// their words behind the field.
@@ -210,8 +212,8 @@ fn describe(f: &Failure, text: &str) -> String {
         return message;
     };
     match (expected(&message), found(text, f.line, f.column)) {
-        (Some(expected), Some(found)) => format!("`{field}`: found {found}, expected {expected}"),
-        _ => format!("`{field}`: {message}"),
+        (Some(expected), Some(found)) => format!("{field}: found {found}, expected {expected}"),
+        _ => format!("{field}: {message}"),
     }
 }
 
@@ -284,7 +286,7 @@ fn found(text: &str, line: u64, column: u64) -> Option<String> {
     }
     let short: String = value.chars().take(60).collect();
     let ellipsis = if short.len() < value.len() { "…" } else { "" };
-    Some(format!("`{short}{ellipsis}`"))
+    Some(format!("{short}{ellipsis}"))
 }
 
 #[cfg(test)]
@@ -336,7 +338,7 @@ mod tests {
                 "invalid floating point",
                 "x: 1\n  sample_rate: abc # c\n"
             ),
-            "`judging.sample_rate`: found `abc`, expected a number"
+            "judging.sample_rate: found abc, expected a number"
         );
         assert_eq!(
             f(
@@ -346,15 +348,15 @@ mod tests {
                 "invalid u16",
                 "e: { host: h, port: \"x\", to: b }\n"
             ),
-            "`e.port`: found `\"x\"`, expected a whole number from 0 to 65535 (u16)"
+            "e.port: found \"x\", expected a whole number from 0 to 65535 (u16)"
         );
         assert_eq!(
             f(1, 9, "listen", "expected string scalar", "listen: [1]\n"),
-            "`listen`: found a list, expected a single value (text or number)"
+            "listen: found a list, expected a single value (text or number)"
         );
         assert_eq!(
             f(2, 3, "to", "expected sequence start", "to:\n  a: b\n"),
-            "`to`: found a mapping, expected a list"
+            "to: found a mapping, expected a list"
         );
     }
 

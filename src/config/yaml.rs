@@ -44,7 +44,7 @@ pub(super) fn attempt<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {
     let mut field = None;
     serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
         serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
-            field = Some(e.path().to_string()).filter(|p| p != ".");
+            field = dotted(e.path());
             e.into_inner()
         })
     })
@@ -74,6 +74,29 @@ pub fn parse_file_all<T: DeserializeOwned>(path: &Path) -> Result<T, Diagnostics
     let text = std::fs::read_to_string(path)
         .map_err(|e| Diagnostic::error(path, 0, 0, format!("cannot read file: {e}")))?;
     parse_all(path, &text)
+}
+
+/// `judging.sample_rate`, `cases[2].expect[0].contains`; `None` at the root.
+/// `Spanned<T>` deserializes as a struct whose `value` holds the field, so
+/// a `value` segment is dropped: no YAML-facing type has a field of that
+/// name (a map key `value` would lose its name in a message, nothing else).
+fn dotted(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key == "value" => {}
+            Segment::Map { key: name } | Segment::Enum { variant: name } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    Some(out).filter(|p| !p.is_empty())
 }
 
 /// Adds a "did you mean" hint to unknown-field messages.
