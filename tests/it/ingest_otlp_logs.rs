@@ -21,12 +21,18 @@ const CONFIG: &str =
 const TOKEN: &str = "logs-token";
 
 /// A GenAI span without content (capture off on the span, as when the
-/// content goes to events).
+/// content goes to events), timed now: a span from years ago would be
+/// removed by the daemon's first retention sweep while the test runs.
 fn span(trace: &str, span: &str) -> String {
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let end = start + 1_000_000_000;
     format!(
         r#"{{"resourceSpans": [{{"resource": {{"attributes": [{{"key": "service.name", "value": {{"stringValue": "logs-bot"}}}}]}},
           "scopeSpans": [{{"spans": [{{"traceId": "{trace}", "spanId": "{span}", "name": "chat gpt-4o",
-            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000",
+            "startTimeUnixNano": "{start}", "endTimeUnixNano": "{end}",
             "attributes": [{{"key": "gen_ai.operation.name", "value": {{"stringValue": "chat"}}}},
                            {{"key": "gen_ai.request.model", "value": {{"stringValue": "gpt-4o"}}}},
                            {{"key": "gen_ai.usage.output_tokens", "value": {{"intValue": "4"}}}}]}}]}}]}}]}}"#
