@@ -77,6 +77,39 @@ pub fn validate(stream: &str, kind: &str, text: &str) -> Result<String, Invalid>
     Ok(text.to_string())
 }
 
+/// The stream an identity scope belongs to: `stream:NAME` → `NAME`,
+/// `suite:SUITE:TARGET` → `suite:SUITE` (the name its alerts carry).
+pub fn stream_of_scope(scope: &str) -> String {
+    if let Some(name) = scope.strip_prefix("stream:") {
+        return name.to_string();
+    }
+    match scope
+        .strip_prefix("suite:")
+        .and_then(|r| r.rsplit_once(':'))
+    {
+        Some((suite, _target)) => format!("suite:{suite}"),
+        None => scope.to_string(),
+    }
+}
+
+/// The text of the annotation recorded by itself for a model change seen
+/// in the answers, cut to [`MAX_TEXT_BYTES`] like any other.
+pub fn model_change_text(requested: &str, old: Option<&str>, new: Option<&str>) -> String {
+    let t = format!(
+        "{requested}: {} → {} (seen in the answers)",
+        old.unwrap_or("?"),
+        new.unwrap_or("?")
+    );
+    crate::alert::message::truncate(&t, MAX_TEXT_BYTES / 4)
+}
+
+/// True for the annotations the daemon records itself for a model change:
+/// alerts and charts already show model changes, so these are listed but
+/// not cited or drawn a second time.
+pub fn is_auto_model(a: &Annotation) -> bool {
+    a.source == "auto" && a.kind == "model"
+}
+
 /// Parses the time of a change: an RFC 3339 time, or a duration ago
 /// (`15m` = fifteen minutes before `now_ms`). Times more than a day in the
 /// future are refused: they are a typo, and would be cited by nothing.
@@ -104,10 +137,12 @@ pub fn parse_at(s: &str, now_ms: i64) -> Result<i64, Invalid> {
 
 /// The annotations an alert whose episode began at `pending_ms` cites: those
 /// in `[pending_ms - NEAR_BEFORE_MS, pending_ms + NEAR_AFTER_MS]`, latest
-/// first, at most [`MAX_CITED`]. `all` may hold others; they are skipped.
+/// first, at most [`MAX_CITED`]. `all` may hold others; they are skipped,
+/// as are the automatic model-change ones (the message has its model events).
 pub fn near(all: &[Annotation], pending_ms: i64) -> Vec<Annotation> {
     let mut out: Vec<Annotation> = all
         .iter()
+        .filter(|a| !is_auto_model(a))
         .filter(|a| {
             a.ts_ms >= pending_ms.saturating_sub(NEAR_BEFORE_MS)
                 && a.ts_ms <= pending_ms.saturating_add(NEAR_AFTER_MS)
@@ -208,6 +243,23 @@ mod tests {
                 .contains("RFC 3339")
         );
         assert!(parse_at("2035-01-01T00:00:00Z", now).is_err());
+    }
+
+    #[test]
+    fn automatic_model_annotations_belong_to_the_stream_and_are_not_cited_twice() {
+        assert_eq!(stream_of_scope("stream:support-bot"), "support-bot");
+        assert_eq!(stream_of_scope("stream:a:b"), "a:b");
+        assert_eq!(stream_of_scope("suite:refunds:live"), "suite:refunds");
+        assert_eq!(
+            model_change_text("gpt-4o", Some("a"), Some("b")),
+            "gpt-4o: a → b (seen in the answers)"
+        );
+        let mut auto = ann(1, 0);
+        auto.source = "auto".into();
+        auto.kind = "model".into();
+        assert!(near(&[auto.clone()], 0).is_empty());
+        auto.kind = "deploy".into();
+        assert_eq!(near(&[auto], 0).len(), 1);
     }
 
     #[test]

@@ -166,11 +166,15 @@ fn markers(events: &[ModelEvent], annotations: &[Annotation]) -> Vec<Marker> {
         label: format!("model change: {}", model_change_label(e)),
         kind: MarkerKind::ModelChange,
     });
-    let notes = annotations.iter().map(|a| Marker {
-        at_ms: a.ts_ms,
-        label: format!("{}: {}", a.kind, snippet(&a.text, 120)),
-        kind: MarkerKind::Annotation,
-    });
+    // A model change seen in the answers is drawn once, as the model change.
+    let notes = annotations
+        .iter()
+        .filter(|a| !crate::annotations::is_auto_model(a))
+        .map(|a| Marker {
+            at_ms: a.ts_ms,
+            label: format!("{}: {}", a.kind, snippet(&a.text, 120)),
+            kind: MarkerKind::Annotation,
+        });
     changes.chain(notes).collect()
 }
 

@@ -310,3 +310,125 @@ async fn annotate_stores_and_an_alert_near_it_cites_it_in_every_channel() {
         store.close().await;
     }
 }
+
+/// The stream page lists the stream's annotations (and the all-streams
+/// ones, not another stream's) and draws them on its charts, escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_page_lists_and_draws_annotations() {
+    use crate::support::web_data::{self, STREAM};
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("canaryd.db");
+    let db_url = format!("sqlite://{}", db_path.display());
+    let store = Store::connect(&db_url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = web_data::now_ms();
+    web_data::seed(&store, now).await;
+    store.close().await;
+    let cfg = write_tree(&[("canaryd.yaml", &web_data::config(&db_path))]);
+    let env = [("CANARYD_DATABASE_URL", db_url.as_str())];
+    for (stream, kind, text) in [
+        (STREAM, "deploy", "v2.3 <script>alert(1)</script>"),
+        ("*", "index", "kb reindex"),
+        ("other-bot", "tool", "not on this page"),
+    ] {
+        let (code, _, err) = run_cli(
+            &[
+                "annotate", "--stream", stream, "--kind", kind, "--text", text, "--at", "2h",
+            ],
+            cfg.path(),
+            &env,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let app = support::TestDaemon::start(cfg.path(), &[], &[]);
+    let url = format!(
+        "{}/streams/{}",
+        app.base_url,
+        canaryd::web::fmt::enc(STREAM)
+    );
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("<h2>Recorded changes</h2>"), "{body}");
+    assert!(
+        body.contains("v2.3 &lt;script&gt;alert(1)&lt;&#x2F;script&gt;"),
+        "listed, escaped: {body}"
+    );
+    assert!(
+        body.contains("kb reindex") && body.contains("(all streams)"),
+        "{body}"
+    );
+    assert!(!body.contains("not on this page"), "{body}");
+    assert!(!body.contains("<script>alert(1)"), "{body}");
+    assert!(
+        body.matches(r#"class="marker annotation""#).count() >= 2 * 3,
+        "two annotations on each line chart: {body}"
+    );
+    assert!(
+        body.contains("<title>deploy: v2.3 &lt;script&gt;alert(1)&lt;/script&gt;</title>"),
+        "marker text escaped: {body}"
+    );
+}
+
+/// A model change seen in ingested traffic becomes an annotation by itself
+/// (source `auto`, kind `model`), listed by the API; the first sighting of
+/// a model is no change and records nothing.
+#[tokio::test]
+async fn a_model_change_in_traffic_becomes_an_annotation() {
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[(
+            "canaryd.yaml",
+            "listen: 127.0.0.1:0\njudges: ./no-judges\ndetectors: { every_secs: 0 }\njudging: { enabled: false }\n",
+        )]);
+        let daemon = support::TestDaemon::on_db(dir.path(), &db.url);
+        let http = reqwest::Client::new();
+        let ingest = |id: &str, model: &str, ts: &str| {
+            let body = format!(
+                r#"[{{"id": "{id}", "stream": "support", "output": "ok", "request_model": "gpt-4o", "response_model": "{model}", "timestamp": "{ts}"}}]"#
+            );
+            http.post(format!("{}/v1/responses", daemon.base_url))
+                .body(body)
+                .send()
+        };
+        let list = || async {
+            let v: serde_json::Value = http
+                .get(format!(
+                    "{}/api/v1/annotations?stream=support",
+                    daemon.base_url
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["annotations"].as_array().unwrap().clone()
+        };
+        let r = ingest("m1", "gpt-4o-2024-08-06", "2026-11-20T10:00:00Z")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{b}");
+        assert!(
+            list().await.is_empty(),
+            "{b}: a first sighting is no change"
+        );
+        let r = ingest("m2", "gpt-4o-2024-11-20", "2026-11-20T11:00:00Z")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{b}");
+        let rows = list().await;
+        assert_eq!(rows.len(), 1, "{b}: {rows:?}");
+        assert_eq!(rows[0]["source"], "auto");
+        assert_eq!(rows[0]["kind"], "model");
+        assert_eq!(rows[0]["stream"], "support");
+        assert_eq!(
+            rows[0]["text"],
+            "gpt-4o: gpt-4o-2024-08-06 → gpt-4o-2024-11-20 (seen in the answers)"
+        );
+        assert_eq!(
+            rows[0]["ts_ms"], 1_795_172_400_000_i64,
+            "{b}: the answer's time"
+        );
+    }
+}
