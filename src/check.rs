@@ -77,5 +77,18 @@ fn secrets(path: &Path, c: &config::Config) -> Diagnostics {
             fail(format!("provider {name}: API key: {e}"));
         }
     }
+    for e in c.alerts.secret_errors() {
+        fail(e);
+    }
+    if let Some(hook) = &c.sessions.hook {
+        match hook.secret.resolve() {
+            Err(e) => fail(format!("sessions.hook secret: {e}")),
+            Ok(None) => fail("sessions.hook secret is not configured".into()),
+            Ok(Some(_)) => {}
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(path) {
+        config::locate(&mut d, &text);
+    }
     d
 }

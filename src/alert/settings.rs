@@ -295,6 +295,38 @@ impl AlertsConfig {
         }
     }
 
+    /// Reads every secret the notifier reads when it delivers, so that
+    /// `check` fails on an unset variable or a missing file now rather than
+    /// at the first alert. The messages name the reference, never a value.
+    pub fn secret_errors(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut need = |what: String, r: &SecretRef, required: bool| match r.resolve() {
+            Err(e) => out.push(format!("{what}: {e}")),
+            Ok(None) if required => out.push(format!("{what} is not configured")),
+            Ok(_) => {}
+        };
+        for (name, channel) in &self.channels {
+            let at = format!("alerts: channel {name}:");
+            match channel {
+                ChannelConfig::Email(e) if e.username.is_some() => {
+                    need(format!("{at} SMTP password"), &e.password, true)
+                }
+                ChannelConfig::Email(_) => {}
+                ChannelConfig::Slack(s) => {
+                    need(format!("{at} Slack webhook_url"), &s.webhook_url, true)
+                }
+                ChannelConfig::Webhook(w) => {
+                    for (header, v) in &w.headers {
+                        if let HeaderValue::Secret(r) = v {
+                            need(format!("{at} header {header}"), r, false);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Checks what serde cannot: route targets exist, matchers are valid,
     /// plaintext SMTP stays on loopback, addresses parse.
     pub fn validate(&self, path: &Path) -> Diagnostics {

@@ -123,7 +123,7 @@ pub fn load_dir(dir: &Path, ctx: &Context<'_>) -> Loaded {
 
 /// Loads and validates one suite file, reporting every problem found.
 pub fn load_file(path: &Path, ctx: &Context<'_>) -> Result<Suite, Diagnostics> {
-    let file: SuiteFile = yaml::parse_file(path)?;
+    let file: SuiteFile = yaml::parse_file_all(path)?;
     let mut d = Diagnostics::default();
     validate(path, &file, ctx, &mut d);
     if d.has_errors() {

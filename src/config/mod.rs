@@ -2,6 +2,7 @@
 
 pub mod diag;
 mod model;
+mod report;
 pub mod secret;
 pub mod yaml;
 
@@ -56,7 +57,7 @@ pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
 
 /// Parses config text as if it were read from `path` (used by `load` and tests).
 pub fn from_str(path: &Path, text: &str) -> Result<Config, Diagnostics> {
-    let mut config: Config = yaml::parse(path, text)?;
+    let mut config: Config = yaml::parse_all(path, text)?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -112,6 +113,9 @@ fn rebase(config: &mut Config, base: &Path) {
         config.database = format!("sqlite://{}", base.join(rest).display());
     }
     config.alerts.rebase(base);
+    if let Some(hook) = config.sessions.hook.as_mut() {
+        hook.secret.rebase(base);
+    }
     for t in config
         .ingest
         .tokens
@@ -312,7 +316,7 @@ fn ranges(path: &Path, c: &Config) -> Diagnostics {
 /// Points diagnostics that know their key but not its place at the key:
 /// `ranges`' `a.b.c: …`, and the alerts section's `alerts: channel NAME` /
 /// `alerts: route N`, which would otherwise point at 1:1.
-fn locate(diags: &mut Diagnostics, text: &str) {
+pub fn locate(diags: &mut Diagnostics, text: &str) {
     for d in diags.0.iter_mut().filter(|d| d.line == 0) {
         let keys: Vec<String> = if let Some(rest) = d.message.strip_prefix("alerts: channel ") {
             let name = rest.split([':', ' ']).next().unwrap_or("");
@@ -321,6 +325,8 @@ fn locate(diags: &mut Diagnostics, text: &str) {
             vec!["alerts".into(), "routes".into()]
         } else if d.message.starts_with("alerts:") {
             vec!["alerts".into()]
+        } else if d.message.starts_with("sessions.hook") {
+            vec!["sessions".into(), "hook".into()]
         } else if let Some((key, _)) = d.message.split_once(": found ") {
             key.split('.').map(String::from).collect()
         } else {

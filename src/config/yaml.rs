@@ -5,43 +5,103 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::diag::Diagnostic;
+use super::diag::{Diagnostic, Diagnostics};
 
-/// Parses `text` (read from `path`) into `T`.
-///
-/// Errors carry the file, line and column, and an unknown key gets a
-/// "did you mean" hint when a known key is close. YAML 1.1 booleans
-/// (`yes`, `no`, `on`) are rejected so that `refusal: no` is not a silent bool.
+/// Parses `text` (read from `path`) into `T`, reporting the first error.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostic> {
+    parse_all(path, text).map_err(|d| d.0.into_iter().next().expect("a failure has a diagnostic"))
+}
+
+/// Parses `text` (read from `path`) into `T`, reporting every type error
+/// that can be found (see `report`).
+///
+/// Errors carry the file, line and column, the field's dotted path, the
+/// value found and what was expected; an unknown key gets a "did you mean"
+/// hint when a known key is close. YAML 1.1 booleans (`yes`, `no`, `on`)
+/// are rejected so that `refusal: no` is not a silent bool.
+pub fn parse_all<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostics> {
+    attempt::<T>(text).map_err(|first| super::report::every_error::<T>(path, text, first))
+}
+
+/// One failed parse: where, in which field (`None` at the root or for a
+/// syntax error) and the crate's message without its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Failure {
+    pub line: u64,
+    pub column: u64,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// One parse with the field path tracked by `serde_path_to_error`, which
+/// wraps serde-saphyr's deserializer so the crate's own error (and its
+/// position) is kept as is.
+pub(super) fn attempt<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {
     let options = serde_saphyr::options! {
         strict_booleans: true,
         with_snippet: false,
     };
-    serde_saphyr::from_str_with_options::<T>(text, options).map_err(|e| {
+    let mut field = None;
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+            field = dotted(e.path());
+            e.into_inner()
+        })
+    })
+    .map_err(|e| {
         let (line, column) = e
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
-        Diagnostic::error(
-            path,
+        Failure {
             line,
             column,
-            humanize(&e.without_snippet().to_string()),
-        )
+            field: field.take(),
+            message: strip_position(&e.without_snippet().to_string())
+                .trim()
+                .to_string(),
+        }
     })
 }
 
 /// Reads and parses a file; an unreadable file is a diagnostic too.
 pub fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, Diagnostic> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diagnostic::error(path, 0, 0, format!("cannot read file: {e}")))?;
-    parse(path, &text)
+    parse_file_all(path).map_err(|d| d.0.into_iter().next().expect("a failure has a diagnostic"))
 }
 
-/// Removes the crate's own position suffix (we print ours in front) and adds a
-/// "did you mean" hint to unknown-field messages.
-fn humanize(message: &str) -> String {
-    let mut msg = strip_position(message).trim().to_string();
+/// Reads and parses a file, reporting every error found.
+pub fn parse_file_all<T: DeserializeOwned>(path: &Path) -> Result<T, Diagnostics> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostic::error(path, 0, 0, format!("cannot read file: {e}")))?;
+    parse_all(path, &text)
+}
+
+/// `judging.sample_rate`, `cases[2].expect[0].contains`; `None` at the root.
+/// `Spanned<T>` deserializes as a struct whose `value` holds the field, so
+/// a `value` segment is dropped: no YAML-facing type has a field of that
+/// name (a map key `value` would lose its name in a message, nothing else).
+fn dotted(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key == "value" => {}
+            Segment::Map { key: name } | Segment::Enum { variant: name } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    Some(out).filter(|p| !p.is_empty())
+}
+
+/// Adds a "did you mean" hint to unknown-field messages.
+pub(super) fn humanize(message: &str) -> String {
+    let mut msg = message.to_string();
     if let Some(hint) = did_you_mean_from_serde(&msg) {
         msg.push_str(&format!("; did you mean `{hint}`?"));
     }

@@ -74,7 +74,7 @@ pub fn load_dir(dir: &Path, config: Option<&Config>) -> Loaded {
 }
 
 pub fn load_file(path: &Path, config: Option<&Config>) -> Result<Judge, Diagnostics> {
-    let f: JudgeFile = yaml::parse_file(path)?;
+    let f: JudgeFile = yaml::parse_file_all(path)?;
     let mut d = Diagnostics::default();
     d.check_name_version(path, "judge", &f.name, &f.version);
     if let Some(config) = config

@@ -17,6 +17,7 @@ mod browser;
 mod canary_run;
 mod canary_schedule;
 mod check_ranges;
+mod check_types;
 mod cli_foundation;
 mod cli_help;
 mod demo;
