@@ -3,11 +3,12 @@
 //! and an alert that cites the annotations near the start of its change in
 //! every channel — and not the ones far from it or of another stream.
 
+use crate::support::alerts::truncation_finding as finding;
 use crate::support::alerts::{HttpReceiver, SmtpServer};
 use crate::support::{self, Spawned, TestDb, run_cli, write_tree};
 use canaryd::alert::notifier::deliver_due;
 use canaryd::alert::process;
-use canaryd::signals::{Finding, Rule, Severity, Status};
+use canaryd::signals::Status;
 use canaryd::store::Store;
 
 const API: &str = "annot-api-t0ken";
@@ -182,25 +183,6 @@ async fn api_round_trip_needs_a_token_and_refuses_bad_input_clearly() {
         .await
         .unwrap();
     assert_eq!(all["annotations"].as_array().unwrap().len(), 3, "{all}");
-}
-
-fn finding(status: Status, at: i64) -> Finding {
-    Finding {
-        rule: Rule::TruncationRate,
-        stream: "support-bot".into(),
-        dimension: None,
-        status,
-        severity: Severity::Critical,
-        at_ms: at,
-        value: 0.2,
-        baseline: 0.01,
-        threshold: 0.05,
-        p_value: Some(0.001),
-        samples: 300,
-        baseline_samples: 5000,
-        summary: "truncation rate 1% → 20%".into(),
-        resolve: true,
-    }
 }
 
 #[tokio::test]
