@@ -55,6 +55,7 @@ impl FromRef<App> for crate::ingest::Ctx {
             live: app.live.clone(),
             writer: app.writer.clone(),
             clock: app.clock.clone(),
+            store: app.store.clone(),
         }
     }
 }

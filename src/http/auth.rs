@@ -8,7 +8,7 @@
 //! | class     | routes                                  | credential                                   |
 //! |-----------|-----------------------------------------|----------------------------------------------|
 //! | `Open`    | `/healthz`, `/readyz`, `/login`, `/logout` | none                                      |
-//! | `Ingest`  | `POST /v1/responses`, `POST /v1/traces` | bearer, one of `ingest.tokens`               |
+//! | `Ingest`  | `POST /v1/responses`, `/v1/traces`, `/v1/logs` | bearer, one of `ingest.tokens`        |
 //! | `Metrics` | `/metrics`                              | like `Api`, or none with `api.open_metrics`  |
 //! | `Api`     | `/api/…`                                | bearer, one of `api.tokens`                  |
 //! | `Page`    | everything else (status pages)          | bearer or the login cookie of an API token   |
@@ -68,7 +68,7 @@ pub enum Class {
 pub fn classify(method: &Method, path: &str) -> Class {
     match path {
         "/healthz" | "/readyz" | "/login" | "/logout" => Class::Open,
-        "/v1/responses" | "/v1/traces" if method == Method::POST => Class::Ingest,
+        "/v1/responses" | "/v1/traces" | "/v1/logs" if method == Method::POST => Class::Ingest,
         "/metrics" => Class::Metrics,
         p if p == "/api" || p.starts_with("/api/") => Class::Api,
         _ => Class::Page,
@@ -335,6 +335,7 @@ mod tests {
         assert_eq!(classify(&get, "/readyz"), Class::Open);
         assert_eq!(classify(&Method::POST, "/v1/responses"), Class::Ingest);
         assert_eq!(classify(&Method::POST, "/v1/traces"), Class::Ingest);
+        assert_eq!(classify(&Method::POST, "/v1/logs"), Class::Ingest);
         assert_eq!(classify(&get, "/v1/responses"), Class::Page);
         assert_eq!(classify(&get, "/metrics"), Class::Metrics);
         assert_eq!(classify(&Method::DELETE, "/api/silences/3"), Class::Api);

@@ -1,10 +1,11 @@
 //! Production responses: the record format, the ingest API, OTLP traces and
-//! the cheap signals computed on every record (token count, refusal, finish
-//! reason, model identity).
+//! logs, and the cheap signals computed on every record (token count,
+//! refusal, finish reason, model identity).
 
 pub mod api;
 mod limits;
 pub mod otlp;
+pub mod otlp_logs;
 pub mod record;
 pub mod refusal;
 mod settings;
@@ -26,6 +27,8 @@ pub struct Ctx {
     pub live: crate::live::Shared,
     pub writer: Writer,
     pub clock: crate::clock::Clock,
+    /// For joining OTLP log events to stored records (`otlp_logs`).
+    pub store: crate::store::Store,
 }
 
 /// The ingest routes, with the body limit (applied after gzip decoding, so
@@ -43,6 +46,7 @@ where
     axum::Router::new()
         .route("/v1/responses", post(api::post_responses))
         .route("/v1/traces", post(otlp::post_traces))
+        .route("/v1/logs", post(otlp_logs::post_logs))
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(from_fn_with_state(limits.clone(), limits::in_flight))

@@ -22,7 +22,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message as _;
 use serde_json::Value;
 
 use super::api::{IngestError, store_records};
@@ -30,16 +29,8 @@ use super::record::{Input, content_text};
 use super::{Ctx, Record};
 
 pub async fn post_traces(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    let request = if json {
-        serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| e.to_string())
-    } else {
-        ExportTraceServiceRequest::decode(body.as_ref()).map_err(|e| e.to_string())
-    };
-    let request = match request {
+    let json = is_json(&headers);
+    let request: ExportTraceServiceRequest = match decode(json, &body) {
         Ok(r) => r,
         Err(e) => {
             return IngestError::BadRequest(format!("not an OTLP trace export: {e}"))
@@ -48,7 +39,7 @@ pub async fn post_traces(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes
     };
     let started = std::time::Instant::now();
     let live = ctx.live.current();
-    let (records, rejected) = checked_records(&request, &live.config.ingest.stream_attribute);
+    let (mut records, rejected) = checked_records(&request, &live.config.ingest.stream_attribute);
     drop(request);
     let max = live.config.ingest.max_records;
     if records.len() > max {
@@ -60,28 +51,61 @@ pub async fn post_traces(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes
         }
         .into_response();
     }
+    let taken = match super::otlp_logs::take_pending(&ctx, &mut records).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
     let stored = store_records(&ctx, records, ctx.clock.now_ms()).await;
     crate::telemetry::record_ingest(stored.as_ref().ok(), started);
+    if stored.is_ok()
+        && let Err(e) = ctx.store.delete_log_events(&taken).await
+    {
+        // The events are in their records now; left pending they would only
+        // be offered to the same (duplicate) records again.
+        tracing::warn!(error = %e, "could not remove joined OTLP log events");
+    }
     match stored {
-        Ok(_) => answer(json, rejected),
+        Ok(_) => answer(
+            json,
+            &ExportTraceServiceResponse {
+                partial_success: (rejected.spans > 0).then(|| ExportTracePartialSuccess {
+                    rejected_spans: rejected.spans,
+                    error_message: rejected.first.unwrap_or_default(),
+                }),
+            },
+        ),
         Err(e) => e.into_response(),
     }
 }
 
-/// The success answer, in the request's encoding; spans left out are
-/// reported in `partial_success`, as OTLP/HTTP specifies.
-fn answer(json: bool, rejected: Rejected) -> Response {
-    let resp = ExportTraceServiceResponse {
-        partial_success: (rejected.spans > 0).then(|| ExportTracePartialSuccess {
-            rejected_spans: rejected.spans,
-            error_message: rejected.first.unwrap_or_default(),
-        }),
-    };
+/// OTLP/HTTP's two encodings: JSON when the request says so, else protobuf.
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"))
+}
+
+/// An export request in the request's encoding.
+pub(super) fn decode<T>(json: bool, body: &[u8]) -> Result<T, String>
+where
+    T: prost::Message + Default + serde::de::DeserializeOwned,
+{
+    if json {
+        serde_json::from_slice::<T>(body).map_err(|e| e.to_string())
+    } else {
+        T::decode(body).map_err(|e| e.to_string())
+    }
+}
+
+/// The success answer, in the request's encoding; items left out are
+/// reported in its `partial_success`, as OTLP/HTTP specifies.
+pub(super) fn answer<T: prost::Message + serde::Serialize>(json: bool, resp: &T) -> Response {
     if json {
         (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_vec(&resp).unwrap_or_else(|_| b"{}".to_vec()),
+            serde_json::to_vec(resp).unwrap_or_else(|_| b"{}".to_vec()),
         )
             .into_response()
     } else {
@@ -165,6 +189,13 @@ pub fn checked_records(
     (out, rejected)
 }
 
+/// The id of a span's record, `otel:<trace id>:<span id>` in hex; OTLP log
+/// events name their span the same way and are joined by it.
+pub(super) fn record_id(trace_id: &[u8], span_id: &[u8]) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!("otel:{}:{}", hex(trace_id), hex(span_id))
+}
+
 /// `otel:derived:` and a hash of the span's position, times, name and content.
 fn derived_id(r: &Record, span: &Span, position: [usize; 3]) -> String {
     use sha2::{Digest, Sha256};
@@ -188,14 +219,14 @@ fn derived_id(r: &Record, span: &Span, position: [usize; 3]) -> String {
     format!("otel:derived:{hex}")
 }
 
-fn attr_map(attrs: &[KeyValue]) -> HashMap<&str, &AnyValue> {
+pub(super) fn attr_map(attrs: &[KeyValue]) -> HashMap<&str, &AnyValue> {
     attrs
         .iter()
         .filter_map(|kv| kv.value.as_ref().map(|v| (kv.key.as_str(), v)))
         .collect()
 }
 
-fn as_string(v: &AnyValue) -> Option<String> {
+pub(super) fn as_string(v: &AnyValue) -> Option<String> {
     match v.value.as_ref()? {
         any_value::Value::StringValue(s) => Some(s.clone()),
         any_value::Value::IntValue(i) => Some(i.to_string()),
@@ -206,7 +237,7 @@ fn as_string(v: &AnyValue) -> Option<String> {
     }
 }
 
-fn as_int(v: &AnyValue) -> Option<i64> {
+pub(super) fn as_int(v: &AnyValue) -> Option<i64> {
     match v.value.as_ref()? {
         any_value::Value::IntValue(i) => Some(*i),
         any_value::Value::DoubleValue(d) => Some(*d as i64),
@@ -217,7 +248,7 @@ fn as_int(v: &AnyValue) -> Option<i64> {
 
 /// An attribute value as JSON (messages attributes may be JSON strings or
 /// structured OTLP values).
-fn as_json(v: &AnyValue) -> Value {
+pub(super) fn as_json(v: &AnyValue) -> Value {
     match v.value.as_ref() {
         Some(any_value::Value::StringValue(s)) => {
             serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
@@ -240,7 +271,7 @@ fn as_json(v: &AnyValue) -> Value {
 
 /// Chat messages in either shape: `{role, content}` or the semantic
 /// conventions' `{role, parts: [{type: "text", content}]}`.
-fn messages(v: Value) -> Vec<Value> {
+pub(super) fn messages(v: Value) -> Vec<Value> {
     let items = match v {
         Value::Array(a) => a,
         Value::String(s) => return vec![serde_json::json!({"role": "user", "content": s})],
@@ -303,7 +334,7 @@ fn tool_call_parts(v: &Value) -> Vec<Value> {
         .collect()
 }
 
-fn joined(msgs: &[Value]) -> String {
+pub(super) fn joined(msgs: &[Value]) -> String {
     msgs.iter()
         .map(|m| content_text(m.get("content")))
         .collect::<Vec<_>>()
@@ -426,11 +457,7 @@ fn span_record(
         span.start_time_unix_nano
     };
     Some(Record {
-        id: Some(format!(
-            "otel:{}:{}",
-            hex(&span.trace_id),
-            hex(&span.span_id)
-        )),
+        id: Some(record_id(&span.trace_id, &span.span_id)),
         timestamp_ms: (end > 0).then_some((end / 1_000_000) as i64),
         stream,
         prompt_version: None,
@@ -473,6 +500,7 @@ fn span_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message as _;
 
     #[test]
     fn json_export_with_semconv_messages_becomes_a_record() {

@@ -523,6 +523,16 @@ pub fn check(index: usize, r: &Record) -> Result<(), RecordError> {
             _ => {}
         }
     }
+    // JSON scores are checked as they are parsed; OTLP evaluation results
+    // reach here as numbers already, and get the same bounds.
+    for (name, score) in &r.scores {
+        if name.is_empty() || name.len() > MAX_LABEL || !score.is_finite() {
+            return Err(err(
+                &format!("scores.{name}"),
+                format!("expected a named finite number, got {score}"),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@ mod canary;
 mod evidence;
 mod judge;
 mod leases;
+pub mod log_events;
 mod models;
 pub mod nodelay;
 mod pages;

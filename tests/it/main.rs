@@ -26,6 +26,7 @@ mod http_auth;
 mod ingest_api;
 mod ingest_limits;
 mod ingest_otlp;
+mod ingest_otlp_logs;
 mod ingest_refusal;
 mod ingest_store;
 mod judge_leases;

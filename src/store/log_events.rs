@@ -1,0 +1,159 @@
+//! GenAI events from OTLP logs, joined to their span's record by id
+//! (`otel:<trace>:<span>`). A log may arrive after the span (its content
+//! and scores are added to the stored record) or before it (it waits in
+//! `otlp_log_events` until the span's record is ingested and takes it).
+
+use std::collections::BTreeMap;
+
+use super::BeginWrite;
+use super::rollups::BatchRollup;
+use super::{Result, Store};
+use crate::on_db;
+
+/// The GenAI events of one span, read from log records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogEvents {
+    /// Row id in `otlp_log_events` (0 until stored there).
+    pub id: i64,
+    pub ext_id: String,
+    /// The record input as stored in `responses.input` (JSON).
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub scores: BTreeMap<String, f64>,
+    pub received_ms: i64,
+}
+
+/// What [`Store::attach_log_events`] did with each span's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOutcome {
+    /// Joined to a stored record.
+    pub attached: u64,
+    /// Kept until their span arrives.
+    pub pending: u64,
+}
+
+/// id, ext_id, input, output, scores (JSON), received_ms.
+type PendingRow = (i64, String, Option<String>, Option<String>, String, i64);
+
+impl Store {
+    /// Joins each span's events to its stored record: content fills an
+    /// empty input or output (the cheap signals were computed on what the
+    /// span carried and are not recomputed), each evaluation becomes a
+    /// `precomputed` judge score (once per record and judge) with its
+    /// roll-up. Events whose record is not stored are kept pending.
+    pub async fn attach_log_events(&self, events: &[LogEvents]) -> Result<AttachOutcome> {
+        let mut out = AttachOutcome::default();
+        on_db!(self.db(), pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut roll = BatchRollup::default();
+            for ev in events {
+                let row: Option<(i64, String, i64)> = sqlx::query_as(
+                    "SELECT id, stream, ts_ms FROM responses WHERE ext_id = $1",
+                )
+                .bind(&ev.ext_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((id, stream, ts_ms)) = row else {
+                    sqlx::query(
+                        "INSERT INTO otlp_log_events (ext_id, input, output, scores, received_ms) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&ev.ext_id)
+                    .bind(&ev.input)
+                    .bind(&ev.output)
+                    .bind(serde_json::to_string(&ev.scores).expect("numbers serialize"))
+                    .bind(ev.received_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.pending += 1;
+                    continue;
+                };
+                if let Some(input) = &ev.input {
+                    sqlx::query("UPDATE responses SET input = $1 WHERE id = $2 AND input IS NULL")
+                        .bind(input)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(output) = &ev.output {
+                    sqlx::query("UPDATE responses SET output = $1 WHERE id = $2 AND output = ''")
+                        .bind(output)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (judge, score) in &ev.scores {
+                    let done = sqlx::query(
+                        "INSERT INTO judge_scores (response_id, stream, ts_ms, judge, judge_version, score, source, created_ms) \
+                         VALUES ($1, $2, $3, $4, 0, $5, 'precomputed', $6) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(&stream)
+                    .bind(ts_ms)
+                    .bind(judge)
+                    .bind(*score)
+                    .bind(ev.received_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if done > 0 {
+                        roll.add_score(&stream, judge, ts_ms, *score);
+                    }
+                }
+                out.attached += 1;
+            }
+            super::rollups::upsert_score_rollups!(&mut *tx, &roll.scores);
+            tx.commit().await?;
+        });
+        Ok(out)
+    }
+
+    /// The pending events of these records, oldest first.
+    pub async fn pending_log_events(&self, ext_ids: &[String]) -> Result<Vec<LogEvents>> {
+        let mut out = Vec::new();
+        for chunk in ext_ids.chunks(500) {
+            let rows: Vec<PendingRow> = on_db!(self.db(), pool => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT id, ext_id, input, output, scores, received_ms FROM otlp_log_events WHERE ext_id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for e in chunk {
+                    sep.push_bind(e);
+                }
+                qb.push(") ORDER BY id");
+                qb.build_query_as().fetch_all(pool).await?
+            });
+            out.extend(
+                rows.into_iter()
+                    .map(
+                        |(id, ext_id, input, output, scores, received_ms)| LogEvents {
+                            id,
+                            ext_id,
+                            input,
+                            output,
+                            scores: serde_json::from_str(&scores).unwrap_or_default(),
+                            received_ms,
+                        },
+                    ),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Removes pending events a stored record has taken. By row id: events
+    /// that arrived while that record was being written stay.
+    pub async fn delete_log_events(&self, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            on_db!(self.db(), pool => {
+                let mut qb = sqlx::QueryBuilder::new("DELETE FROM otlp_log_events WHERE id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(pool).await?;
+            });
+        }
+        Ok(())
+    }
+}

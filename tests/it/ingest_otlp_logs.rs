@@ -1,0 +1,262 @@
+//! GenAI events sent as OTLP log records (`POST /v1/logs`), JSON and
+//! protobuf + gzip, into the spawned daemon on both backends: joined to
+//! their span's record whichever arrives first, kept when the span has not
+//! arrived, refused without a token, malformed ones counted in
+//! `partialSuccess`.
+
+use std::io::Write as _;
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
+
+use crate::support::{TestDaemon, TestDb, write_tree};
+use canaryd::on_db;
+use canaryd::store::Store;
+
+const CONFIG: &str =
+    "listen: 127.0.0.1:0\njudges: ./none\ningest:\n  tokens: [{ env: OTLP_TEST_TOKEN }]\n";
+const TOKEN: &str = "logs-token";
+
+/// A GenAI span without content (capture off on the span, as when the
+/// content goes to events).
+fn span(trace: &str, span: &str) -> String {
+    format!(
+        r#"{{"resourceSpans": [{{"resource": {{"attributes": [{{"key": "service.name", "value": {{"stringValue": "logs-bot"}}}}]}},
+          "scopeSpans": [{{"spans": [{{"traceId": "{trace}", "spanId": "{span}", "name": "chat gpt-4o",
+            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000",
+            "attributes": [{{"key": "gen_ai.operation.name", "value": {{"stringValue": "chat"}}}},
+                           {{"key": "gen_ai.request.model", "value": {{"stringValue": "gpt-4o"}}}},
+                           {{"key": "gen_ai.usage.output_tokens", "value": {{"intValue": "4"}}}}]}}]}}]}}]}}"#
+    )
+}
+
+fn logs(records: &str) -> String {
+    format!(
+        r#"{{"resourceLogs": [{{"resource": {{"attributes": [{{"key": "service.name", "value": {{"stringValue": "logs-bot"}}}}]}},
+          "scopeLogs": [{{"logRecords": [{records}]}}]}}]}}"#
+    )
+}
+
+fn evaluation(trace: &str, span: &str, name: &str, score: f64) -> String {
+    format!(
+        r#"{{"traceId": "{trace}", "spanId": "{span}", "eventName": "gen_ai.evaluation.result",
+            "attributes": [{{"key": "gen_ai.evaluation.name", "value": {{"stringValue": "{name}"}}}},
+                           {{"key": "gen_ai.evaluation.score.value", "value": {{"doubleValue": {score}}}}},
+                           {{"key": "gen_ai.evaluation.explanation", "value": {{"stringValue": "on topic"}}}}]}}"#
+    )
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+async fn post_json(url: &str, token: Option<&str>, body: String) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Protobuf + gzip, as the SDK exporters send it.
+async fn post_proto(url: &str, bytes: Vec<u8>) -> (u16, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gzip(&bytes))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+/// (input, output) of the record with this id.
+async fn record(store: &Store, ext_id: &str) -> Option<(Option<String>, String)> {
+    on_db!(store.db(), pool => sqlx::query_as("SELECT input, output FROM responses WHERE ext_id = $1")
+        .bind(ext_id).fetch_optional(pool).await.unwrap())
+}
+
+/// (judge, score, source) of the record's scores.
+async fn scores(store: &Store, ext_id: &str) -> Vec<(String, f64, String)> {
+    on_db!(store.db(), pool => sqlx::query_as(
+        "SELECT s.judge, s.score, s.source FROM judge_scores s JOIN responses r ON r.id = s.response_id \
+         WHERE r.ext_id = $1 ORDER BY s.judge")
+        .bind(ext_id).fetch_all(pool).await.unwrap())
+}
+
+async fn pending(store: &Store) -> Vec<String> {
+    let rows: Vec<(String,)> = on_db!(store.db(), pool => sqlx::query_as(
+        "SELECT ext_id FROM otlp_log_events ORDER BY id").fetch_all(pool).await.unwrap());
+    rows.into_iter().map(|r| r.0).collect()
+}
+
+#[tokio::test]
+async fn genai_events_in_otlp_logs_join_their_spans_records() {
+    const T1: &str = "0af7651916cd43dd8448eb211c80319c";
+    const T2: &str = "1af7651916cd43dd8448eb211c80319c";
+    const T3: &str = "2af7651916cd43dd8448eb211c80319c";
+    const S: &str = "b7ad6b7169203331";
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
+        let daemon = TestDaemon::start(
+            dir.path(),
+            &[],
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("OTLP_TEST_TOKEN", TOKEN),
+            ],
+        );
+        let traces = format!("{}/v1/traces", daemon.base_url);
+        let url = format!("{}/v1/logs", daemon.base_url);
+        let store = Store::connect(&db.url).await.unwrap();
+
+        // Without the ingest token: refused, nothing stored.
+        let user = format!(
+            r#"{{"traceId": "{T1}", "spanId": "{S}", "eventName": "gen_ai.user.message",
+                "body": {{"kvlistValue": {{"values": [{{"key": "content", "value": {{"stringValue": "Where is my order?"}}}}]}}}}}}"#
+        );
+        let (status, _) = post_json(&url, None, logs(&user)).await;
+        assert_eq!(status, 401, "{b}");
+        let (status, _) = post_json(&url, Some("wrong"), logs(&user)).await;
+        assert_eq!(status, 401, "{b}");
+        assert!(pending(&store).await.is_empty(), "{b}");
+
+        // Span first, then its content and evaluation as OTLP/JSON logs.
+        let (status, _) = post_json(&traces, Some(TOKEN), span(T1, S)).await;
+        assert_eq!(status, 200, "{b}");
+        let choice = format!(
+            r#"{{"traceId": "{T1}", "spanId": "{S}", "attributes": [{{"key": "event.name", "value": {{"stringValue": "gen_ai.choice"}}}}],
+                "body": {{"kvlistValue": {{"values": [{{"key": "message", "value": {{"kvlistValue": {{"values": [{{"key": "content", "value": {{"stringValue": "It shipped."}}}}]}}}}}}]}}}}}}"#
+        );
+        let (status, answer) = post_json(
+            &url,
+            Some(TOKEN),
+            logs(&format!(
+                "{user}, {choice}, {}",
+                evaluation(T1, S, "relevance", 0.75)
+            )),
+        )
+        .await;
+        assert_eq!(status, 200, "{b}: {answer}");
+        assert!(answer["partialSuccess"].is_null(), "{b}: {answer}");
+        let id1 = format!("otel:{T1}:{S}");
+        let (input, output) = record(&store, &id1).await.expect("span record");
+        assert_eq!(output, "It shipped.", "{b}");
+        assert!(input.unwrap().contains("Where is my order?"), "{b}");
+        assert_eq!(
+            scores(&store, &id1).await,
+            [("relevance".into(), 0.75, "precomputed".into())],
+            "{b}"
+        );
+        // A retried export neither duplicates the score nor changes content.
+        let again = logs(&evaluation(T1, S, "relevance", 0.75));
+        assert_eq!(post_json(&url, Some(TOKEN), again).await.0, 200, "{b}");
+        assert_eq!(scores(&store, &id1).await.len(), 1, "{b}");
+
+        // Log first, as protobuf + gzip (the newer operation-details event),
+        // then its span: the span's record takes the waiting events.
+        let details = format!(
+            r#"{{"traceId": "{T2}", "spanId": "{S}", "eventName": "gen_ai.client.inference.operation.details",
+                "attributes": [
+                  {{"key": "gen_ai.input.messages", "value": {{"stringValue": "[{{\"role\":\"user\",\"parts\":[{{\"type\":\"text\",\"content\":\"Cancel it\"}}]}}]"}}}},
+                  {{"key": "gen_ai.output.messages", "value": {{"stringValue": "[{{\"role\":\"assistant\",\"parts\":[{{\"type\":\"text\",\"content\":\"Cancelled.\"}}]}}]"}}}}]}}"#
+        );
+        let req: ExportLogsServiceRequest = serde_json::from_str(&logs(&format!(
+            "{details}, {}",
+            evaluation(T2, S, "groundedness", 0.5)
+        )))
+        .unwrap();
+        let (status, body) = post_proto(&url, req.encode_to_vec()).await;
+        assert_eq!(status, 200, "{b}");
+        let answer = ExportLogsServiceResponse::decode(body.as_slice()).unwrap();
+        assert!(answer.partial_success.is_none(), "{b}: {answer:?}");
+        let id2 = format!("otel:{T2}:{S}");
+        assert!(record(&store, &id2).await.is_none(), "{b}");
+        assert_eq!(pending(&store).await, std::slice::from_ref(&id2), "{b}");
+        let spans: ExportTraceServiceRequest = serde_json::from_str(&span(T2, S)).unwrap();
+        assert_eq!(
+            post_proto(&traces, spans.encode_to_vec()).await.0,
+            200,
+            "{b}"
+        );
+        let (input, output) = record(&store, &id2).await.expect("span record");
+        assert_eq!(output, "Cancelled.", "{b}");
+        assert!(input.unwrap().contains("Cancel it"), "{b}");
+        assert_eq!(
+            scores(&store, &id2).await,
+            [("groundedness".into(), 0.5, "precomputed".into())],
+            "{b}"
+        );
+        assert!(
+            pending(&store).await.is_empty(),
+            "{b}: taken events are removed"
+        );
+
+        // A span that never arrives: its events are stored, pending, and
+        // no record is made of them.
+        let orphan = logs(&evaluation(T3, S, "relevance", 0.25));
+        assert_eq!(post_json(&url, Some(TOKEN), orphan).await.0, 200, "{b}");
+        assert_eq!(pending(&store).await, [format!("otel:{T3}:{S}")], "{b}");
+        assert!(
+            record(&store, &format!("otel:{T3}:{S}")).await.is_none(),
+            "{b}"
+        );
+
+        // Malformed: an evaluation with a label and no score, a GenAI event
+        // without a span id; counted, and the good one next to them kept.
+        let label_only = format!(
+            r#"{{"traceId": "{T3}", "spanId": "{S}", "eventName": "gen_ai.evaluation.result",
+                "attributes": [{{"key": "gen_ai.evaluation.name", "value": {{"stringValue": "tone"}}}},
+                               {{"key": "gen_ai.evaluation.score.label", "value": {{"stringValue": "polite"}}}}]}}"#
+        );
+        let no_span = r#"{"eventName": "gen_ai.choice", "body": {"stringValue": "lost"}}"#;
+        let plain = r#"{"body": {"stringValue": "GET / 200"}}"#;
+        let (status, answer) = post_json(
+            &url,
+            Some(TOKEN),
+            logs(&format!(
+                "{plain}, {label_only}, {no_span}, {}",
+                evaluation(T1, S, "tone", 1.0)
+            )),
+        )
+        .await;
+        assert_eq!(status, 200, "{b}: {answer}");
+        let partial = &answer["partialSuccess"];
+        assert_eq!(partial["rejectedLogRecords"], 2, "{b}: {answer}");
+        let message = partial["errorMessage"].as_str().unwrap();
+        assert!(
+            message.starts_with(
+                "resourceLogs[0].scopeLogs[0].logRecords[1]: gen_ai.evaluation.score.value"
+            ),
+            "{b}: {message}"
+        );
+        assert_eq!(
+            scores(&store, &id1).await.len(),
+            2,
+            "{b}: the valid one is stored"
+        );
+
+        // Not an OTLP logs export at all: a clear 400.
+        let (status, answer) = post_json(&url, Some(TOKEN), "not json".into()).await;
+        assert_eq!(status, 400, "{b}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("OTLP logs"),
+            "{b}"
+        );
+        store.close().await;
+        drop(daemon);
+    }
+}
