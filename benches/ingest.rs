@@ -9,8 +9,9 @@
 //! counted with the o200k tokenizer, as in production. Every record belongs
 //! to an agent session (20 records each, so the run touches tens of
 //! thousands of distinct sessions) with an agent, a user and one tool call:
-//! session tracking is measured, not bypassed. The load generator runs on
-//! the same machine.
+//! session tracking is measured, not bypassed (`BENCH_SESSIONS=0` leaves
+//! the session fields out, to see what tracking costs under the same load).
+//! The load generator runs on the same machine.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -101,7 +102,7 @@ const ANSWERS: [&str; 4] = [
     "I'm so sorry to hear about the delay — I've refunded the shipping fee to your card. It can take 3-5 business days to appear on your statement.",
 ];
 
-fn body(seq: u64, conn: usize) -> String {
+fn body(seq: u64, conn: usize, sessions: bool) -> String {
     let mut s = String::with_capacity(BATCH * 600);
     s.push('[');
     for i in 0..BATCH {
@@ -114,18 +115,26 @@ fn body(seq: u64, conn: usize) -> String {
         } else {
             String::new()
         };
+        // `BENCH_SESSIONS=0` leaves the session fields out, to measure what
+        // session tracking costs against the same load.
+        let session = if sessions {
+            format!(
+                ", \"session_id\": \"c{conn}-s{}\", \"agent\": \"agent-{}\", \"user_id\": \"user-{}\", \
+                 \"tool_calls\": [{{\"name\": \"lookup_order\", \"arguments\": {{\"order\": {n}}}}}]",
+                n / 20,
+                n % 2,
+                n % 97
+            )
+        } else {
+            String::new()
+        };
         s.push_str(&format!(
             "{{\"id\": \"c{conn}-{seq}-{i}\", \"stream\": \"stream-{}\", \"request_model\": \"gpt-4o\", \"response_model\": \"gpt-4o-2024-08-06\", \
              \"input\": \"How can I help with order {n}?\", \"context\": [\"Orders ship within 2 days.\"], \"output\": \"{}\", \
-             \"finish_reason\": \"stop\", \"input_tokens\": 120, \"latency_ms\": {}{tokens}, \
-             \"session_id\": \"c{conn}-s{}\", \"agent\": \"agent-{}\", \"user_id\": \"user-{}\", \
-             \"tool_calls\": [{{\"name\": \"lookup_order\", \"arguments\": {{\"order\": {n}}}}}]}}",
+             \"finish_reason\": \"stop\", \"input_tokens\": 120, \"latency_ms\": {}{tokens}{session}}}",
             n % 5,
             ANSWERS[n % ANSWERS.len()],
             300 + n % 900,
-            n / 20,
-            n % 2,
-            n % 97
         ));
     }
     s.push(']');
@@ -137,6 +146,7 @@ async fn load(url: &str, secs: u64, conns: usize) -> (u64, f64) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
+    let sessions = std::env::var("BENCH_SESSIONS").map_or(true, |v| v != "0");
     let tasks: Vec<_> = (0..conns)
         .map(|c| {
             let (http, done, url) = (http.clone(), done.clone(), format!("{url}/v1/responses"));
@@ -145,7 +155,7 @@ async fn load(url: &str, secs: u64, conns: usize) -> (u64, f64) {
                 while Instant::now() < deadline {
                     let r = http
                         .post(&url)
-                        .body(body(seq, c))
+                        .body(body(seq, c, sessions))
                         .send()
                         .await
                         .expect("post");

@@ -1,4 +1,5 @@
-//! Retention: raw texts go after `raw_days`, roll-ups and scores after
+//! Retention: raw texts go after `raw_days` (GenAI log events still waiting
+//! for a span that never came too), roll-ups and scores after
 //! `rollup_days`; the health series, resolved alerts (with their history)
 //! and delivered notifications after their own ages. Deletes run in bounded
 //! batches so a large backlog never holds a long lock or a huge transaction.
@@ -11,6 +12,8 @@ use crate::on_db;
 pub struct Swept {
     pub responses: u64,
     pub canary_answers: u64,
+    /// OTLP log events whose span never arrived.
+    pub log_events: u64,
     pub rollups: u64,
     pub health_scores: u64,
     pub alerts: u64,
@@ -66,6 +69,23 @@ impl Store {
             .await?
             .rows_affected());
             swept.canary_answers += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+        for _ in 0..max_batches {
+            // A log whose span is older than the raw texts would be joined
+            // to a record that retention already removed: it can go.
+            let n = on_db!(self.db(), pool => sqlx::query(
+                "DELETE FROM otlp_log_events WHERE id IN \
+                 (SELECT id FROM otlp_log_events WHERE received_ms < $1 ORDER BY id LIMIT $2)",
+            )
+            .bind(raw_before_ms)
+            .bind(BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected());
+            swept.log_events += n;
             if n < BATCH as u64 {
                 break;
             }

@@ -266,8 +266,34 @@ async fn retention_removes_old_raw_data_in_batches_and_keeps_recent() {
             canaryd::store::RETENTION_BATCH as u64,
             "{backend}: one bounded batch"
         );
+        // GenAI log events whose span never came: the old one goes with
+        // the raw texts, the recent one keeps waiting.
+        let pending = |ext: &str, at| canaryd::store::log_events::LogEvents {
+            ext_id: ext.into(),
+            output: Some("late".into()),
+            received_ms: at,
+            ..Default::default()
+        };
+        let kept = store
+            .attach_log_events(&[pending("otel:a:1", 1_000), pending("otel:b:2", 1_000_000)])
+            .await
+            .unwrap();
+        assert_eq!(kept.pending, 2, "{backend}");
         let swept = store.sweep_retention(500_000, 0, 10).await.unwrap();
         assert_eq!(swept.responses, 10, "{backend}");
+        assert_eq!(
+            swept.log_events, 1,
+            "{backend}: the stale pending log event"
+        );
+        let left = store
+            .pending_log_events(&["otel:a:1".into(), "otel:b:2".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            left.iter().map(|e| e.ext_id.as_str()).collect::<Vec<_>>(),
+            ["otel:b:2"],
+            "{backend}"
+        );
         assert_eq!(
             store.count_responses("bot", 0, i64::MAX).await.unwrap(),
             1,
