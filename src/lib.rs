@@ -2,6 +2,7 @@
 //! errors. See ARCHITECTURE.md for the map of this crate.
 
 pub mod alert;
+pub mod annotations;
 pub mod canary;
 pub mod check;
 pub mod cli;

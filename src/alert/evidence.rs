@@ -341,6 +341,31 @@ pub async fn model_events(
     Ok(events)
 }
 
+/// Annotations of `stream` (or of all streams) that could be near the start
+/// of one of its pending or firing `alerts`; `message::build` keeps the near ones.
+pub async fn annotations(
+    store: &Store,
+    stream: &str,
+    alerts: &[AlertRow],
+) -> Result<Vec<crate::store::Annotation>, AlertError> {
+    use crate::annotations::{NEAR_AFTER_MS, NEAR_BEFORE_MS};
+    let starts = alerts
+        .iter()
+        .filter(|a| matches!(a.state.as_str(), "pending" | "firing"))
+        .filter_map(|a| a.pending_ms.or(a.firing_ms));
+    let (Some(lo), Some(hi)) = (starts.clone().min(), starts.max()) else {
+        return Ok(Vec::new());
+    };
+    Ok(store
+        .annotations(
+            Some(stream),
+            lo.saturating_sub(NEAR_BEFORE_MS),
+            hi.saturating_add(NEAR_AFTER_MS),
+            100,
+        )
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

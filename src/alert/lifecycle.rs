@@ -345,6 +345,7 @@ async fn flush(
             });
             let since = now_ms - ms(cfg.evidence_window.0);
             let events = evidence::model_events(store, &stream, since).await?;
+            let annotations = evidence::annotations(store, &stream, &rows).await?;
             let mut examples = BTreeMap::new();
             for (firing, _, _) in per_channel.values() {
                 for a in firing {
@@ -361,6 +362,7 @@ async fn flush(
                     examples: &examples,
                     model_change,
                     model_events: &events,
+                    annotations: &annotations,
                     base_url: cfg.base_url.as_deref(),
                     now_ms,
                     new_ids: &promoted,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::evidence::Example;
 pub use super::text::{fmt_num, one_line, truncate};
 use crate::signals::Rule;
-use crate::store::{AlertRow, ModelEvent};
+use crate::store::{AlertRow, Annotation, ModelEvent};
 use crate::text::fmt_time;
 
 /// One notification: a stream's firing and/or resolved alerts.
@@ -31,6 +31,11 @@ pub struct Message {
     /// The stream is also firing `model_change`.
     pub model_change: bool,
     pub model_events: Vec<ModelEventView>,
+    /// Recorded changes (deploys, prompt or index updates) near the start of
+    /// the firing alerts, latest first; left out of the JSON when there are
+    /// none so receivers and snapshots of alerts without any are unchanged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<AnnotationView>,
     /// When this notification was built (UTC), and the same in milliseconds.
     pub at: String,
     pub at_ms: i64,
@@ -76,6 +81,23 @@ pub struct ModelEventView {
     pub change: String,
 }
 
+/// A change annotation cited by an alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnnotationView {
+    pub at: String,
+    pub at_ms: i64,
+    /// The stream it was recorded for, or `*`.
+    pub stream: String,
+    pub kind: String,
+    pub text: String,
+    pub source: String,
+    /// `12 min before the start` (of the earliest firing alert's episode).
+    pub relative: String,
+    /// The whole citation on one line, for plain-text channels:
+    /// `deploy "v2.3" at 2026-12-01 21:40 UTC (12 min before the start)`.
+    pub line: String,
+}
+
 /// What [`build`] needs.
 pub struct Input<'a> {
     pub stream: &'a str,
@@ -84,6 +106,9 @@ pub struct Input<'a> {
     pub examples: &'a BTreeMap<i64, Vec<Example>>,
     pub model_change: bool,
     pub model_events: &'a [ModelEvent],
+    /// Annotations of the stream around the firing alerts' start; those
+    /// that are not near it (`annotations::near`) are not cited.
+    pub annotations: &'a [Annotation],
     pub base_url: Option<&'a str>,
     pub now_ms: i64,
     /// Alerts promoted to firing in this round.
@@ -229,6 +254,45 @@ fn title(stream: &str, firing: &[AlertView], resolved: &[AlertView], model_chang
     truncate(&one_line(&t), 160)
 }
 
+/// The annotations near the start of the earliest firing episode (none
+/// for a resolve-only message: a resolve notice explains nothing).
+fn cited(input: &Input<'_>, firing: &[AlertRow]) -> Vec<AnnotationView> {
+    let Some(start) = firing
+        .iter()
+        .filter_map(|a| a.pending_ms.or(a.firing_ms))
+        .min()
+    else {
+        return Vec::new();
+    };
+    crate::annotations::near(input.annotations, start)
+        .into_iter()
+        .map(|a| {
+            let text = truncate(&one_line(&a.text), input.max_chars);
+            let relative = crate::annotations::relative(a.ts_ms, start);
+            let line = format!(
+                "{} \"{text}\" at {} ({relative}){}",
+                a.kind,
+                fmt_time(a.ts_ms),
+                if a.stream == crate::annotations::ALL_STREAMS {
+                    ", all streams"
+                } else {
+                    ""
+                }
+            );
+            AnnotationView {
+                at: fmt_time(a.ts_ms),
+                at_ms: a.ts_ms,
+                stream: a.stream,
+                kind: a.kind,
+                text,
+                source: a.source,
+                relative,
+                line,
+            }
+        })
+        .collect()
+}
+
 /// Builds the message for one channel.
 pub fn build(input: Input<'_>) -> Message {
     let firing: Vec<AlertView> = input
@@ -277,6 +341,7 @@ pub fn build(input: Input<'_>) -> Message {
         })
         .collect();
     let model_change = input.model_change || !input.model_events.is_empty() && !firing.is_empty();
+    let annotations = cited(&input, input.firing);
     Message {
         status: if firing.is_empty() {
             "resolved"
@@ -291,6 +356,7 @@ pub fn build(input: Input<'_>) -> Message {
         resolved,
         model_change,
         model_events,
+        annotations,
         at: fmt_time(input.now_ms),
         at_ms: input.now_ms,
     }
@@ -366,6 +432,7 @@ mod tests {
             examples: &BTreeMap::new(),
             model_change: false,
             model_events: &[],
+            annotations: &[],
             base_url: None,
             now_ms: 0,
             new_ids: &[],

@@ -82,6 +82,13 @@ pub fn payload(msg: &Message) -> Value {
         }
         blocks.push(section(t));
     }
+    if !msg.annotations.is_empty() {
+        let mut t = String::from(":memo: Recorded changes near the start:");
+        for n in &msg.annotations {
+            t.push_str(&format!("\n• {}", escape(&n.line)));
+        }
+        blocks.push(section(t));
+    }
     if !msg.firing.is_empty() {
         blocks.push(json!({ "type": "divider" }));
     }

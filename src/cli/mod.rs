@@ -1,6 +1,7 @@
 //! The command line: one subcommand per file, each a thin layer over the library.
 
 mod alerts;
+mod annotate;
 pub mod backtest;
 mod check;
 mod demo;
@@ -52,6 +53,8 @@ pub enum Command {
     Alerts(alerts::Args),
     /// Mute notifications matching a rule, stream or severity until a time.
     Silence(silence::Args),
+    /// Record a change (deploy, prompt, index, tool, model) for the charts and alerts.
+    Annotate(annotate::Args),
 }
 
 /// Entry point of the binary.
@@ -78,6 +81,7 @@ pub fn main() -> ExitCode {
             Command::Sim(args) => sim::run(args).await,
             Command::Alerts(args) => alerts::run(config.as_deref(), args).await,
             Command::Silence(args) => silence::run(config.as_deref(), args).await,
+            Command::Annotate(args) => annotate::run(config.as_deref(), args).await,
             Command::Run(args) => run::run(config.as_deref(), args).await,
             Command::Demo(args) => demo::run(args).await,
         }

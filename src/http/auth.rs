@@ -42,7 +42,7 @@ use crate::live::Shared;
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Bearer tokens for reading or changing state: the status API, the
-    /// alerts and silences API, the status pages and `/metrics`.
+    /// alerts, silences and annotations API, the status pages and `/metrics`.
     pub tokens: Vec<SecretRef>,
     /// Serve `/metrics` without a token (a Prometheus scrape on a private
     /// network). Off unless set.

@@ -1,8 +1,9 @@
 //! The daemon's own HTTP endpoints: health, readiness, metrics, the status
-//! API and the alerts API. The daemon's router (`daemon::router`) merges
+//! API, the alerts API and the annotations API. The daemon's router (`daemon::router`) merges
 //! them with the ingest routes and the status pages.
 
 mod alerts_api;
+mod annotations_api;
 pub mod auth;
 mod status_api;
 
@@ -38,6 +39,7 @@ where
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .merge(alerts_api::routes())
+        .merge(annotations_api::routes())
         .merge(status_api::routes())
         .route("/metrics", get(metrics))
 }

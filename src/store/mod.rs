@@ -7,6 +7,7 @@
 //! drift apart. Where dialects differ the body matches on [`Db`] itself.
 
 mod alerts;
+mod annotations;
 mod canary;
 mod evidence;
 mod judge;
@@ -30,6 +31,7 @@ use sqlx::sqlite::{
 };
 
 pub use alerts::*;
+pub use annotations::Annotation;
 pub use canary::*;
 pub use evidence::{ExampleResponse, FailedCase, JudgedExample, ResponsePick};
 pub use judge::*;

@@ -86,6 +86,26 @@ impl Store {
                 .bind(&identity.system_fingerprint)
                 .fetch_one(&mut *tx)
                 .await?;
+                // The change also becomes a change annotation (source
+                // `auto`), in the same transaction, so the timeline of
+                // recorded changes is complete without anyone typing it.
+                let text = crate::annotations::model_change_text(
+                    requested_model,
+                    old_model.as_deref().or(old_fp.as_deref()),
+                    identity
+                        .response_model
+                        .as_deref()
+                        .or(identity.system_fingerprint.as_deref()),
+                );
+                sqlx::query(
+                    "INSERT INTO annotations (stream, kind, text, ts_ms, source, created_ms) \
+                     VALUES ($1, 'model', $2, $3, 'auto', $3)",
+                )
+                .bind(crate::annotations::stream_of_scope(scope))
+                .bind(text)
+                .bind(at_ms)
+                .execute(&mut *tx)
+                .await?;
                 Some(ModelEvent {
                     id: id.0,
                     at_ms,

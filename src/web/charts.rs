@@ -72,6 +72,26 @@ pub struct Band {
 pub struct Marker {
     pub at_ms: i64,
     pub label: String,
+    pub kind: MarkerKind,
+}
+
+/// What a marker stands for; each kind has its own colour so a recorded
+/// deploy is not read as a model change the daemon saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerKind {
+    /// A model change seen in the answers (red).
+    ModelChange,
+    /// A change annotation recorded by a person or pipeline (purple).
+    Annotation,
+}
+
+impl MarkerKind {
+    fn style(self) -> (&'static str, &'static str) {
+        match self {
+            MarkerKind::ModelChange => ("marker", "#dc2626"),
+            MarkerKind::Annotation => ("marker annotation", "#7c3aed"),
+        }
+    }
 }
 
 /// How the y axis labels its values.
@@ -327,9 +347,10 @@ pub fn line_chart(c: &LineChart) -> String {
             continue;
         }
         let x = sc.x(m.at_ms);
+        let (class, stroke) = m.kind.style();
         let _ = write!(
             out,
-            r##"<g class="marker"><title>{}</title><line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{base}" stroke="#dc2626" stroke-width="1.5" stroke-dasharray="5 3"/><path d="M{:.1},{TOP}h10l-5,7z" fill="#dc2626"/></g>"##,
+            r##"<g class="{class}"><title>{}</title><line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{base}" stroke="{stroke}" stroke-width="1.5" stroke-dasharray="5 3"/><path d="M{:.1},{TOP}h10l-5,7z" fill="{stroke}"/></g>"##,
             esc(&m.label),
             x - 5.0,
         );

@@ -33,6 +33,7 @@ fn escapes_every_kind_of_text() {
     c.markers = vec![Marker {
         at_ms: HOUR_MS,
         label: "\"><script>x</script>".into(),
+        kind: MarkerKind::ModelChange,
     }];
     let svg = line_chart(&c);
     assert!(!svg.contains("<script"), "{svg}");
@@ -110,10 +111,12 @@ fn band_and_markers_are_drawn_where_they_belong() {
         Marker {
             at_ms: 5 * HOUR_MS,
             label: "model changed".into(),
+            kind: MarkerKind::ModelChange,
         },
         Marker {
             at_ms: 20 * HOUR_MS,
             label: "outside".into(),
+            kind: MarkerKind::ModelChange,
         },
     ];
     let svg = line_chart(&c);

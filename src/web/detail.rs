@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::charts::{LineChart, Marker, Series, YFormat};
+use super::charts::{LineChart, Marker, MarkerKind, Series, YFormat};
 use super::fmt::{enc, fmt_ago, fmt_num, fmt_time, model_change_label};
 use super::view::{
     ChartView, EventView, FindingView, HealthCell, Periods, findings_view, pass_rate,
@@ -229,6 +229,7 @@ pub fn build_suite(d: &SuiteData, p: &Periods) -> SuiteView {
                 .map(|e| Marker {
                     at_ms: e.at_ms,
                     label: format!("{}: {}", e.scope, model_change_label(e)),
+                    kind: MarkerKind::ModelChange,
                 })
                 .collect(),
         },

@@ -15,6 +15,8 @@ use crate::store::{AlertRow, HealthPoint};
 /// Charts cover 48 hours unless `?hours=` says otherwise (6 h to 14 days).
 const DEFAULT_HOURS: i64 = 48;
 /// Rows of the "worst recent judged responses" table.
+/// Most annotations drawn on a stream page's charts and listed under them.
+const ANNOTATION_ROWS: i64 = 200;
 const WORST_ROWS: i64 = 10;
 /// Runs listed on a suite page.
 const RUN_HISTORY: i64 = 50;
@@ -157,6 +159,9 @@ async fn stream_page(
             .into_iter()
             .filter(|e| e.scope == scope)
             .collect(),
+        annotations: store
+            .annotations(Some(stream), p.chart_from_ms, p.end_ms, ANNOTATION_ROWS)
+            .await?,
         worst: store
             .worst_judged(stream, p.window_from_ms, WORST_ROWS)
             .await?,

@@ -7,12 +7,13 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::charts::{self, Band, HistBin, LineChart, Marker, Series, YFormat};
+use super::charts::{self, Band, HistBin, LineChart, Marker, MarkerKind, Series, YFormat};
 use super::fmt::{fmt_ago, fmt_num, fmt_time, model_change_label, snippet};
 use super::view::{HealthCell, Periods, firing, health_series, latest, moments, score_baselines};
 use crate::signals::{Finding, Status};
 use crate::store::{
-    AlertRow, EmbeddingHour, HealthPoint, HourRow, JudgedResponse, ModelEvent, ScoreHourRow,
+    AlertRow, Annotation, EmbeddingHour, HealthPoint, HourRow, JudgedResponse, ModelEvent,
+    ScoreHourRow,
 };
 
 /// Everything the stream page reads about one stream.
@@ -26,6 +27,8 @@ pub struct StreamData {
     pub length_baseline: Vec<(i64, i64)>,
     pub embeddings: Vec<EmbeddingHour>,
     pub events: Vec<ModelEvent>,
+    /// Change annotations of the stream and of all streams in the chart period.
+    pub annotations: Vec<Annotation>,
     pub worst: Vec<JudgedResponse>,
     pub health: Option<Vec<HealthPoint>>,
     pub alerts: Option<Vec<AlertRow>>,
@@ -115,6 +118,17 @@ pub struct EventView {
     pub requested_model: String,
 }
 
+/// One change annotation as a table row (texts raw: the template escapes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnnotationRow {
+    pub when: String,
+    pub kind: String,
+    pub text: String,
+    /// `all streams` for `*`, else empty.
+    pub scope: String,
+    pub source: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorstRow {
     pub href: String,
@@ -135,6 +149,8 @@ pub struct StreamView {
     pub length_chart: ChartView,
     pub embedding_chart: ChartView,
     pub events: Vec<EventView>,
+    /// Latest first.
+    pub annotations: Vec<AnnotationRow>,
     pub worst: Vec<WorstRow>,
     pub firing: Option<usize>,
     pub findings: Vec<FindingView>,
@@ -142,14 +158,24 @@ pub struct StreamView {
     pub period: String,
 }
 
-fn markers(events: &[ModelEvent]) -> Vec<Marker> {
-    events
+/// Model changes and annotations as chart markers (labels are escaped by
+/// `charts`; an annotation's text is cut to keep the tooltip readable).
+fn markers(events: &[ModelEvent], annotations: &[Annotation]) -> Vec<Marker> {
+    let changes = events.iter().map(|e| Marker {
+        at_ms: e.at_ms,
+        label: format!("model change: {}", model_change_label(e)),
+        kind: MarkerKind::ModelChange,
+    });
+    // A model change seen in the answers is drawn once, as the model change.
+    let notes = annotations
         .iter()
-        .map(|e| Marker {
-            at_ms: e.at_ms,
-            label: format!("model change: {}", model_change_label(e)),
-        })
-        .collect()
+        .filter(|a| !crate::annotations::is_auto_model(a))
+        .map(|a| Marker {
+            at_ms: a.ts_ms,
+            label: format!("{}: {}", a.kind, snippet(&a.text, 120)),
+            kind: MarkerKind::Annotation,
+        });
+    changes.chain(notes).collect()
 }
 
 fn cosine(a: &[f64], b: &[f64]) -> Option<f64> {
@@ -212,7 +238,7 @@ pub fn length_bins(current: &[(i64, i64)], baseline: &[(i64, i64)]) -> Vec<HistB
 
 pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
     let x_range = (p.chart_from_ms, p.end_ms);
-    let marks = markers(&d.events);
+    let marks = markers(&d.events, &d.annotations);
     let line = |title: String, y_range, y_format, series, band| LineChart {
         title,
         x_range,
@@ -390,6 +416,22 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
                 when: fmt_time(e.at_ms),
                 label: model_change_label(e),
                 requested_model: e.requested_model.clone(),
+            })
+            .collect(),
+        annotations: d
+            .annotations
+            .iter()
+            .rev()
+            .map(|a| AnnotationRow {
+                when: fmt_time(a.ts_ms),
+                kind: a.kind.clone(),
+                text: a.text.clone(),
+                scope: if a.stream == crate::annotations::ALL_STREAMS {
+                    "all streams".into()
+                } else {
+                    String::new()
+                },
+                source: a.source.clone(),
             })
             .collect(),
         worst: d

@@ -261,6 +261,26 @@ fn stream_view_has_a_chart_per_judge_with_band_markers_and_links() {
         length_current: vec![(0, 5), (1, 5)],
         length_baseline: vec![(0, 10)],
         events: vec![event("stream:s", last)],
+        annotations: vec![
+            crate::store::Annotation {
+                id: 1,
+                stream: "s".into(),
+                kind: "deploy".into(),
+                text: "v2 \"><script>x</script>".into(),
+                ts_ms: last - HOUR_MS,
+                source: "api".into(),
+                created_ms: last,
+            },
+            crate::store::Annotation {
+                id: 2,
+                stream: "*".into(),
+                kind: "index".into(),
+                text: "reindex".into(),
+                ts_ms: last,
+                source: "cli".into(),
+                created_ms: last,
+            },
+        ],
         worst: vec![JudgedResponse {
             response_id: 42,
             judge: "helpful".into(),
@@ -290,6 +310,23 @@ fn stream_view_has_a_chart_per_judge_with_band_markers_and_links() {
             "model change marked: {svg}"
         );
     }
+    // Annotations: drawn on every line chart in their own colour, text
+    // escaped; listed latest first, the all-streams one marked.
+    for svg in [&helpful.svg, &v.refusal_chart.svg, &v.health_chart.svg] {
+        assert!(
+            svg.contains(r#"class="marker annotation""#)
+                && svg
+                    .contains("<title>deploy: v2 &quot;&gt;&lt;script&gt;x&lt;/script&gt;</title>"),
+            "annotation marked and escaped: {svg}"
+        );
+        assert!(!svg.contains("<script>"), "{svg}");
+    }
+    let listed: Vec<(&str, &str)> = v
+        .annotations
+        .iter()
+        .map(|a| (a.kind.as_str(), a.scope.as_str()))
+        .collect();
+    assert_eq!(listed, [("index", "all streams"), ("deploy", "")]);
     assert!(v.length_chart.svg.contains(r#"class="current""#));
     assert!(v.embedding_chart.svg.contains("no data"));
     assert_eq!(v.worst[0].href, "/responses/42");

@@ -1,30 +1,12 @@
 //! `canaryd alerts`, `canaryd silence` and the silences API through the real binary.
 
 use crate::support::alerts::HttpReceiver;
+use crate::support::alerts::truncation_finding as finding;
 use crate::support::{self, TestDaemon, TestDb, run_cli, write_tree};
-use canaryd::signals::{Finding, Rule, Severity, Status};
+use canaryd::signals::Status;
 use canaryd::store::Store;
 
 const T0: i64 = 1_763_000_000_000;
-
-fn finding(status: Status, at: i64) -> Finding {
-    Finding {
-        rule: Rule::TruncationRate,
-        stream: "support-bot".into(),
-        dimension: None,
-        status,
-        severity: Severity::Critical,
-        at_ms: at,
-        value: 0.2,
-        baseline: 0.01,
-        threshold: 0.05,
-        p_value: Some(0.001),
-        samples: 300,
-        baseline_samples: 5000,
-        summary: "truncation rate 1% → 20%".into(),
-        resolve: true,
-    }
-}
 
 #[tokio::test]
 async fn alerts_json_lists_alerts_with_their_notifications() {

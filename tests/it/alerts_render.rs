@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use canaryd::alert::evidence::{Example, Field};
 use canaryd::alert::message::{self, Input, Message};
 use canaryd::alert::render::Renderer;
-use canaryd::store::{AlertRow, ModelEvent};
+use canaryd::store::{AlertRow, Annotation, ModelEvent};
 
 const NOW: i64 = 1_763_942_400_000; // 2025-11-24 00:00 UTC
 
@@ -48,6 +48,10 @@ fn alert(
 }
 
 fn firing_message() -> Message {
+    firing_message_with(&[])
+}
+
+fn firing_message_with(annotations: &[Annotation]) -> Message {
     let firing = vec![
         alert(
             1,
@@ -100,6 +104,7 @@ fn firing_message() -> Message {
         examples: &examples,
         model_change: true,
         model_events: &events,
+        annotations,
         base_url: Some("https://canaryd.example.com"),
         now_ms: NOW,
         new_ids: &[1, 2],
@@ -124,6 +129,7 @@ fn resolved_message() -> Message {
         examples: &BTreeMap::new(),
         model_change: false,
         model_events: &[],
+        annotations: &[],
         base_url: Some("https://canaryd.example.com/"),
         now_ms: NOW,
         new_ids: &[],
@@ -188,6 +194,57 @@ fn firing_group_renders_as_reviewed() {
         "[FIRING:2] support-bot: groundedness 4.22 → 3.71 (+1 more) [model changed]"
     );
     check_all("alert_firing", &msg);
+}
+
+/// The change-annotation section in every channel: a deploy 12 minutes
+/// before the episode began is cited (its markup escaped per format); one
+/// three hours before is not.
+#[test]
+fn annotations_near_the_start_render_as_reviewed() {
+    let start = NOW - 60_000;
+    let ann = |id, kind: &str, text: &str, ts_ms| Annotation {
+        id,
+        stream: "support-bot".into(),
+        kind: kind.into(),
+        text: text.into(),
+        ts_ms,
+        source: "cli".into(),
+        created_ms: ts_ms,
+    };
+    let msg = firing_message_with(&[
+        ann(1, "prompt", "long before", start - 3 * 3_600_000),
+        ann(
+            2,
+            "deploy",
+            "deploy v2.3 <script>x</script> & co",
+            start - 12 * 60_000,
+        ),
+    ]);
+    assert_eq!(msg.annotations.len(), 1, "{:?}", msg.annotations);
+    assert_eq!(msg.annotations[0].relative, "12 min before the start");
+    check_all("alert_annotated", &msg);
+    let r = Renderer::with_dir(None).unwrap();
+    let email = r.email(&msg).unwrap();
+    assert!(email.text.contains("deploy \"deploy v2.3 <script>x</script> & co\" at 2025-11-23 23:47 UTC (12 min before the start)"), "{}", email.text);
+    assert!(
+        email
+            .html
+            .contains("deploy v2.3 &lt;script&gt;x&lt;&#x2F;script&gt; &amp; co"),
+        "{}",
+        email.html
+    );
+    assert!(!email.html.contains("<script>"));
+    let slack = r.body("slack", &msg).unwrap();
+    assert!(
+        slack.contains("deploy v2.3 &lt;script&gt;x&lt;/script&gt; &amp; co"),
+        "{slack}"
+    );
+    let hook: serde_json::Value = serde_json::from_str(&r.body("webhook", &msg).unwrap()).unwrap();
+    assert_eq!(
+        hook["annotations"][0]["text"],
+        "deploy v2.3 <script>x</script> & co"
+    );
+    assert!(!email.text.contains("long before") && !slack.contains("long before"));
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod alerts_cli;
 mod alerts_evidence;
 mod alerts_flow;
 mod alerts_render;
+mod annotations;
 mod architecture;
 mod backtest;
 mod browser;

@@ -243,3 +243,24 @@ pub fn headers(raw: &str) -> &str {
 pub fn subject(raw: &str) -> String {
     canaryd::demo::capture::subject_of(raw.as_bytes())
 }
+
+/// A critical `truncation_rate` finding on `support-bot` (1 % → 20 %).
+pub fn truncation_finding(status: canaryd::signals::Status, at: i64) -> canaryd::signals::Finding {
+    use canaryd::signals::{Finding, Rule, Severity};
+    Finding {
+        rule: Rule::TruncationRate,
+        stream: "support-bot".into(),
+        dimension: None,
+        status,
+        severity: Severity::Critical,
+        at_ms: at,
+        value: 0.2,
+        baseline: 0.01,
+        threshold: 0.05,
+        p_value: Some(0.001),
+        samples: 300,
+        baseline_samples: 5000,
+        summary: "truncation rate 1% → 20%".into(),
+        resolve: true,
+    }
+}
