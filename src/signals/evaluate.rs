@@ -11,13 +11,13 @@ use super::embedding::embedding_drift;
 use super::finding::{Finding, Rule, Severity, Status};
 use super::judge_drop::judge_score_drop;
 use super::length::length_drift;
+use super::model_change::ModelEvent;
 use super::model_change::model_change;
 use super::rates::rate_shift;
 use super::rollup::StreamRollups;
 use super::stats::benjamini_hochberg;
 use super::verdict::Verdict;
 use super::window::{HOUR_MS, Look, Windows};
-use crate::store::ModelEvent;
 
 /// The alert a quiet span belongs to: (rule, stream, dimension).
 pub type QuietKey = (Rule, String, Option<String>);

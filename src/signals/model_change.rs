@@ -8,7 +8,19 @@ use std::collections::BTreeMap;
 use super::finding::{Rule, Severity};
 use super::verdict::{Decision, Subject, Verdict, verdict};
 use super::window::{Windows, contains};
-use crate::store::ModelEvent;
+
+/// A recorded change of model identity (stored by `store/models.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelEvent {
+    pub id: i64,
+    pub at_ms: i64,
+    pub scope: String,
+    pub requested_model: String,
+    pub old_model: Option<String>,
+    pub new_model: Option<String>,
+    pub old_fingerprint: Option<String>,
+    pub new_fingerprint: Option<String>,
+}
 
 /// The stream a model-event scope belongs to: `stream:<name>` → `<name>`,
 /// `suite:<suite>:<target>` → `suite:<suite>` (dimension: the target).

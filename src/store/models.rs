@@ -14,17 +14,39 @@ pub struct ModelIdentity {
     pub system_fingerprint: Option<String>,
 }
 
-/// A recorded change of model identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct ModelEvent {
-    pub id: i64,
-    pub at_ms: i64,
-    pub scope: String,
-    pub requested_model: String,
-    pub old_model: Option<String>,
-    pub new_model: Option<String>,
-    pub old_fingerprint: Option<String>,
-    pub new_fingerprint: Option<String>,
+pub use crate::signals::model_change::ModelEvent;
+
+/// A `model_events` row; the detectors' `ModelEvent` stays free of sqlx.
+#[derive(sqlx::FromRow)]
+pub(super) struct ModelEventRow {
+    id: i64,
+    at_ms: i64,
+    scope: String,
+    requested_model: String,
+    old_model: Option<String>,
+    new_model: Option<String>,
+    old_fingerprint: Option<String>,
+    new_fingerprint: Option<String>,
+}
+
+impl From<ModelEventRow> for ModelEvent {
+    fn from(r: ModelEventRow) -> Self {
+        ModelEvent {
+            id: r.id,
+            at_ms: r.at_ms,
+            scope: r.scope,
+            requested_model: r.requested_model,
+            old_model: r.old_model,
+            new_model: r.new_model,
+            old_fingerprint: r.old_fingerprint,
+            new_fingerprint: r.new_fingerprint,
+        }
+    }
+}
+
+/// Rows as events, for the other store files' queries.
+pub(super) fn events(rows: Vec<ModelEventRow>) -> Vec<ModelEvent> {
+    rows.into_iter().map(ModelEvent::from).collect()
 }
 
 impl Store {
@@ -127,7 +149,7 @@ impl Store {
     /// Model-change events for scopes starting with `scope_prefix`, since `since_ms`.
     pub async fn model_events(&self, scope_prefix: &str, since_ms: i64) -> Result<Vec<ModelEvent>> {
         let pattern = format!("{}%", scope_prefix.replace('%', "\\%").replace('_', "\\_"));
-        let rows = on_db!(self.db(), pool => sqlx::query_as::<_, ModelEvent>(
+        let rows = on_db!(self.db(), pool => sqlx::query_as::<_, ModelEventRow>(
             "SELECT id, at_ms, scope, requested_model, old_model, new_model, old_fingerprint, new_fingerprint \
              FROM model_events WHERE scope LIKE $1 ESCAPE '\\' AND at_ms >= $2 ORDER BY at_ms, id",
         )
@@ -135,6 +157,6 @@ impl Store {
         .bind(since_ms)
         .fetch_all(pool)
         .await)?;
-        Ok(rows)
+        Ok(events(rows))
     }
 }

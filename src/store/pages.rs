@@ -304,15 +304,15 @@ impl Store {
     /// The most recent model-change event per scope, for scopes starting with
     /// `stream:` or `suite:`.
     pub async fn latest_model_events(&self) -> Result<Vec<super::ModelEvent>> {
-        Ok(
-            on_db!(self.db(), pool => sqlx::query_as::<_, super::ModelEvent>(
+        Ok(super::models::events(
+            on_db!(self.db(), pool => sqlx::query_as::<_, super::models::ModelEventRow>(
             "SELECT e.id, e.at_ms, e.scope, e.requested_model, e.old_model, e.new_model, e.old_fingerprint, e.new_fingerprint \
              FROM model_events e JOIN (SELECT scope, MAX(id) AS id FROM model_events GROUP BY scope) m ON m.id = e.id \
              ORDER BY e.scope",
         )
         .fetch_all(pool)
         .await)?,
-        )
+        ))
     }
 
     /// The detectors' health scores since `since_ms` (only when the

@@ -7,16 +7,9 @@
 //! - only `store/` runs SQL: `sqlx::query*` and `sqlx::raw_sql` appear
 //!   nowhere else;
 //! - detectors are pure: `signals/` imports neither the store nor tokio or
-//!   sqlx, except the files in [`SIGNALS_IO_UNTIL_ISSUE_13`].
+//!   sqlx (the store depends on the detectors' types, never the reverse).
 
 use std::path::{Path, PathBuf};
-
-/// `signals/` files that still name the store. Since issue 13 they do no
-/// I/O (loading is `Store::detector_snapshot`, storing is the daemon's
-/// `detect_once`, the backtest driver is in `cli/backtest/`); these two only
-/// name the store's `ModelEvent` row type (it derives `sqlx::FromRow`).
-const SIGNALS_IO_UNTIL_ISSUE_13: &[&str] =
-    &["src/signals/evaluate.rs", "src/signals/model_change.rs"];
 
 /// Modules allowed to name the daemon: itself and what sits above it.
 const ABOVE_THE_DAEMON: &[&str] = &[
@@ -99,24 +92,12 @@ fn only_the_store_runs_sql() {
 
 #[test]
 fn detectors_do_no_io() {
-    let lines = code_lines();
-    let io = ["crate::store", "tokio", "sqlx"];
     let v = violations(
-        &lines,
-        |f| f.starts_with("src/signals/") && !SIGNALS_IO_UNTIL_ISSUE_13.contains(&f),
-        &io,
+        &code_lines(),
+        |f| f.starts_with("src/signals/"),
+        &["crate::store", "tokio", "sqlx"],
     );
     assert!(v.is_empty(), "I/O in src/signals/:\n{}", v.join("\n"));
-    // An allowed file that became pure must leave the list, so the list
-    // only ever shrinks and the rule then holds for it too.
-    let pure: Vec<_> = SIGNALS_IO_UNTIL_ISSUE_13
-        .iter()
-        .filter(|f| violations(&lines, |g| g == **f, &io).is_empty())
-        .collect();
-    assert!(
-        pure.is_empty(),
-        "no I/O left in {pure:?}: remove them from SIGNALS_IO_UNTIL_ISSUE_13"
-    );
 }
 
 #[test]
