@@ -10,6 +10,7 @@ mod alerts;
 mod annotations;
 mod canary;
 mod evidence;
+mod incident;
 mod judge;
 mod leases;
 pub mod log_events;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{
 pub use alerts::*;
 pub use annotations::Annotation;
 pub use canary::*;
+pub use incident::EvidencePick;
 pub use evidence::{ExampleResponse, FailedCase, JudgedExample, ResponsePick};
 pub use judge::*;
 pub use models::*;
