@@ -104,13 +104,13 @@ pub fn key_fact(healthy: &[&str], context: &[String], worst: &str) -> Option<Str
         .into_iter()
         .filter(|c| healthy.iter().all(|h| h.contains(c.as_str())))
         .collect();
-    let in_context = |c: &String| context.iter().any(|p| p.contains(c.as_str()));
-    let missing = |c: &String| !worst.contains(c.as_str());
+    let in_context = |c: &str| context.iter().any(|p| p.contains(c));
+    let missing = |c: &str| !worst.contains(c);
     common
         .iter()
-        .find(|c| missing(c) && in_context(c))
-        .or_else(|| common.iter().find(|c| missing(c)))
-        .or_else(|| common.iter().find(|c| in_context(c)))
+        .find(|c| missing(c.as_str()) && in_context(c.as_str()))
+        .or_else(|| common.iter().find(|c| missing(c.as_str())))
+        .or_else(|| common.iter().find(|c| in_context(c.as_str())))
         .or(common.first())
         .cloned()
 }
@@ -154,7 +154,7 @@ pub fn derive(inc: &Incident) -> Option<CanaryCase> {
         ),
         None => notes.push("the healthy answers share no fact canaryd could pick: add one by hand".into()),
     }
-    if !healthy_out.is_empty() || rule == Some(Rule::RefusalRateShift) && worst.row.refusal {
+    if !healthy_out.is_empty() || (rule == Some(Rule::RefusalRateShift) && worst.row.refusal) {
         expect.push(Expect::Refusal(false));
     }
     if rule == Some(Rule::JudgeScoreDrop) && !inc.alert.dimension.is_empty() {
@@ -219,7 +219,8 @@ pub fn suite_yaml(c: &CanaryCase) -> Result<String, String> {
         "# Built by `canaryd incident export` from {}.\n",
         c.id
     ));
-    y.push_str(&format!("suite: {}\nversion: 1\n", q(&c.suite)));
+    // The names are built from the alert id: plain scalars.
+    y.push_str(&format!("suite: {}\nversion: 1\n", c.suite));
     y.push_str(&format!(
         "description: {}\n",
         q("a canary that would have caught this incident")
@@ -227,7 +228,7 @@ pub fn suite_yaml(c: &CanaryCase) -> Result<String, String> {
     let targets: Vec<String> = c.targets.iter().map(|t| q(t)).collect();
     y.push_str(&format!("targets: [{}]\n", targets.join(", ")));
     y.push_str("defaults: { temperature: 0 }\ncases:\n");
-    y.push_str(&format!("  - id: {}\n", q(&c.id)));
+    y.push_str(&format!("  - id: {}\n", c.id));
     y.push_str(&format!("    prompt: {}\n", q(&prompt)));
     if !c.context.is_empty() {
         y.push_str("    context:\n");

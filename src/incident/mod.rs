@@ -31,14 +31,14 @@ pub const HEALTHY_GAP_MS: i64 = 6 * 3_600_000;
 pub const HEALTHY_SPAN_MS: i64 = 7 * 24 * 3_600_000;
 
 /// One evidence record and every judge's verdict on it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Record {
     pub row: ResponseRow,
     pub scores: Vec<ScoreDetail>,
 }
 
 /// Everything the post-mortem shows, read once.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Incident {
     pub alert: AlertRow,
     pub history: Vec<AlertHistoryRow>,
@@ -137,7 +137,7 @@ pub async fn gather(store: &Store, id: i64, now_ms: i64) -> Result<Incident, Inc
     let from = start - EVIDENCE_BEFORE_MS;
     let annotations = store
         .annotations(
-            Some(&alert.stream),
+            Some(alert.stream.as_str()),
             from - crate::annotations::NEAR_BEFORE_MS,
             end,
             100,

@@ -20,8 +20,10 @@ pub fn inline(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '!'
-            | '|' | '~' => {
+            // What can open emphasis, code, a link, a table cell or a
+            // heading; `-`/`+` only matter at a line start, where inline
+            // text never is.
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -268,9 +270,9 @@ fn record(out: &mut String, n: usize, r: &Record) {
     }
 }
 
-/// The post-mortem skeleton. `case` is the derived canary case (see
+/// The post-mortem skeleton. `canary` is the derived canary case (see
 /// [`case::derive`]).
-pub fn markdown(inc: &Incident, case: Option<&CanaryCase>) -> String {
+pub fn markdown(inc: &Incident, canary: Option<&CanaryCase>) -> String {
     let a = &inc.alert;
     let mut out = String::new();
     let dim = if a.dimension.is_empty() {
@@ -349,7 +351,7 @@ pub fn markdown(inc: &Incident, case: Option<&CanaryCase>) -> String {
     }
 
     out.push_str("## Canary case\n\n");
-    match case.map(|c| (c, case::suite_yaml(c))) {
+    match canary.map(|c| (c, case::suite_yaml(c))) {
         Some((c, Ok(yaml))) => {
             out.push_str(&format!(
                 "A canary that would have caught this, from the worst example. Save it as `canaries/{}.yaml` \
@@ -388,6 +390,9 @@ mod tests {
 
     #[test]
     fn inline_text_cannot_open_html_or_structure() {
-        assert_eq!(inline("<script>*x*\n# h"), "&lt;script&gt;\\*x\\* \\# h");
+        assert_eq!(
+            inline("<script>*x*\n# h [a](b) | c-d"),
+            "&lt;script&gt;\\*x\\* \\# h \\[a\\](b) \\| c-d"
+        );
     }
 }

@@ -159,27 +159,26 @@ pub fn judge_drift(judge: &str, obs: &[JudgeCanaryObs], look: &Look<'_>) -> Verd
         );
     }
     let (up, down) = ((p1 / p0).ln(), ((1.0 - p1) / (1.0 - p0)).ln());
-    let seq = || {
-        hours
-            .range(w.sequential.0..w.sequential.1)
-            .map(|(&t, pairs)| {
-                let llr: f64 = pairs
-                    .values()
-                    .map(|(off, runs)| {
-                        let f = off / runs;
-                        f * up + (1.0 - f) * down
-                    })
-                    .sum();
-                (t, llr)
-            })
-    };
-    let chart = cusum(seq());
+    let seq: Vec<(i64, f64)> = hours
+        .range(w.sequential.0..w.sequential.1)
+        .map(|(&t, pairs)| {
+            let llr: f64 = pairs
+                .values()
+                .map(|(off, runs)| {
+                    let f = off / runs;
+                    f * up + (1.0 - f) * down
+                })
+                .sum();
+            (t, llr)
+        })
+        .collect();
+    let chart = cusum(seq.iter().copied());
     // The largest value of the current excursion: an alarm that the chart
     // reached since its change point, even if a healthy hour lowered it.
     let peak = chart.since_ms.map_or(0.0, |since| {
         let mut s: f64 = 0.0;
         let mut max: f64 = 0.0;
-        for (t, llr) in seq() {
+        for &(t, llr) in &seq {
             if t >= since {
                 s = (s + llr).max(0.0);
                 max = max.max(s);

@@ -34,8 +34,8 @@ use sqlx::sqlite::{
 pub use alerts::*;
 pub use annotations::Annotation;
 pub use canary::*;
-pub use incident::EvidencePick;
 pub use evidence::{ExampleResponse, FailedCase, JudgedExample, ResponsePick};
+pub use incident::EvidencePick;
 pub use judge::*;
 pub use models::*;
 pub use pages::*;

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use crate::support::alerts::HttpReceiver;
 use crate::support::canary::Sim;
-use crate::support::daemon::TestDaemon;
-use crate::support::wait::wait_until;
-use crate::support::{TestDb, write_tree};
+use crate::support::{TestDaemon, TestDb, wait_until, write_tree};
 use canaryd::store::Store;
 
 const HOUR: i64 = 3_600_000;
@@ -283,7 +281,7 @@ async fn a_judge_only_change_is_a_judge_alert_and_pages_no_score_drop() {
         .unwrap();
     assert!(page.contains("judge changed"), "{page}");
     assert!(
-        page.contains(&format!("/alerts/{}/postmortem.md", drop.id)),
+        page.contains(&format!("&#x2F;alerts&#x2F;{}&#x2F;postmortem.md", drop.id)),
         "{page}"
     );
     let md = reqwest::get(format!("{}/alerts/{}/postmortem.md", daemon.url(), drop.id))
