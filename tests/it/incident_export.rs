@@ -172,9 +172,6 @@ async fn the_exported_case_passes_check_and_catches_the_degraded_model() {
         let id = alert.id.to_string();
         let (code, md, err) = run_cli(&["incident", "export", &id], dir.path(), &envs);
         assert_eq!(code, 0, "{err}");
-        if std::env::var("SHOW_MD").is_ok() {
-            eprintln!("{md}");
-        }
         // Timeline, triage and the evidence with everything stored about it.
         assert!(
             md.contains("## Timeline") && md.contains("alert pending"),
