@@ -149,7 +149,13 @@ async fn count(store: &Store, sql: &'static str, since: i64) -> i64 {
 
 #[tokio::test]
 async fn a_judge_only_change_is_a_judge_alert_and_pages_no_score_drop() {
-    let db = TestDb::sqlite().await;
+    for db in TestDb::all().await {
+        eprintln!("running against {}", db.backend);
+        judge_change(&db).await;
+    }
+}
+
+async fn judge_change(db: &TestDb) {
     let sim = Sim::start(SCENARIO);
     let hooks = HttpReceiver::start().await;
     let dir = write_tree(&[
