@@ -103,6 +103,24 @@ pub fn model_change_text(requested: &str, old: Option<&str>, new: Option<&str>) 
     crate::alert::message::truncate(&t, MAX_TEXT_BYTES / 4)
 }
 
+/// The text of the annotation recorded by itself when a stream's traffic
+/// shows a prompt version for the first time (`previous`: the version seen
+/// most recently before it). Control characters become spaces and the text
+/// is cut like any other, since versions are the application's labels.
+pub fn prompt_version_text(version: &str, previous: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let t = format!(
+        "prompt version {} first seen in traffic (after {})",
+        clean(version),
+        clean(previous)
+    );
+    crate::alert::message::truncate(&t, MAX_TEXT_BYTES / 4)
+}
+
 /// True for the annotations the daemon records itself for a model change:
 /// alerts and charts already show model changes, so these are listed but
 /// not cited or drawn a second time.

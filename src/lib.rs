@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod http;
+pub mod incident;
 pub mod ingest;
 pub mod judge;
 pub mod live;

@@ -202,7 +202,7 @@ pub async fn examples(
         Rule::ToolCallLoop | Rule::SessionBudget => {
             session_timeline(store, stream, dim, max).await?
         }
-        Rule::ModelChange | Rule::SpendRate => Vec::new(),
+        Rule::ModelChange | Rule::SpendRate | Rule::JudgeDrift => Vec::new(),
     };
     Ok(out)
 }

@@ -5,6 +5,7 @@ mod annotate;
 pub mod backtest;
 mod check;
 mod demo;
+mod incident;
 mod migrate;
 mod run;
 mod serve;
@@ -55,6 +56,8 @@ pub enum Command {
     Silence(silence::Args),
     /// Record a change (deploy, prompt, index, tool, model) for the charts and alerts.
     Annotate(annotate::Args),
+    /// Post-mortems: `incident export ALERT_ID` writes one as Markdown.
+    Incident(incident::Args),
 }
 
 /// Entry point of the binary.
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
             Command::Alerts(args) => alerts::run(config.as_deref(), args).await,
             Command::Silence(args) => silence::run(config.as_deref(), args).await,
             Command::Annotate(args) => annotate::run(config.as_deref(), args).await,
+            Command::Incident(args) => incident::run(config.as_deref(), args).await,
             Command::Run(args) => run::run(config.as_deref(), args).await,
             Command::Demo(args) => demo::run(args).await,
         }

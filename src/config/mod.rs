@@ -281,6 +281,29 @@ fn ranges(path: &Path, c: &Config) -> Diagnostics {
             );
         }
     }
+    let jd = &c.detectors.judge_drift;
+    for (key, v) in [
+        ("detectors.judge_drift.min_off_share", jd.min_off_share),
+        (
+            "detectors.judge_drift.healthy_off_share",
+            jd.healthy_off_share,
+        ),
+    ] {
+        if !(v > 0.0 && v < 1.0) {
+            bad(
+                key.into(),
+                v.to_string(),
+                "a number between 0 and 1 (exclusive)",
+            );
+        }
+    }
+    if jd.healthy_off_share >= jd.min_off_share && jd.min_off_share > 0.0 {
+        bad(
+            "detectors.judge_drift.healthy_off_share".into(),
+            jd.healthy_off_share.to_string(),
+            "less than detectors.judge_drift.min_off_share",
+        );
+    }
     let at_least = |v: i64, min: i64| v >= min;
     for (key, v, min) in [
         ("judging.floor_per_hour", j.floor_per_hour, 0),

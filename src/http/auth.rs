@@ -341,6 +341,7 @@ mod tests {
         assert_eq!(classify(&Method::DELETE, "/api/silences/3"), Class::Api);
         assert_eq!(classify(&get, "/api/v1/status"), Class::Api);
         assert_eq!(classify(&get, "/responses/x"), Class::Page);
+        assert_eq!(classify(&get, "/alerts/7/postmortem.md"), Class::Page);
         assert_eq!(classify(&get, "/something-new"), Class::Page);
         assert_eq!(classify(&get, "/apiary"), Class::Page);
     }

@@ -399,7 +399,16 @@ pub async fn run_canaries(ctx: &Ctx, providers: &Providers, judges: &[Judge], no
             };
             if let Err(e) = ctx
                 .store
-                .insert_judge_canary_score(&judge.name, now_ms, &out)
+                .insert_judge_canary_score(
+                    &judge.name,
+                    now_ms,
+                    &crate::store::JudgeAnchor {
+                        pair: i as i64,
+                        expected: c.expected,
+                        tolerance: c.tolerance,
+                    },
+                    &out,
+                )
                 .await
             {
                 tracing::warn!("storing judge canary failed: {e}");

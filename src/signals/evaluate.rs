@@ -9,6 +9,7 @@ use super::DetectorConfig;
 use super::canary::{CanaryObs, canary_regression};
 use super::embedding::embedding_drift;
 use super::finding::{Finding, Rule, Severity, Status};
+use super::judge_drift::{JudgeCanaryObs, judge_drift, judge_suspect};
 use super::judge_drop::judge_score_drop;
 use super::length::length_drift;
 use super::model_change::ModelEvent;
@@ -29,6 +30,8 @@ pub struct Snapshot {
     /// suite → case results.
     pub suites: BTreeMap<String, Vec<CanaryObs>>,
     pub model_events: Vec<ModelEvent>,
+    /// judge → its canary (anchor) scores.
+    pub judge_canaries: BTreeMap<String, Vec<JudgeCanaryObs>>,
     /// Spans in which an alert on a signal was open: left out of that
     /// signal's baseline (see [`quiet_span`]).
     pub quiet: BTreeMap<QuietKey, Vec<(i64, i64)>>,
@@ -98,6 +101,19 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
         .chain(snap.suites.keys().map(|s| format!("suite:{s}")))
         .collect();
     verdicts.extend(model_change(&snap.model_events, &subjects, &w));
+    for (judge, obs) in &snap.judge_canaries {
+        // One chart per judge, on its own subject `judge:<name>`.
+        let mut c = cfg.sequential.clone();
+        c.charts = 1;
+        let stream = format!("judge:{judge}");
+        let look = Look {
+            w: &w,
+            cfg,
+            h: c.threshold(),
+            quiet: snap.quiet_of(Rule::JudgeDrift, &stream, Some(judge)),
+        };
+        verdicts.push(judge_drift(judge, obs, &look));
+    }
 
     // False-discovery control across every window test of this evaluation.
     let tested: Vec<usize> = (0..verdicts.len())
@@ -137,10 +153,32 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
                 .push_str(" — with other detectors firing on this stream");
         }
     }
+    attribute_to_judges(&mut findings, snap, cfg);
     findings
         .sort_by(|a, b| (&a.stream, a.rule, &a.dimension).cmp(&(&b.stream, b.rule, &b.dimension)));
     findings
 }
+
+/// A score drop by a judge whose own anchors moved is the judge's doing,
+/// not the product's: it is marked "judge changed" and demoted to `info`
+/// (informational: routes that page match `warning`/`critical`), and the
+/// judge's shift is its own `judge_drift` alert.
+fn attribute_to_judges(findings: &mut [Finding], snap: &Snapshot, cfg: &DetectorConfig) {
+    let suspect = judge_suspect(findings, &snap.judge_canaries, &cfg.judge_drift);
+    for f in findings.iter_mut() {
+        if f.rule == Rule::JudgeScoreDrop
+            && f.status == Status::Firing
+            && f.dimension.as_ref().is_some_and(|j| suspect.contains(j))
+        {
+            f.severity = Severity::Info;
+            f.summary.push_str(JUDGE_CHANGED);
+        }
+    }
+}
+
+/// The mark on a score drop attributed to its judge (every channel shows
+/// the summary; the page and the incident export look for it).
+pub const JUDGE_CHANGED: &str = " — judge changed: this judge's own canaries shifted (see judge_drift), so the drop is informational";
 
 /// Sequential charts a stream runs: two per judge, refusal three up and one
 /// down, truncation three up, length up and down, embedding.

@@ -12,6 +12,7 @@ pub mod embedding;
 pub mod evaluate;
 pub mod finding;
 pub mod health;
+pub mod judge_drift;
 pub mod judge_drop;
 pub mod length;
 pub mod model_change;

@@ -33,6 +33,8 @@ pub struct DetectorConfig {
     /// Hours with data a baseline needs before its signal leaves warm-up.
     pub min_baseline_hours: u32,
     pub judge_score_drop: ScoreDropConfig,
+    /// `judge_drift`: the judges' own anchors (see `judge_drift.rs`).
+    pub judge_drift: super::judge_drift::JudgeDriftConfig,
     pub refusal_rate_shift: RateConfig,
     pub truncation_rate: RateConfig,
     pub length_drift: LengthConfig,
@@ -55,6 +57,7 @@ impl Default for DetectorConfig {
             weekly: true,
             min_baseline_hours: 24,
             judge_score_drop: ScoreDropConfig::default(),
+            judge_drift: Default::default(),
             refusal_rate_shift: RateConfig {
                 min_abs_change: 0.02,
                 min_samples: 100,
@@ -274,6 +277,8 @@ impl HealthWeights {
             TruncationRate => self.truncation_rate,
             // Session alerts are about one session, not the stream's health.
             ToolCallLoop | SessionBudget | SpendRate => 0.0,
+            // A judge's own subject (`judge:<name>`), not a product stream.
+            JudgeDrift => 0.0,
         }
     }
 }

@@ -105,7 +105,7 @@ pub struct SilenceRow {
     pub created_ms: i64,
 }
 
-const ALERT_COLS: &str = "id, rule, stream, dimension, state, severity, value, baseline, threshold, p_value, samples, \
+pub(super) const ALERT_COLS: &str = "id, rule, stream, dimension, state, severity, value, baseline, threshold, p_value, samples, \
      baseline_samples, summary, pending_ms, firing_ms, resolved_ms, last_eval_ms, last_notified_ms, resolve_pending, rev";
 const NOTIF_COLS: &str = "id, channel, kind, stream, status, title, body, state, attempts, next_attempt_ms, last_error, created_ms, sent_ms";
 const SILENCE_COLS: &str =

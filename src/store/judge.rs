@@ -11,6 +11,16 @@ use super::BeginWrite;
 use super::rollups::{BatchRollup, upsert_score_rollups};
 use super::{Db, Result, Store};
 use crate::on_db;
+use crate::signals::judge_drift::JudgeCanaryObs;
+
+/// Which anchor pair a judge canary score is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JudgeAnchor {
+    /// Index of the pair in the judge file.
+    pub pair: i64,
+    pub expected: f64,
+    pub tolerance: f64,
+}
 
 /// A claimed judge job.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -433,17 +443,19 @@ impl Store {
     }
 
     /// Stores the result of a judge canary (a fixed pair with a known
-    /// expected score) as a `canary` score of stream `judge:<name>`.
+    /// expected score) as a `canary` score of stream `judge:<name>`, with
+    /// the pair's index, expected score and tolerance (read by `judge_drift`).
     pub async fn insert_judge_canary_score(
         &self,
         judge: &str,
         ts_ms: i64,
+        anchor: &JudgeAnchor,
         outcome: &JudgeOutcome,
     ) -> Result<()> {
         on_db!(self.db(), pool => sqlx::query(
             "INSERT INTO judge_scores (stream, ts_ms, judge, judge_version, judge_model, score, reasoning, error, \
-             input_tokens, output_tokens, cost_usd, source, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'canary', $2)",
+             input_tokens, output_tokens, cost_usd, source, created_ms, canary_pair, canary_expected, canary_tolerance) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'canary', $2, $12, $13, $14)",
         )
         .bind(format!("judge:{judge}"))
         .bind(ts_ms)
@@ -456,10 +468,43 @@ impl Store {
         .bind(outcome.input_tokens)
         .bind(outcome.output_tokens)
         .bind(outcome.cost_usd)
+        .bind(anchor.pair)
+        .bind(anchor.expected)
+        .bind(anchor.tolerance)
         .execute(pool)
         .await
         .map(|_| ()))?;
         Ok(())
+    }
+
+    /// Judge canary scores (with a score) in `[from_ms, to_ms)`, per judge.
+    pub async fn judge_canaries(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<std::collections::BTreeMap<String, Vec<JudgeCanaryObs>>> {
+        type Row = (String, i64, i64, i64, f64, f64, f64, Option<String>);
+        let rows: Vec<Row> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT judge, ts_ms, judge_version, canary_pair, score, canary_expected, canary_tolerance, judge_model \
+             FROM judge_scores WHERE source = 'canary' AND ts_ms >= $1 AND ts_ms < $2 AND score IS NOT NULL \
+             AND canary_pair IS NOT NULL AND canary_expected IS NOT NULL AND canary_tolerance IS NOT NULL",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(pool)
+        .await)?;
+        let mut out: std::collections::BTreeMap<String, Vec<JudgeCanaryObs>> = Default::default();
+        for (judge, at_ms, version, pair, score, expected, tolerance, model) in rows {
+            out.entry(judge).or_default().push(JudgeCanaryObs {
+                at_ms,
+                pair: (version, pair),
+                score,
+                expected,
+                tolerance,
+                model,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn judge_job_counts(&self) -> Result<JobCounts> {

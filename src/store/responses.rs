@@ -414,6 +414,11 @@ impl Store {
             }
             let spend = super::sessions::spend_deltas(rows, &inserted);
             super::sessions::upsert_spend!(&mut *tx, &spend);
+            let versions = super::annotations::prompt_versions_of(rows, &inserted);
+            if !versions.is_empty() {
+                let now = rows.iter().map(|r| r.received_ms).max().unwrap_or(0);
+                super::annotations::record_prompt_versions!(&mut *tx, &versions, now);
+            }
             tx.commit().await?;
             inserted
         });

@@ -119,6 +119,7 @@ impl Store {
             .into_iter()
             .filter(|e| e.at_ms < to_ms)
             .collect();
+        snap.judge_canaries = self.judge_canaries(from_ms, to_ms).await?;
         Ok(snap)
     }
 

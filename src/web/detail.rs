@@ -425,6 +425,7 @@ pub fn build_response(r: &ResponseRow, scores: &[ScoreDetail]) -> ResponseView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertView {
+    pub id: i64,
     pub rule: String,
     pub stream: String,
     pub stream_href: String,
@@ -436,6 +437,10 @@ pub struct AlertView {
     pub since: String,
     /// The worst examples behind the alert (open alerts only).
     pub examples: Vec<Example>,
+    /// A score drop attributed to its judge's own change (`judge_drift`).
+    pub judge_changed: bool,
+    /// The Markdown post-mortem (`canaryd incident export`).
+    pub postmortem_href: String,
 }
 
 fn state_rank(state: &str) -> u8 {
@@ -481,6 +486,9 @@ pub fn build_alerts(
                     .map(|t| format!("pending since {}", fmt_ago(now_ms, t))),
             };
             AlertView {
+                id: a.id,
+                judge_changed: a.summary.contains(crate::signals::evaluate::JUDGE_CHANGED),
+                postmortem_href: format!("/alerts/{}/postmortem.md", a.id),
                 rule: a.rule.clone(),
                 stream: a.stream.clone(),
                 stream_href: subject_href(&a.stream),

@@ -56,6 +56,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(ctx: Ctx) -> Router<S> {
         .route("/suites/{*suite}", get(pages::suite))
         .route("/responses/{id}", get(pages::response))
         .route("/alerts", get(pages::alerts))
+        .route("/alerts/{id}/postmortem.md", get(pages::postmortem))
         .with_state(web)
 }
 

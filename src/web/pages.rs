@@ -266,6 +266,52 @@ async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
     web.render("alerts.html", &ctx)
 }
 
+/// The post-mortem of one alert as a Markdown download (the same text as
+/// `canaryd incident export`); a page route, so behind the page login.
+pub async fn postmortem(State(web): State<Web>, Path(id): Path<String>) -> Response {
+    let now = web.ctx.clock.now_ms();
+    let not_found = || PageError::NotFound(format!("No alert with id {id:?}."));
+    let Ok(alert_id) = id.parse::<i64>() else {
+        return web.fail(not_found(), now);
+    };
+    let mut inc = match crate::incident::gather(&web.ctx.store, alert_id, now).await {
+        Ok(inc) => inc,
+        Err(crate::incident::IncidentError::NoAlert(_)) => return web.fail(not_found(), now),
+        Err(e) => {
+            return web.fail(
+                PageError::Internal(format!("reading the incident: {e}")),
+                now,
+            );
+        }
+    };
+    let models: Vec<(String, String)> = web
+        .ctx
+        .live
+        .current()
+        .config
+        .models
+        .iter()
+        .map(|(name, m)| (name.clone(), m.value.model.clone()))
+        .collect();
+    inc.targets = crate::incident::targets_for(&inc, &models);
+    let case = crate::incident::case::derive(&inc);
+    let md = crate::incident::render::markdown(&inc, case.as_ref());
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"alert-{alert_id}-postmortem.md\""),
+            ),
+        ],
+        md,
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -291,3 +291,47 @@ fn override_templates_and_no_env_access() {
     let r = Renderer::with_dir(Some(dir.path())).unwrap();
     assert!(r.email(&firing_message()).is_err(), "get_env is disabled");
 }
+
+/// A score drop attributed to its judge (`judge_drift` firing): the mark
+/// travels in the summary, so every channel says "judge changed", and the
+/// severity is `info`.
+#[test]
+fn a_judge_changed_score_drop_renders_as_reviewed() {
+    let mut drop = alert(
+        5,
+        "judge_score_drop",
+        "groundedness",
+        "firing",
+        4.2213,
+        2.3,
+        &format!(
+            "groundedness 4.22 → 2.30 since 2025-11-23T22:00:00Z (n=60, CUSUM 40.1 > 9.1){}",
+            canaryd::signals::evaluate::JUDGE_CHANGED
+        ),
+    );
+    drop.severity = "info".into();
+    let msg = message::build(Input {
+        stream: "support-bot",
+        firing: &[drop],
+        resolved: &[],
+        examples: &BTreeMap::new(),
+        model_change: false,
+        model_events: &[],
+        annotations: &[],
+        base_url: Some("https://canaryd.example.com"),
+        now_ms: NOW,
+        new_ids: &[5],
+        max_chars: 400,
+    });
+    check_all("alert_judge_changed", &msg);
+    let r = Renderer::with_dir(None).unwrap();
+    let email = r.email(&msg).unwrap();
+    for (channel, body) in [
+        ("email text", email.text),
+        ("email html", email.html),
+        ("slack", r.body("slack", &msg).unwrap()),
+        ("webhook", r.body("webhook", &msg).unwrap()),
+    ] {
+        assert!(body.contains("judge changed"), "{channel}: {body}");
+    }
+}

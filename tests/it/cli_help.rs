@@ -64,6 +64,8 @@ fn every_command_has_a_working_help() {
         "silence add",
         "silence list",
         "silence expire",
+        "incident",
+        "incident export",
     ] {
         assert!(
             seen.iter().any(|s| s == expected),

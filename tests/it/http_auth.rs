@@ -110,7 +110,14 @@ async fn every_route_asks_for_the_credential_of_its_class() {
 
     // Pages: a browser without credentials is sent to the login form; a
     // bearer header works; production text is not shown to anyone else.
-    for p in ["/", "/streams/s", "/responses/1", "/alerts", "/suites/x"] {
+    for p in [
+        "/",
+        "/streams/s",
+        "/responses/1",
+        "/alerts",
+        "/alerts/1/postmortem.md",
+        "/suites/x",
+    ] {
         let r = http.get(format!("{base}{p}")).send().await.unwrap();
         assert_eq!(r.status(), 303, "{p}");
         let to = r.headers()["location"].to_str().unwrap();
