@@ -346,7 +346,15 @@ async fn flush(
             let since = now_ms - ms(cfg.evidence_window.0);
             let events = evidence::model_events(store, &stream, since).await?;
             let annotations = evidence::annotations(store, &stream, &rows).await?;
-            let triage = evidence::triage_data(store, &stream, &rows, now_ms).await?;
+            // The triage section is help, not the alert: a failed read
+            // leaves it out rather than holding the notification back.
+            let triage = match evidence::triage_data(store, &stream, &rows, now_ms).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(stream = %stream, error = %e, "cannot read the triage records; notifying without them");
+                    None
+                }
+            };
             let mut examples = BTreeMap::new();
             for (firing, _, _) in per_channel.values() {
                 for a in firing {

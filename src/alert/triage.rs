@@ -113,6 +113,7 @@ pub fn start_of(alerts: &[AlertRow]) -> Option<i64> {
 pub fn judges_of(alerts: &[AlertRow]) -> Vec<String> {
     let set: BTreeSet<String> = alerts
         .iter()
+        .filter(|a| matches!(a.state.as_str(), "pending" | "firing"))
         .filter(|a| Rule::parse(&a.rule) == Some(Rule::JudgeScoreDrop) && !a.dimension.is_empty())
         .map(|a| a.dimension.clone())
         .collect();
@@ -840,8 +841,12 @@ fn localised_line(d: &TriageData, alert: &AlertRow, s: &Split, value: &str) -> O
 }
 
 /// The triage section for a notification's `firing` alerts of one stream.
+/// A notification without firing alerts (a resolve notice) gets none: it
+/// explains nothing.
 pub fn lines(d: &TriageData, firing: &[AlertRow]) -> Vec<TriageLine> {
-    let start = start_of(firing).unwrap_or(d.window_from_ms + WINDOW_LEAD_MS);
+    let Some(start) = start_of(firing) else {
+        return Vec::new();
+    };
     let mut localised = Vec::new();
     // prompt version → rules whose shift it carries
     let mut confined: BTreeMap<String, String> = BTreeMap::new();
