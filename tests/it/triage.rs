@@ -198,6 +198,9 @@ async fn a_new_prompt_version_is_named_and_the_shift_localised_to_it_everywhere(
         let dir = write_tree(&[("canaryd.yaml", DAEMON)]);
         let daemon = support::TestDaemon::on_db(dir.path(), &db.url);
         ingest(&daemon.base_url, &new_prompt_records(t0)).await;
+        // Stopped before the lifecycle runs: its own loops would otherwise
+        // process the test's alert with their config (no channels).
+        drop(daemon);
         let store = Store::connect(&db.url).await.unwrap();
         let stored = store
             .count_responses("support-bot", 0, i64::MAX)
@@ -244,6 +247,7 @@ async fn a_new_prompt_version_is_named_and_the_shift_localised_to_it_everywhere(
         // The status pages of a daemon on the same database: the alert's
         // triage on the alerts page, the split as small multiples on the
         // stream page with the v13 panel marked.
+        let daemon = support::TestDaemon::on_db(dir.path(), &db.url);
         let page = reqwest::get(format!("{}/alerts", daemon.base_url))
             .await
             .unwrap()
@@ -327,6 +331,7 @@ async fn a_truncation_driven_alert_shows_the_token_budget_line() {
             ));
         }
         ingest(&daemon.base_url, &records).await;
+        drop(daemon);
         let store = Store::connect(&db.url).await.unwrap();
         let (mail, slack, hook) =
             deliver(&store, finding(Rule::TruncationRate, t0, 0.0, 0.3), t0).await;
