@@ -533,8 +533,11 @@ fn tools_line(d: &TriageData) -> Option<TriageLine> {
     })
 }
 
+/// A rule's value of one record (`None`: the record does not count).
+type Stat = fn(&TriageRow) -> Option<f64>;
+
 /// The per-record statistic of a rule, and whether it is a rate.
-fn statistic(rule: Rule) -> Option<(fn(&TriageRow) -> Option<f64>, bool)> {
+fn statistic(rule: Rule) -> Option<(Stat, bool)> {
     fn refusal(r: &TriageRow) -> Option<f64> {
         Some(f64::from(u8::from(r.refusal)))
     }

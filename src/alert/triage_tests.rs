@@ -97,7 +97,7 @@ fn new_version_data(v13_share: f64) -> TriageData {
 fn a_new_prompt_version_is_named_and_the_shift_localised_to_it() {
     let d = new_version_data(0.6);
     let a = alert("refusal_rate_shift", 0.01, 0.05);
-    let lines = lines(&d, &[a.clone()]);
+    let lines = lines(&d, std::slice::from_ref(&a));
     let prompt = lines
         .iter()
         .find(|l| l.kind == "prompt_version")
@@ -166,7 +166,7 @@ fn a_shift_everywhere_is_not_localised() {
         .collect();
     let d = data(window, baseline);
     let a = alert("refusal_rate_shift", 0.01, 0.08);
-    let lines = lines(&d, &[a.clone()]);
+    let lines = lines(&d, std::slice::from_ref(&a));
     assert!(lines.iter().all(|l| l.kind != "localised"), "{lines:?}");
     assert!(
         lines.iter().all(|l| l.kind != "prompt_version"),
