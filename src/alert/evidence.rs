@@ -341,6 +341,34 @@ pub async fn model_events(
     Ok(events)
 }
 
+/// The records behind the triage section of `stream`'s pending or firing
+/// `alerts` (`alert::triage`), over the periods of their earliest start;
+/// `None` when none of them is open.
+pub async fn triage_data(
+    store: &Store,
+    stream: &str,
+    alerts: &[AlertRow],
+    now_ms: i64,
+) -> Result<Option<crate::store::TriageData>, AlertError> {
+    use super::triage;
+    if stream.starts_with("suite:") {
+        return Ok(None); // canary suites have no production records
+    }
+    let Some(start) = triage::start_of(alerts) else {
+        return Ok(None);
+    };
+    let (baseline_from_ms, window_from_ms, to_ms) = triage::periods(start, now_ms);
+    let q = crate::store::TriageQuery {
+        stream: stream.to_string(),
+        baseline_from_ms,
+        window_from_ms,
+        to_ms,
+        judges: triage::judges_of(alerts),
+        limit: triage::ROW_LIMIT,
+    };
+    Ok(Some(store.triage_data(&q).await?))
+}
+
 /// Annotations of `stream` (or of all streams) that could be near the start
 /// of one of its pending or firing `alerts`; `message::build` keeps the near ones.
 pub async fn annotations(

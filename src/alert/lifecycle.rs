@@ -346,6 +346,15 @@ async fn flush(
             let since = now_ms - ms(cfg.evidence_window.0);
             let events = evidence::model_events(store, &stream, since).await?;
             let annotations = evidence::annotations(store, &stream, &rows).await?;
+            // The triage section is help, not the alert: a failed read
+            // leaves it out rather than holding the notification back.
+            let triage = match evidence::triage_data(store, &stream, &rows, now_ms).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(stream = %stream, error = %e, "cannot read the triage records; notifying without them");
+                    None
+                }
+            };
             let mut examples = BTreeMap::new();
             for (firing, _, _) in per_channel.values() {
                 for a in firing {
@@ -368,6 +377,10 @@ async fn flush(
                     new_ids: &promoted,
                     max_chars: cfg.max_example_chars,
                 });
+                let mut msg = msg;
+                if let Some(t) = &triage {
+                    msg.triage = super::triage::lines(t, firing);
+                }
                 let kind = cfg.channels[channel].kind();
                 let body = renderer.body(kind, &msg)?;
                 notified_firing.extend(firing.iter().map(|a| a.id));

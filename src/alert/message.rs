@@ -36,6 +36,10 @@ pub struct Message {
     /// none so receivers and snapshots of alerts without any are unchanged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<AnnotationView>,
+    /// The triage section (`alert::triage::lines`), set by the lifecycle
+    /// after [`build`]; left out of the JSON when empty, like `annotations`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triage: Vec<super::triage::TriageLine>,
     /// When this notification was built (UTC), and the same in milliseconds.
     pub at: String,
     pub at_ms: i64,
@@ -117,7 +121,7 @@ pub struct Input<'a> {
 }
 
 /// What a rule measures, in words (an unknown rule name as it is).
-fn rule_label(rule: &str) -> &str {
+pub(crate) fn rule_label(rule: &str) -> &str {
     match Rule::parse(rule) {
         Some(Rule::JudgeScoreDrop) => "judge score",
         Some(Rule::RefusalRateShift) => "refusal rate",
@@ -358,6 +362,7 @@ pub fn build(input: Input<'_>) -> Message {
         model_change,
         model_events,
         annotations,
+        triage: Vec::new(),
         at: fmt_time(input.now_ms),
         at_ms: input.now_ms,
     }

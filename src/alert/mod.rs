@@ -17,6 +17,7 @@ pub mod settings;
 pub mod silence;
 pub mod slack;
 mod text;
+pub mod triage;
 pub mod webhook;
 
 pub use lifecycle::{ProcessOutcome, process};

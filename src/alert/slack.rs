@@ -89,6 +89,13 @@ pub fn payload(msg: &Message) -> Value {
         }
         blocks.push(section(t));
     }
+    if !msg.triage.is_empty() {
+        let mut t = String::from(":mag: *Triage*");
+        for l in &msg.triage {
+            t.push_str(&format!("\n• {}", escape(&l.text)));
+        }
+        blocks.push(section(t));
+    }
     if !msg.firing.is_empty() {
         blocks.push(json!({ "type": "divider" }));
     }

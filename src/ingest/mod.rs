@@ -89,6 +89,9 @@ pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) ->
                 finish_reason: r.finish_reason.clone(),
                 input_tokens: r.input_tokens,
                 output_tokens,
+                max_tokens: r.max_tokens,
+                labels: (!r.labels.is_empty())
+                    .then(|| serde_json::to_string(&r.labels).expect("strings serialize")),
                 latency_ms: r.latency_ms,
                 session_id: r.session_id.clone(),
                 tool_calls: r.tool_calls.as_ref().map(|t| t.to_string()),

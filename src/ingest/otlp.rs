@@ -480,6 +480,15 @@ fn span_record(
             .or(get("gen_ai.usage.completion_tokens"))
             .or(get("llm.token_count.completion"))
             .and_then(as_int),
+        max_tokens: get("gen_ai.request.max_tokens").and_then(as_int),
+        // The application's dimensions: `canaryd.label.<name>` attributes
+        // (bounded by `record::check` like the JSON API's `labels`).
+        labels: a
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((k.strip_prefix("canaryd.label.")?.to_string(), as_string(v)?))
+            })
+            .collect(),
         latency_ms: (span.end_time_unix_nano > span.start_time_unix_nano
             && span.start_time_unix_nano > 0)
             .then(|| ((span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000) as i64),

@@ -14,6 +14,12 @@ use serde_json::{Map, Value};
 const MAX_LABEL: usize = 512;
 /// Most embedding dimensions accepted.
 const MAX_DIMS: usize = 16_384;
+/// Most application labels on one record, and the longest key and value:
+/// labels are dimensions to split a statistic by (`route`, `query_type`),
+/// not a place for content, so they are few and short.
+pub const MAX_LABELS: usize = 16;
+pub const MAX_LABEL_KEY: usize = 64;
+pub const MAX_LABEL_VALUE: usize = 128;
 /// Largest accepted token count or latency (ms): a billion tokens is beyond
 /// any context window and ~11 days beyond any call, so larger values are
 /// corrupt and would swamp the roll-up sums.
@@ -83,9 +89,15 @@ pub struct Record {
     pub finish_reason: Option<String>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
+    /// The request's output budget (`max_tokens`, OTLP
+    /// `gen_ai.request.max_tokens`): an answer near it was probably cut.
+    pub max_tokens: Option<i64>,
     pub latency_ms: Option<i64>,
     pub session_id: Option<String>,
     pub tool_calls: Option<Value>,
+    /// The application's own dimensions (`route`, `query_type`, ...), which
+    /// the triage section splits a shifted statistic by.
+    pub labels: BTreeMap<String, String>,
     /// The agent that made this call (multi-agent sessions).
     pub agent: Option<String>,
     /// The application's end user, for spend per user.
@@ -129,9 +141,11 @@ const FIELDS: &[&str] = &[
     "finish_reason",
     "input_tokens",
     "output_tokens",
+    "max_tokens",
     "latency_ms",
     "session_id",
     "tool_calls",
+    "labels",
     "agent",
     "user_id",
     "cost_usd",
@@ -451,6 +465,27 @@ pub fn from_value(index: usize, v: Value) -> Result<Record, RecordError> {
             ));
         }
     };
+    let labels = match m.remove("labels") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(o)) => o
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k, s)),
+                Value::Number(n) => Ok((k, n.to_string())),
+                Value::Bool(b) => Ok((k, b.to_string())),
+                v => Err(err(
+                    &format!("labels.{k}"),
+                    format!("expected a string, got {}", kind(&v)),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => {
+            return Err(err(
+                "labels",
+                format!("expected an object of strings, got {}", kind(&v)),
+            ));
+        }
+    };
     let cost_usd = match m.remove("cost_usd") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -472,9 +507,11 @@ pub fn from_value(index: usize, v: Value) -> Result<Record, RecordError> {
         finish_reason: label(&mut m, "finish_reason", index)?,
         input_tokens: count(&mut m, "input_tokens", index)?,
         output_tokens: count(&mut m, "output_tokens", index)?,
+        max_tokens: count(&mut m, "max_tokens", index)?,
         latency_ms: count(&mut m, "latency_ms", index)?,
         session_id: label(&mut m, "session_id", index)?,
         tool_calls,
+        labels,
         agent: label(&mut m, "agent", index)?,
         user_id: label(&mut m, "user_id", index)?,
         cost_usd,
@@ -500,6 +537,7 @@ pub fn check(index: usize, r: &Record) -> Result<(), RecordError> {
     if let Some(t) = &r.tool_calls {
         crate::sessions::parse_tool_calls(t).map_err(|e| err(&e.field, e.message))?;
     }
+    check_labels(&r.labels).map_err(|(field, message)| err(&field, message))?;
     if let Some(c) = r.cost_usd
         && !(c.is_finite() && c >= 0.0)
     {
@@ -530,6 +568,46 @@ pub fn check(index: usize, r: &Record) -> Result<(), RecordError> {
             return Err(err(
                 &format!("scores.{name}"),
                 format!("expected a named finite number, got {score}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Application labels: at most [`MAX_LABELS`], keys of 1 to
+/// [`MAX_LABEL_KEY`] bytes of letters, digits, `_`, `-` and `.`, values of
+/// at most [`MAX_LABEL_VALUE`] bytes without control characters. Every
+/// resource a record can make the triage consume is bounded here.
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), (String, String)> {
+    if labels.len() > MAX_LABELS {
+        return Err((
+            "labels".into(),
+            format!(
+                "{} labels; at most {MAX_LABELS} (labels are dimensions like `route`, not content)",
+                labels.len()
+            ),
+        ));
+    }
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= MAX_LABEL_KEY
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !key_ok {
+            return Err((
+                format!("labels.{k}"),
+                format!(
+                    "a label name must be 1 to {MAX_LABEL_KEY} bytes of letters, digits, `_`, `-` or `.`"
+                ),
+            ));
+        }
+        if v.len() > MAX_LABEL_VALUE || v.chars().any(char::is_control) {
+            return Err((
+                format!("labels.{k}"),
+                format!(
+                    "a label value must be at most {MAX_LABEL_VALUE} bytes without control characters ({} bytes)",
+                    v.len()
+                ),
             ));
         }
     }
@@ -617,6 +695,7 @@ fn check_labels_and_counts(index: usize, r: &Record) -> Result<(), RecordError> 
     for (field, value) in [
         ("input_tokens", r.input_tokens),
         ("output_tokens", r.output_tokens),
+        ("max_tokens", r.max_tokens),
         ("latency_ms", r.latency_ms),
     ] {
         if let Some(n) = value
@@ -707,6 +786,44 @@ mod tests {
         assert_eq!(e.field, "stream");
         let e = parse_body(br#"{"stream": "s", "output": "x", "output_tokens": -1}"#).unwrap_err();
         assert_eq!(e.field, "output_tokens");
+    }
+
+    #[test]
+    fn max_tokens_and_labels_are_read_and_bounded() {
+        let r = parse_one(
+            0,
+            r#"{"stream": "a", "output": "x", "max_tokens": 256, "labels": {"route": "/refund", "tier": 2}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.max_tokens, Some(256));
+        assert_eq!(r.labels["route"], "/refund");
+        assert_eq!(r.labels["tier"], "2");
+        let e = parse_one(0, r#"{"stream": "a", "output": "x", "labels": ["route"]}"#).unwrap_err();
+        assert_eq!(e.field, "labels");
+        let e = parse_one(
+            0,
+            r#"{"stream": "a", "output": "x", "labels": {"bad key": "v"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "labels.bad key", "{e}");
+        let long = format!(
+            r#"{{"stream": "a", "output": "x", "labels": {{"k": "{}"}}}}"#,
+            "v".repeat(129)
+        );
+        let e = parse_one(0, &long).unwrap_err();
+        assert!(e.message.contains("at most 128 bytes"), "{e}");
+        let many: Vec<String> = (0..17).map(|i| format!(r#""k{i}": "v""#)).collect();
+        let e = parse_one(
+            0,
+            &format!(
+                r#"{{"stream": "a", "output": "x", "labels": {{{}}}}}"#,
+                many.join(",")
+            ),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("at most 16"), "{e}");
+        let e = parse_one(0, r#"{"stream": "a", "output": "x", "max_tokens": -3}"#).unwrap_err();
+        assert_eq!(e.field, "max_tokens");
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod retention;
 pub mod rollups;
 pub mod sessions;
 mod signals;
+mod triage;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub use responses::*;
 pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
 pub use rollups::{embedding_bytes, embedding_from_bytes};
 pub use sessions::{SpendHour, SpendTotal, StreamSpend};
+pub use triage::{FiredSession, TriageData, TriageQuery, TriageRow};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 #[macro_export]

@@ -28,11 +28,17 @@ pub struct ResponseRow {
     pub finish_reason: Option<String>,
     pub input_tokens: Option<i64>,
     pub output_tokens: i64,
+    /// The request's output budget, when the application sent it.
+    #[sqlx(default)]
+    pub max_tokens: Option<i64>,
     pub latency_ms: Option<i64>,
     pub session_id: Option<String>,
     pub tool_calls: Option<String>,
     pub refusal: bool,
     pub sampled: bool,
+    /// The application's labels as a JSON object of strings (bounded at ingest).
+    #[sqlx(default)]
+    pub labels: Option<String>,
     #[serde(skip)]
     pub embedding: Option<Vec<u8>>,
     /// Precomputed judge scores sent with the record (judge name, score);
@@ -99,7 +105,7 @@ trait InsertRows {
 
 const RESPONSE_COLUMNS: &str = "ext_id, stream, ts_ms, received_ms, prompt_version, request_model, response_model, \
      system_fingerprint, input, context, output, finish_reason, input_tokens, output_tokens, latency_ms, session_id, \
-     tool_calls, refusal, sampled, embedding";
+     tool_calls, refusal, sampled, embedding, max_tokens, labels";
 
 impl InsertRows for sqlx::Transaction<'static, sqlx::Sqlite> {
     async fn insert_rows<'a>(
@@ -130,7 +136,9 @@ impl InsertRows for sqlx::Transaction<'static, sqlx::Sqlite> {
                 .push_bind(&r.tool_calls)
                 .push_bind(r.refusal)
                 .push_bind(r.sampled)
-                .push_bind(&r.embedding);
+                .push_bind(&r.embedding)
+                .push_bind(r.max_tokens)
+                .push_bind(&r.labels);
         });
         qb.push(" ON CONFLICT (ext_id) DO NOTHING RETURNING ext_id, id");
         Ok(qb.build_query_as().fetch_all(&mut **self).await?)
@@ -154,7 +162,7 @@ impl InsertRows for sqlx::Transaction<'static, sqlx::Postgres> {
             "INSERT INTO responses ({RESPONSE_COLUMNS}) SELECT * FROM UNNEST(\
              $1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[], \
              $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::int8[], $15::int8[], $16::text[], \
-             $17::text[], $18::bool[], $19::bool[], $20::bytea[]) \
+             $17::text[], $18::bool[], $19::bool[], $20::bytea[], $21::int8[], $22::text[]) \
              ON CONFLICT (ext_id) DO NOTHING RETURNING ext_id, id"
         )))
         .bind(chunk.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>())
@@ -176,7 +184,9 @@ impl InsertRows for sqlx::Transaction<'static, sqlx::Postgres> {
         .bind(col(rows, chunk, |r| r.tool_calls.as_deref()))
         .bind(col(rows, chunk, |r| r.refusal))
         .bind(col(rows, chunk, |r| r.sampled))
-        .bind(col(rows, chunk, |r| r.embedding.as_deref()));
+        .bind(col(rows, chunk, |r| r.embedding.as_deref()))
+        .bind(col(rows, chunk, |r| r.max_tokens))
+        .bind(col(rows, chunk, |r| r.labels.as_deref()));
         Ok(q.fetch_all(&mut **self).await?)
     }
 }
@@ -458,7 +468,7 @@ impl Store {
         let row = on_db!(self.db(), pool => sqlx::query_as::<_, ResponseRow>(
             "SELECT id, ext_id, stream, ts_ms, received_ms, prompt_version, request_model, response_model, \
              system_fingerprint, input, context, output, finish_reason, input_tokens, output_tokens, latency_ms, \
-             session_id, tool_calls, refusal, sampled, embedding FROM responses WHERE id = $1",
+             session_id, tool_calls, refusal, sampled, embedding, max_tokens, labels FROM responses WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(pool)

@@ -527,6 +527,96 @@ pub fn histogram(title: &str, bins: &[HistBin]) -> String {
     out
 }
 
+/// One panel of a split's small multiples: a slice's statistic in the
+/// baseline and the window, each with its 95 % interval (NaN: no data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlicePanel {
+    pub label: String,
+    pub baseline: (f64, f64, f64),
+    pub window: (f64, f64, f64),
+    pub baseline_n: usize,
+    pub window_n: usize,
+    /// The slice carries the effect: drawn in the alert colour.
+    pub highlight: bool,
+}
+
+/// A small panel (one per slice, all on the same `y_max` so they compare):
+/// a grey baseline bar and a window bar with interval whiskers.
+pub fn slice_panel(p: &SlicePanel, y_max: f64, fmt: YFormat) -> String {
+    const PW: f64 = 160.0;
+    const PH: f64 = 110.0;
+    const BASE: f64 = 86.0;
+    let mut out = String::new();
+    let class = if p.highlight {
+        "panel localised"
+    } else {
+        "panel"
+    };
+    svg_open(&mut out, PW, PH, class, &p.label);
+    let y_max = if y_max.is_finite() && y_max > 0.0 {
+        y_max
+    } else {
+        1.0
+    };
+    let y = |v: f64| BASE - (v.clamp(0.0, y_max) / y_max) * (BASE - 8.0);
+    let window_fill = if p.highlight { "#cf222e" } else { HIST_CURRENT };
+    for (i, ((v, lo, hi), n, fill, kind)) in [
+        (p.baseline, p.baseline_n, HIST_BASELINE, "baseline"),
+        (p.window, p.window_n, window_fill, "window"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x = 30.0 + i as f64 * 60.0;
+        if !v.is_finite() {
+            let _ = write!(
+                out,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#6b7280">none</text>"##,
+                x + 20.0,
+                BASE - 4.0
+            );
+            continue;
+        }
+        let top = y(v);
+        let _ = write!(
+            out,
+            r#"<rect class="{kind}" x="{x:.1}" y="{top:.1}" width="40" height="{:.1}" fill="{fill}"><title>{} {kind}: {} (n={n})</title></rect>"#,
+            BASE - top,
+            esc(&p.label),
+            esc(&fmt.fmt(v))
+        );
+        if lo.is_finite() && hi.is_finite() {
+            let _ = write!(
+                out,
+                r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#111827"/>"##,
+                x + 20.0,
+                x + 20.0,
+                y(lo),
+                y(hi)
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        r##"<line x1="20" x2="{:.1}" y1="{BASE}" y2="{BASE}" stroke="#9ca3af"/><text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#4b5563">{}</text></svg>"##,
+        PW - 20.0,
+        PW / 2.0,
+        PH - 8.0,
+        esc(&truncate_label(&p.label, 24))
+    );
+    out
+}
+
+fn truncate_label(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
 #[cfg(test)]
 #[path = "charts_tests.rs"]
 mod tests;

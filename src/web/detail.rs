@@ -441,6 +441,8 @@ pub struct AlertView {
     pub judge_changed: bool,
     /// The Markdown post-mortem (`canaryd incident export`).
     pub postmortem_href: String,
+    /// The triage section (open alerts only; `alert::triage::lines`).
+    pub triage: Vec<crate::alert::triage::TriageLine>,
 }
 
 fn state_rank(state: &str) -> u8 {
@@ -456,6 +458,16 @@ fn state_rank(state: &str) -> u8 {
 pub fn build_alerts(
     alerts: &[AlertRow],
     examples: &BTreeMap<i64, Vec<Example>>,
+    now_ms: i64,
+) -> Vec<AlertView> {
+    build_alerts_with(alerts, examples, &BTreeMap::new(), now_ms)
+}
+
+/// [`build_alerts`] with each open alert's triage lines (by alert id).
+pub fn build_alerts_with(
+    alerts: &[AlertRow],
+    examples: &BTreeMap<i64, Vec<Example>>,
+    triage: &BTreeMap<i64, Vec<crate::alert::triage::TriageLine>>,
     now_ms: i64,
 ) -> Vec<AlertView> {
     let mut sorted: Vec<&AlertRow> = alerts.iter().collect();
@@ -499,6 +511,7 @@ pub fn build_alerts(
                 evidence,
                 since: since.unwrap_or_else(|| fmt_time(a.last_eval_ms)),
                 examples: examples.get(&a.id).cloned().unwrap_or_default(),
+                triage: triage.get(&a.id).cloned().unwrap_or_default(),
             }
         })
         .collect()

@@ -136,6 +136,7 @@ async fn stream_page(
     }
     let p = periods(web, now, q);
     let scope = format!("stream:{stream}");
+    let alerts = web.alert_rows(1000).await?;
     let data = StreamData {
         stream: stream.to_string(),
         hourly: store
@@ -166,12 +167,73 @@ async fn stream_page(
             .worst_judged(stream, p.window_from_ms, WORST_ROWS)
             .await?,
         health: web.health(p.chart_from_ms).await?,
-        alerts: web.alert_rows(1000).await?,
+        splits: match &alerts {
+            Some(rows) => splits(web, stream, rows, now).await,
+            None => Vec::new(),
+        },
+        alerts,
         findings: web.findings(stream).await,
     };
     let mut ctx = context(stream, now);
     ctx.insert("v", &view::build_stream(&data, &p));
     web.render("stream.html", &ctx)
+}
+
+/// The open alerts of `stream` as their statistic split by dimension (the
+/// stream page's small multiples); a failed read degrades to none.
+async fn splits(
+    web: &Web,
+    stream: &str,
+    alerts: &[AlertRow],
+    now: i64,
+) -> Vec<crate::alert::triage::Split> {
+    let open: Vec<AlertRow> = alerts
+        .iter()
+        .filter(|a| a.stream == stream && matches!(a.state.as_str(), "firing" | "pending"))
+        .cloned()
+        .collect();
+    match crate::alert::evidence::triage_data(&web.ctx.store, stream, &open, now).await {
+        Ok(Some(d)) => open
+            .iter()
+            .flat_map(|a| crate::alert::triage::splits(&d, a))
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(stream, error = %e, "cannot read the triage records");
+            Vec::new()
+        }
+    }
+}
+
+/// Each open alert's triage lines (one read per stream), for the alerts page.
+async fn triage_lines(
+    web: &Web,
+    open: &[&AlertRow],
+    now: i64,
+) -> BTreeMap<i64, Vec<crate::alert::triage::TriageLine>> {
+    let mut by_stream: BTreeMap<&str, Vec<AlertRow>> = BTreeMap::new();
+    for a in open {
+        by_stream
+            .entry(a.stream.as_str())
+            .or_default()
+            .push((*a).clone());
+    }
+    let mut out = BTreeMap::new();
+    for (stream, alerts) in by_stream {
+        match crate::alert::evidence::triage_data(&web.ctx.store, stream, &alerts, now).await {
+            Ok(Some(d)) => {
+                for a in &alerts {
+                    out.insert(
+                        a.id,
+                        crate::alert::triage::lines(&d, std::slice::from_ref(a)),
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(stream, error = %e, "cannot read the triage records"),
+        }
+    }
+    out
 }
 
 pub async fn suite(
@@ -249,7 +311,9 @@ async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
         .iter()
         .flatten()
         .filter(|a| a.state == "firing" || a.state == "pending");
-    for a in open.take(MAX_EVIDENCE) {
+    let open: Vec<&AlertRow> = open.take(MAX_EVIDENCE).collect();
+    let triage = triage_lines(web, &open, now).await;
+    for a in open {
         match crate::alert::evidence::examples(&web.ctx.store, a, &cfg, now).await {
             Ok(ex) => {
                 examples.insert(a.id, ex);
@@ -261,7 +325,7 @@ async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
     ctx.insert("installed", &rows.is_some());
     ctx.insert(
         "alerts",
-        &detail::build_alerts(rows.as_deref().unwrap_or_default(), &examples, now),
+        &detail::build_alerts_with(rows.as_deref().unwrap_or_default(), &examples, &triage, now),
     );
     web.render("alerts.html", &ctx)
 }

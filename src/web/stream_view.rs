@@ -34,6 +34,8 @@ pub struct StreamData {
     pub alerts: Option<Vec<AlertRow>>,
     /// The detectors' latest verdicts for this stream.
     pub findings: Vec<Finding>,
+    /// The open alerts' statistics split by dimension (`alert::triage::splits`).
+    pub splits: Vec<crate::alert::triage::Split>,
 }
 
 /// One detector verdict as a table row.
@@ -154,8 +156,81 @@ pub struct StreamView {
     pub worst: Vec<WorstRow>,
     pub firing: Option<usize>,
     pub findings: Vec<FindingView>,
+    /// Where the open alerts' shifts live: one row of small multiples per
+    /// (alert, dimension).
+    pub localisation: Vec<SplitView>,
     pub responses_window: i64,
     pub period: String,
+}
+
+/// One split as small multiples: a panel per slice, on one scale.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitView {
+    /// `refusal rate by prompt_version`.
+    pub title: String,
+    /// `confined to v13`, or that no single value carries it.
+    pub caption: String,
+    pub localised: bool,
+    pub panels: Vec<String>,
+}
+
+/// The splits worth drawing: those that localise first, then the others
+/// (at most `MAX_SPLITS` in all, so the page stays bounded).
+pub fn split_views(splits: &[crate::alert::triage::Split]) -> Vec<SplitView> {
+    const MAX_SPLITS: usize = 8;
+    let mut sorted: Vec<&crate::alert::triage::Split> = splits.iter().collect();
+    sorted.sort_by_key(|s| s.localised.is_none());
+    sorted
+        .into_iter()
+        .take(MAX_SPLITS)
+        .map(|s| {
+            let fmt = if s.rate {
+                YFormat::Percent
+            } else {
+                YFormat::Number
+            };
+            let y_max = s
+                .slices
+                .iter()
+                .flat_map(|x| [x.window_ci.1, x.baseline_ci.1, x.window, x.baseline])
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, f64::max)
+                * 1.1;
+            let dim = s.dimension.strip_prefix("label:").unwrap_or(&s.dimension);
+            let panels = s
+                .slices
+                .iter()
+                .map(|x| {
+                    charts::slice_panel(
+                        &charts::SlicePanel {
+                            label: x.value.clone(),
+                            baseline: (x.baseline, x.baseline_ci.0, x.baseline_ci.1),
+                            window: (x.window, x.window_ci.0, x.window_ci.1),
+                            baseline_n: x.baseline_n,
+                            window_n: x.window_n,
+                            highlight: s.localised.as_deref() == Some(x.value.as_str()),
+                        },
+                        y_max,
+                        fmt,
+                    )
+                })
+                .collect();
+            SplitView {
+                title: format!("{} by {dim}", s.label),
+                caption: match &s.localised {
+                    Some(v) => format!(
+                        "The shift is confined to {dim} = {v}: the other values are unchanged."
+                    ),
+                    None => {
+                        "No single value carries the shift (or the slices are too small to tell)."
+                            .into()
+                    }
+                },
+                localised: s.localised.is_some(),
+                panels,
+            }
+        })
+        .collect()
 }
 
 /// Model changes and annotations as chart markers (labels are escaped by
@@ -448,6 +523,7 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
             .collect(),
         firing: firing(d.alerts.as_deref(), &d.stream),
         findings: findings_view(&d.findings, p.now_ms),
+        localisation: split_views(&d.splits),
         responses_window: d
             .hourly
             .iter()

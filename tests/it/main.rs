@@ -46,4 +46,5 @@ mod sessions_spend;
 mod sessions_store;
 mod sim;
 mod store;
+mod triage;
 mod web_pages;

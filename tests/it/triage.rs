@@ -1,0 +1,510 @@
+//! The triage section of alerts (issue 18, points 1–2) through the real
+//! binary: records ingested by the daemon's API (with `max_tokens` and
+//! `labels`), the alert lifecycle on both backends delivering to real SMTP
+//! and HTTP receivers, and the status pages of a daemon on the same
+//! database. An alert caused by a new prompt version names it and localises
+//! the shift to it; a truncation-driven alert shows the token-budget line;
+//! the section in every channel is compared with reviewed snapshots
+//! (`UPDATE_SNAPSHOTS=1 cargo test --test it triage::` rewrites them).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::support::alerts::{HttpReceiver, SmtpServer};
+use crate::support::{self, TestDb, write_tree};
+use canaryd::alert::message::{self, Input};
+use canaryd::alert::notifier::deliver_due;
+use canaryd::alert::process;
+use canaryd::alert::render::Renderer;
+use canaryd::alert::triage;
+use canaryd::signals::{Finding, Rule, Severity, Status};
+use canaryd::store::{AlertRow, Store, TriageData, TriageRow};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAEMON: &str = "listen: 127.0.0.1:0\njudges: ./no-judges\ndetectors: { every_secs: 0 }\njudging: { enabled: false }\n";
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339()
+}
+
+/// The start of the test's change: a minute ago, on a whole second (the
+/// records are recent, so no retention sweep of the daemon touches them).
+fn t0() -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    (now - MIN) / 1000 * 1000
+}
+
+/// Posts `records` to the daemon's ingest API in batches.
+async fn ingest(base: &str, records: &[serde_json::Value]) {
+    let http = reqwest::Client::new();
+    for chunk in records.chunks(250) {
+        let r = http
+            .post(format!("{base}/v1/responses"))
+            .json(&chunk)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert_eq!(status, 202, "{}", r.text().await.unwrap());
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    id: String,
+    ts: i64,
+    version: &str,
+    route: &str,
+    refusal: bool,
+    finish: &str,
+    tokens: i64,
+    max_tokens: i64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "stream": "support-bot",
+        "timestamp": rfc3339(ts),
+        "prompt_version": version,
+        "request_model": "gpt-4o",
+        "response_model": "gpt-4o-2024-08-06",
+        "system_fingerprint": "fp_a",
+        "input": "Where is my order?",
+        "context": ["Order 7 shipped on Monday.", "Refunds take 30 days.", "Support hours are 9-5."],
+        "output": if refusal { "I'm sorry, but I can't help with that." } else { "Your order shipped on Monday." },
+        "finish_reason": finish,
+        "output_tokens": tokens,
+        "max_tokens": max_tokens,
+        "labels": { "route": route },
+    })
+}
+
+fn finding(rule: Rule, at: i64, baseline: f64, value: f64) -> Finding {
+    Finding {
+        rule,
+        stream: "support-bot".into(),
+        dimension: None,
+        status: Status::Firing,
+        severity: Severity::Critical,
+        at_ms: at,
+        value,
+        baseline,
+        threshold: 0.02,
+        p_value: Some(1e-6),
+        samples: 1500,
+        baseline_samples: 2000,
+        summary: format!("{} {baseline} → {value}", rule.as_str()),
+        resolve: true,
+    }
+}
+
+/// Runs the lifecycle from pending at `t0` to a delivered notification on
+/// every channel, and returns (mail text, Slack body, webhook JSON).
+async fn deliver(store: &Store, f: Finding, t0: i64) -> (String, String, serde_json::Value) {
+    let smtp = SmtpServer::start();
+    let http = HttpReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = support::alerts::config(dir.path(), &smtp, &http, "");
+    let cfg = support::alerts::load(dir.path(), &text);
+    process(store, &[f], t0, &cfg).await.unwrap();
+    let t = t0 + 31_000;
+    process(store, &[], t, &cfg).await.unwrap();
+    let d = deliver_due(store, &cfg, t).await.unwrap();
+    assert_eq!((d.sent, d.failed), (3, 0));
+    // Both mail parts are quoted-printable: undo soft breaks and `=3D`.
+    let mail = smtp.mails()[0].raw.replace("=\r\n", "").replace("=3D", "=");
+    let slack = http.delivered("/slack/T000/B000/XXXXSECRET")[0]
+        .body
+        .clone();
+    let hook = serde_json::from_str(&http.delivered("/hook")[0].body).unwrap();
+    (mail, slack, hook)
+}
+
+fn lines_of(hook: &serde_json::Value) -> Vec<(String, String)> {
+    hook["triage"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|l| {
+                    (
+                        l["kind"].as_str().unwrap().to_string(),
+                        l["text"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Baseline (the day before the window): prompt v12, 1 % refusals. Window:
+/// v12 still at 1 %, and v13 — first seen 12 minutes before the alert
+/// went pending — at 8 %, 60 % of the window's traffic. Routes alternate
+/// across both versions, so only the prompt version carries the shift.
+fn new_prompt_records(t0: i64) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let (b0, b1) = (t0 - 26 * HOUR + MIN, t0 - 2 * HOUR - MIN);
+    for i in 0..2000i64 {
+        let ts = b0 + i * (b1 - b0) / 2000;
+        let route = if i % 2 == 0 { "/orders" } else { "/refunds" };
+        out.push(record(
+            format!("b{i}"),
+            ts,
+            "v12",
+            route,
+            i % 100 == 0,
+            "stop",
+            80,
+            1024,
+        ));
+    }
+    for i in 0..600i64 {
+        let ts = t0 - 2 * HOUR + i * (2 * HOUR - MIN) / 600;
+        let route = if i % 2 == 0 { "/orders" } else { "/refunds" };
+        out.push(record(
+            format!("w12-{i}"),
+            ts,
+            "v12",
+            route,
+            i % 100 == 0,
+            "stop",
+            80,
+            1024,
+        ));
+    }
+    for i in 0..900i64 {
+        let ts = t0 - 12 * MIN + i * (12 * MIN - 1000) / 900;
+        let route = if i % 2 == 0 { "/orders" } else { "/refunds" };
+        out.push(record(
+            format!("w13-{i}"),
+            ts,
+            "v13",
+            route,
+            i % 25 < 2,
+            "stop",
+            80,
+            1024,
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_prompt_version_is_named_and_the_shift_localised_to_it_everywhere() {
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let t0 = t0();
+        let dir = write_tree(&[("canaryd.yaml", DAEMON)]);
+        let daemon = support::TestDaemon::on_db(dir.path(), &db.url);
+        ingest(&daemon.base_url, &new_prompt_records(t0)).await;
+        // Stopped before the lifecycle runs: its own loops would otherwise
+        // process the test's alert with their config (no channels).
+        drop(daemon);
+        let store = Store::connect(&db.url).await.unwrap();
+        let stored = store
+            .count_responses("support-bot", 0, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(stored, 3500, "{b}");
+
+        let (mail, slack, hook) =
+            deliver(&store, finding(Rule::RefusalRateShift, t0, 0.01, 0.052), t0).await;
+        let lines = lines_of(&hook);
+        let kinds: Vec<&str> = lines.iter().map(|l| l.0.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["prompt_version", "localised"],
+            "{b}: only the lines that say something: {hook}"
+        );
+        assert_eq!(
+            lines[0].1,
+            "prompt version: v13 first seen 12 min before the start; 60 % of window traffic; \
+             the shift is confined to v13 (refusal rate); mix during v13 60 %, v12 40 % vs before v12 100 %",
+            "{b}"
+        );
+        assert_eq!(
+            lines[1].1,
+            "refusal rate rose only where prompt_version = v13: 1.0 % → 8.0 % (n=900) \
+             (new: against the stream's baseline); elsewhere 1.0 % → 1.0 % (n=600), unchanged",
+            "{b}"
+        );
+        assert_eq!(hook["triage"][1]["rule"], "refusal_rate_shift");
+        assert_eq!(hook["version"], 1, "fields added, the payload version kept");
+        assert!(mail.contains("TRIAGE"), "{b}: text part: {mail}");
+        assert!(
+            mail.contains("prompt version: v13 first seen 12 min before the start"),
+            "{b}: {mail}"
+        );
+        assert!(mail.contains("<h3 style"), "{b}: html part");
+        assert!(mail.contains(">Triage</h3>"), "{b}: html part: {mail}");
+        assert!(slack.contains(":mag: *Triage*"), "{b}: {slack}");
+        assert!(
+            slack.contains("refusal rate rose only where prompt_version = v13"),
+            "{b}: {slack}"
+        );
+
+        // The status pages of a daemon on the same database: the alert's
+        // triage on the alerts page, the split as small multiples on the
+        // stream page with the v13 panel marked.
+        let daemon = support::TestDaemon::on_db(dir.path(), &db.url);
+        let page = reqwest::get(format!("{}/alerts", daemon.base_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let start = page
+            .find(r#"<div class="triage">"#)
+            .expect("triage on the alerts page");
+        let end = start + page[start..].find("</div>").unwrap() + "</div>".len();
+        snapshot(
+            "triage_page.alerts.html",
+            &format!("{}\n", &page[start..end]),
+        );
+        let stream = reqwest::get(format!("{}/streams/support-bot", daemon.base_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            stream.contains("<h2>Where the shift is</h2>"),
+            "{b}: {stream}"
+        );
+        assert!(
+            stream.contains("<h3>refusal rate by prompt_version</h3>"),
+            "{b}: {stream}"
+        );
+        assert_eq!(
+            stream.matches(r#"class="panel localised""#).count(),
+            1,
+            "{b}: one panel carries the shift: {stream}"
+        );
+        assert!(
+            stream.contains("The shift is confined to prompt_version = v13"),
+            "{b}"
+        );
+        assert!(
+            stream.contains("<h3>refusal rate by route</h3>"),
+            "{b}: the application's label is a dimension too"
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncation_driven_alert_shows_the_token_budget_line() {
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let t0 = t0();
+        let dir = write_tree(&[("canaryd.yaml", DAEMON)]);
+        let daemon = support::TestDaemon::on_db(dir.path(), &db.url);
+        // The budget was cut from 1024 to 256 tokens with the change: 30 %
+        // of the window's answers stop at it.
+        let mut records = Vec::new();
+        for i in 0..1000i64 {
+            let ts = t0 - 26 * HOUR + MIN + i * 20 * HOUR / 1000;
+            records.push(record(
+                format!("b{i}"),
+                ts,
+                "v12",
+                "/orders",
+                false,
+                "stop",
+                100,
+                1024,
+            ));
+        }
+        for i in 0..500i64 {
+            let ts = t0 - HOUR + i * (HOUR - MIN) / 500;
+            let cut = i % 10 < 3;
+            records.push(record(
+                format!("w{i}"),
+                ts,
+                "v12",
+                "/orders",
+                false,
+                if cut { "length" } else { "stop" },
+                if cut { 256 } else { 100 },
+                256,
+            ));
+        }
+        ingest(&daemon.base_url, &records).await;
+        drop(daemon);
+        let store = Store::connect(&db.url).await.unwrap();
+        let (mail, slack, hook) =
+            deliver(&store, finding(Rule::TruncationRate, t0, 0.0, 0.3), t0).await;
+        let lines = lines_of(&hook);
+        let budget = lines
+            .iter()
+            .find(|l| l.0 == "token_budget")
+            .unwrap_or_else(|| panic!("{b}: no token-budget line: {hook}"));
+        assert_eq!(
+            budget.1,
+            "token budget: finish_reason length in 30 % of the window vs 0 % of the baseline; \
+             outputs within 5.0 % of max_tokens: 30 % vs 0 %; max_tokens mostly 256 (baseline 1024)",
+            "{b}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.0 != "prompt_version" && l.0 != "retrieval"),
+            "{b}: nothing else changed: {lines:?}"
+        );
+        assert!(
+            mail.contains("token budget: finish_reason length in 30 %"),
+            "{b}"
+        );
+        assert!(
+            slack.contains("token budget: finish_reason length in 30 %"),
+            "{b}"
+        );
+        store.close().await;
+    }
+}
+
+/// Compares `actual` with `tests/snapshots/NAME`, or rewrites it under `UPDATE_SNAPSHOTS=1`.
+fn snapshot(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{name} differs from the snapshot; review, then UPDATE_SNAPSHOTS=1 to accept.\n--- actual ---\n{actual}"
+    );
+}
+
+const NOW: i64 = 1_763_942_400_000; // 2025-11-24 00:00 UTC
+
+/// A fixed triage: a new prompt version (its name hostile, to check each
+/// channel's escaping), carrying a refusal shift, and thinner context.
+fn fixed_message() -> message::Message {
+    let start = NOW - 60_000;
+    let row = |ts: i64, version: &str, refusal: bool, passages: i64| TriageRow {
+        ts_ms: ts,
+        response_model: Some("gpt-4o-2024-08-06".into()),
+        prompt_version: Some(version.into()),
+        finish_reason: Some("stop".into()),
+        output_tokens: 80,
+        refusal,
+        context_chars: Some(300 * passages),
+        passages: Some(passages),
+        ..Default::default()
+    };
+    let (b0, w0, to) = triage::periods(start, NOW);
+    let baseline = (0..2000)
+        .map(|i| row(b0 + i, "v12", i % 100 == 0, 4))
+        .collect();
+    let mut window: Vec<TriageRow> = (0..600)
+        .map(|i| row(w0 + i, "v12", i % 100 == 0, 4))
+        .collect();
+    window.extend((0..900).map(|i| row(start - i, "v13 <b>&", i % 25 < 2, 1)));
+    let data = TriageData {
+        stream: "support-bot".into(),
+        baseline_from_ms: b0,
+        window_from_ms: w0,
+        to_ms: to,
+        window,
+        baseline,
+        first_seen: vec![("v13 <b>&".into(), start - 12 * MIN)],
+        ..Default::default()
+    };
+    let firing = vec![AlertRow {
+        id: 2,
+        rule: "refusal_rate_shift".into(),
+        stream: "support-bot".into(),
+        dimension: String::new(),
+        state: "firing".into(),
+        severity: "critical".into(),
+        value: 0.052,
+        baseline: 0.01,
+        threshold: 0.02,
+        p_value: Some(1e-6),
+        samples: 1500,
+        baseline_samples: 2000,
+        summary: "refusal rate 1.0% → 5.2% (p<0.0001, n=1500)".into(),
+        pending_ms: Some(start),
+        firing_ms: Some(NOW - 30_000),
+        resolved_ms: None,
+        last_eval_ms: NOW,
+        last_notified_ms: None,
+        resolve_pending: false,
+        rev: 1,
+    }];
+    let mut msg = message::build(Input {
+        stream: "support-bot",
+        firing: &firing,
+        resolved: &[],
+        examples: &BTreeMap::new(),
+        model_change: false,
+        model_events: &[],
+        annotations: &[],
+        base_url: Some("https://canaryd.example.com"),
+        now_ms: NOW,
+        new_ids: &[2],
+        max_chars: 400,
+    });
+    msg.triage = triage::lines(&data, &firing);
+    msg
+}
+
+#[test]
+fn the_triage_section_renders_as_reviewed_in_every_channel() {
+    let msg = fixed_message();
+    let kinds: Vec<&str> = msg.triage.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["prompt_version", "retrieval", "localised"],
+        "{:?}",
+        msg.triage
+    );
+    let r = Renderer::with_dir(None).unwrap();
+    let email = r.email(&msg).unwrap();
+    snapshot("alert_triage.email.txt", &email.text);
+    snapshot("alert_triage.email.html", &email.html);
+    assert!(
+        email
+            .text
+            .contains("v13 <b>& first seen 12 min before the start"),
+        "{}",
+        email.text
+    );
+    assert!(
+        email.html.contains("v13 &lt;b&gt;&amp; first seen"),
+        "{}",
+        email.html
+    );
+    assert!(!email.html.contains("<b>&"), "escaped in HTML");
+    let slack: serde_json::Value = serde_json::from_str(&r.body("slack", &msg).unwrap()).unwrap();
+    snapshot(
+        "alert_triage.slack.json",
+        &format!("{}\n", serde_json::to_string_pretty(&slack).unwrap()),
+    );
+    let raw = slack.to_string();
+    assert!(raw.contains("v13 &lt;b&gt;&amp; first seen"), "{raw}");
+    assert!(!raw.contains("<b>"), "escaped for Slack: {raw}");
+    let hook: serde_json::Value = serde_json::from_str(&r.body("webhook", &msg).unwrap()).unwrap();
+    snapshot(
+        "alert_triage.webhook.json",
+        &format!("{}\n", serde_json::to_string_pretty(&hook).unwrap()),
+    );
+    assert!(
+        hook["triage"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("v13 <b>& first seen"),
+        "raw in JSON: {hook}"
+    );
+    assert_eq!(hook["triage"][2]["rule"], "refusal_rate_shift");
+}
