@@ -321,9 +321,18 @@ mod tests {
     fn the_refusal_label_is_read_and_a_missing_or_odd_one_is_unknown() {
         let j = judge();
         let label = |s: &str| parse(s, &j).unwrap().2;
-        assert_eq!(label(r#"{"reasoning": "declines", "refusal": true, "score": 1}"#), Some(true));
-        assert_eq!(label(r#"{"reasoning": "answers", "refusal": "false", "score": 5}"#), Some(false));
-        assert_eq!(label(r#"{"reasoning": "answers", "refusal": "maybe", "score": 5}"#), None);
+        assert_eq!(
+            label(r#"{"reasoning": "declines", "refusal": true, "score": 1}"#),
+            Some(true)
+        );
+        assert_eq!(
+            label(r#"{"reasoning": "answers", "refusal": "false", "score": 5}"#),
+            Some(false)
+        );
+        assert_eq!(
+            label(r#"{"reasoning": "answers", "refusal": "maybe", "score": 5}"#),
+            None
+        );
         assert_eq!(label(r#"{"reasoning": "answers", "score": 5}"#), None);
     }
 

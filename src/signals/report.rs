@@ -96,11 +96,13 @@ pub fn build(
         let alert = open
             .get(&(f.rule, f.stream.clone(), f.dimension.clone()))
             .cloned();
-        by.entry(f.stream.clone()).or_default().push(DetectorStatus {
-            shown: shown(f.status, alert.as_deref()),
-            alert,
-            finding: f,
-        });
+        by.entry(f.stream.clone())
+            .or_default()
+            .push(DetectorStatus {
+                shown: shown(f.status, alert.as_deref()),
+                alert,
+                finding: f,
+            });
     }
     StatusReport {
         at: fmt_time(now_ms),
@@ -190,9 +192,18 @@ mod tests {
 
     #[test]
     fn an_ok_verdict_whose_alert_still_fires_reads_firing_recovering() {
-        let key = (Rule::JudgeScoreDrop, "s".to_string(), Some("groundedness".to_string()));
+        let key = (
+            Rule::JudgeScoreDrop,
+            "s".to_string(),
+            Some("groundedness".to_string()),
+        );
         let open: OpenAlerts = [(key, "firing".to_string())].into();
-        let r = build(vec![finding(Status::Ok)], &open, 0, &DetectorConfig::default());
+        let r = build(
+            vec![finding(Status::Ok)],
+            &open,
+            0,
+            &DetectorConfig::default(),
+        );
         let d = &r.subjects[0].detectors[0];
         assert_eq!(d.shown.label, "firing (recovering)");
         assert_eq!(d.alert.as_deref(), Some("firing"));
@@ -202,11 +213,19 @@ mod tests {
         assert!(!text.contains(" ok "), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         let j = &json["subjects"][0]["detectors"][0];
-        assert_eq!((j["status"].as_str(), j["alert"].as_str()), (Some("ok"), Some("firing")));
+        assert_eq!(
+            (j["status"].as_str(), j["alert"].as_str()),
+            (Some("ok"), Some("firing"))
+        );
         assert_eq!(j["shown"]["label"], "firing (recovering)");
 
         // Without an open alert, ok is ok.
-        let r = build(vec![finding(Status::Ok)], &OpenAlerts::new(), 0, &DetectorConfig::default());
+        let r = build(
+            vec![finding(Status::Ok)],
+            &OpenAlerts::new(),
+            0,
+            &DetectorConfig::default(),
+        );
         assert_eq!(r.subjects[0].detectors[0].shown.label, "ok");
         assert!(r.subjects[0].firing.is_empty());
     }
@@ -215,12 +234,21 @@ mod tests {
     fn every_combination_is_labelled() {
         assert_eq!(shown(Status::Firing, Some("firing")).label, "firing");
         assert_eq!(shown(Status::Firing, None).label, "firing");
-        assert_eq!(shown(Status::WarmingUp, Some("firing")).label, "firing (warming up)");
+        assert_eq!(
+            shown(Status::WarmingUp, Some("firing")).label,
+            "firing (warming up)"
+        );
         assert_eq!(
             shown(Status::InsufficientData, Some("pending")),
-            Shown { state: "pending", label: "pending (insufficient data)".into() }
+            Shown {
+                state: "pending",
+                label: "pending (insufficient data)".into()
+            }
         );
-        assert_eq!(shown(Status::InsufficientData, None).label, "insufficient data");
+        assert_eq!(
+            shown(Status::InsufficientData, None).label,
+            "insufficient data"
+        );
         assert_eq!(shown(Status::Ok, Some("resolved")).label, "ok");
     }
 }

@@ -98,7 +98,10 @@ mod tests {
         let d = &v.disagreements[0];
         assert_eq!(d.href, "/responses/7");
         assert_eq!(d.verdicts, "classifier: answer · judge: refusal");
-        assert_eq!(d.snippet, "<b>That is not something I will do.</b>", "escaped by the template");
+        assert_eq!(
+            d.snippet, "<b>That is not something I will do.</b>",
+            "escaped by the template"
+        );
         let empty = build(Some(&RefusalAgreement::default()), 0).unwrap();
         assert_eq!((empty.labelled, empty.rate.as_str()), (0, "—"));
         assert_eq!(build(None, 0), None);

@@ -76,7 +76,10 @@ pub fn findings_view(
         .iter()
         .map(|f| {
             let key = (f.rule, f.stream.clone(), f.dimension.clone());
-            (f, report::shown(f.status, open.get(&key).map(String::as_str)))
+            (
+                f,
+                report::shown(f.status, open.get(&key).map(String::as_str)),
+            )
         })
         .collect();
     sorted.sort_by_key(|(f, s)| (rank(s.state), f.rule, f.dimension.clone()));

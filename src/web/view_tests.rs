@@ -406,9 +406,16 @@ fn an_ok_verdict_whose_alert_still_fires_shows_firing_recovering() {
     };
     let alerts = [alert("s", "firing"), alert("other", "firing")];
     let v = findings_view(&[length.clone(), ok.clone()], Some(&alerts), NOW);
-    assert_eq!((v[0].rule.as_str(), v[0].status), ("judge_score_drop", "firing"));
+    assert_eq!(
+        (v[0].rule.as_str(), v[0].status),
+        ("judge_score_drop", "firing")
+    );
     assert_eq!(v[0].label, "firing (recovering)");
-    assert_eq!((v[1].status, v[1].label.as_str()), ("ok", "ok"), "no alert: ok");
+    assert_eq!(
+        (v[1].status, v[1].label.as_str()),
+        ("ok", "ok"),
+        "no alert: ok"
+    );
     // Once the alert resolved, the verdict speaks.
     let v = findings_view(&[ok], Some(&[alert("s", "resolved")]), NOW);
     assert_eq!(v[0].label, "ok");

@@ -450,10 +450,17 @@ fn expect_scores_planted_changes_and_fails_on_misses_and_false_alarms() {
     assert_eq!(row("refusals")["result"], "missed", "{card:#}");
     // The refusal spike is a co-symptom of the change listed on its stream,
     // not a false alarm.
-    assert_eq!(row("refusals")["false_alarms"], serde_json::json!([]), "{card:#}");
+    assert_eq!(
+        row("refusals")["false_alarms"],
+        serde_json::json!([]),
+        "{card:#}"
+    );
     let fp = row("fingerprints")["false_alarms"].as_array().unwrap();
     assert_eq!(fp.len(), 1, "{card:#}");
-    assert!(fp[0].as_str().unwrap().starts_with("model_change"), "{card:#}");
+    assert!(
+        fp[0].as_str().unwrap().starts_with("model_change"),
+        "{card:#}"
+    );
     assert_eq!(card["totals"]["missed"], 1, "{card:#}");
 
     // A broken expectations file names its line before anything is replayed.

@@ -264,11 +264,8 @@ async fn status_shows_an_alert_still_firing_while_its_verdict_is_ok() {
                 assert!(d["alert"].is_null(), "{d:#}");
             }
         }
-        let (code, out, err) = support::run_cli(
-            &["status", "--config", "canaryd.yaml"],
-            dir.path(),
-            &[],
-        );
+        let (code, out, err) =
+            support::run_cli(&["status", "--config", "canaryd.yaml"], dir.path(), &[]);
         assert_eq!(code, 0, "{err}");
         let line = out
             .lines()

@@ -490,14 +490,20 @@ async fn judges_label_refusals_and_the_stream_page_shows_the_classifier_agreemen
             .unwrap();
         assert_eq!(r.status(), 200, "{b}");
         let page = r.text().await.unwrap();
-        assert!(page.contains("<b>66.7 %</b> of 18 judged records"), "{b}: {page}");
+        assert!(
+            page.contains("<b>66.7 %</b> of 18 judged records"),
+            "{b}: {page}"
+        );
         assert!(page.contains("only the judge 6"), "{b}: {page}");
         let link = format!(
             "href=\"{}\"",
             format!("/responses/{}", a.disagreements[0].response_id).replace('/', "&#x2F;")
         );
         assert!(page.contains(&link), "{b}: no {link} in {page}");
-        assert!(page.contains("classifier: answer · judge: refusal"), "{b}: {page}");
+        assert!(
+            page.contains("classifier: answer · judge: refusal"),
+            "{b}: {page}"
+        );
         drop(daemon);
         store.close().await;
     }

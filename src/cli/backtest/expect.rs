@@ -82,11 +82,7 @@ pub fn load(path: &Path) -> Result<Vec<Expectation>, Diagnostics> {
             (Some(w), _) => match super::parse_every(w.value.trim()) {
                 Ok(ms) => Some(ms as f64 / 3_600_000.0),
                 Err(e) => {
-                    diags.push(Diagnostic::at(
-                        path,
-                        w,
-                        format!("changes[{i}].within: {e}"),
-                    ));
+                    diags.push(Diagnostic::at(path, w, format!("changes[{i}].within: {e}")));
                     None
                 }
             },
@@ -128,7 +124,11 @@ pub fn load(path: &Path) -> Result<Vec<Expectation>, Diagnostics> {
             "no `changes` and no `quiet` streams: nothing to score",
         ));
     }
-    if diags.has_errors() { Err(diags) } else { Ok(out) }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -167,9 +167,11 @@ mod tests {
             .to_string();
         assert!(e.contains(":4:") && e.contains("RFC 3339"), "{e}");
         assert!(e.contains(":5:") && e.contains("within"), "{e}");
-        let e = load_str("changes:\n  - stream: a\n    rule: truncation_rate\n    at: 2026-03-15T05:00:00Z\n")
-            .unwrap_err()
-            .to_string();
+        let e = load_str(
+            "changes:\n  - stream: a\n    rule: truncation_rate\n    at: 2026-03-15T05:00:00Z\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("`within` is missing"), "{e}");
         let e = load_str("quiet: []\n").unwrap_err().to_string();
         assert!(e.contains("nothing to score"), "{e}");

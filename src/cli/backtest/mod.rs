@@ -75,7 +75,9 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
             .map_err(|d| anyhow::anyhow!("{d}"))?
     };
     let expected = match &args.expect {
-        Some(p) => Some(expect::load(p).map_err(|d| anyhow::anyhow!("invalid expectations:\n{d}"))?),
+        Some(p) => {
+            Some(expect::load(p).map_err(|d| anyhow::anyhow!("invalid expectations:\n{d}"))?)
+        }
         None => None,
     };
     let now = crate::clock::Clock::system().now_ms();

@@ -54,9 +54,8 @@ impl Expectation {
 
     /// `at` is within the span this change explains.
     fn explains(&self, at: i64) -> bool {
-        self.from_ms.is_some_and(|from| {
-            at >= from && self.to_ms.is_none_or(|r| at <= r + REVERT_GRACE_MS)
-        })
+        self.from_ms
+            .is_some_and(|from| at >= from && self.to_ms.is_none_or(|r| at <= r + REVERT_GRACE_MS))
     }
 
     fn matches(&self, e: &Event) -> bool {
@@ -89,8 +88,8 @@ pub struct Score {
     /// Reopenings and repeated firings of the expected rule while its
     /// change is in effect.
     pub flaps: usize,
-    /// After a revert: the expected rule's last event is a resolve within
-    /// 24 h of the revert.
+    /// After a revert: the expected rule's alert is resolved 24 h after the
+    /// revert (its last event by then is a resolve).
     pub revert_resolved: Option<bool>,
 }
 
@@ -178,15 +177,13 @@ pub fn score(expected: &[Expectation], events: &[Event]) -> Vec<Score> {
             Some(i) => (i, " (before the change)"),
             None => (on_stream().next().unwrap_or(0), ""),
         };
-        out[i]
-            .false_alarms
-            .push(format!(
-                "{} {} at {}{why}: {}",
-                e.rule.as_str(),
-                e.event,
-                e.at,
-                e.summary
-            ));
+        out[i].false_alarms.push(format!(
+            "{} {} at {}{why}: {}",
+            e.rule.as_str(),
+            e.event,
+            e.at,
+            e.summary
+        ));
     }
     for (x, s) in rows.iter().zip(out.iter_mut()) {
         if x.rule.is_some() {
@@ -199,11 +196,14 @@ pub fn score(expected: &[Expectation], events: &[Event]) -> Vec<Score> {
             };
         }
         if let (Some(_), Some(r)) = (x.rule, x.to_ms) {
-            let last = events
-                .iter()
-                .rfind(|e| x.matches(e) && x.from_ms.is_some_and(|f| e.at_ms >= f));
-            s.revert_resolved =
-                Some(last.is_some_and(|e| e.event == "resolved" && e.at_ms <= r + REVERT_GRACE_MS));
+            // The alert's state 24 h after the revert (a later firing is
+            // a false alarm of its own, counted above).
+            let last = events.iter().rfind(|e| {
+                x.matches(e)
+                    && x.from_ms.is_some_and(|f| e.at_ms >= f)
+                    && e.at_ms <= r + REVERT_GRACE_MS
+            });
+            s.revert_resolved = Some(last.is_some_and(|e| e.event == "resolved"));
         }
     }
     out
@@ -329,8 +329,8 @@ mod tests {
             Expectation::quiet("d"),
         ];
         let evs = [
-            ev("firing", JudgeScoreDrop, "a", 12),  // detected, 2 h
-            ev("firing", LengthDrift, "a", 13),     // co-symptom
+            ev("firing", JudgeScoreDrop, "a", 12), // detected, 2 h
+            ev("firing", LengthDrift, "a", 13),    // co-symptom
             ev("resolved", JudgeScoreDrop, "a", 20),
             ev("reopened", JudgeScoreDrop, "a", 22), // flap
             ev("resolved", JudgeScoreDrop, "a", 60), // revert resolved
@@ -364,7 +364,11 @@ mod tests {
         assert_eq!(s[0].revert_resolved, Some(false));
         let s = score(&x, &[ev("firing", Rule::TruncationRate, "a", 11)]);
         assert_eq!(s[0].result, "detected");
-        assert_eq!(s[0].revert_resolved, Some(false), "still firing after the revert");
+        assert_eq!(
+            s[0].revert_resolved,
+            Some(false),
+            "still firing after the revert"
+        );
         assert!(!s[0].passed());
     }
 }
