@@ -203,17 +203,9 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
         let seg = rate_effect(rule, &base, d, fresh().filter(|(t, _)| **t >= since));
         // The change point is where the data happened to look worst, so the
         // segment's rate is biased towards the alternative: the effect must
-        // reach the threshold at the segment rate's EFFECT_Z score (Wilson)
-        // bound, widened by the hourly overdispersion — the bound the
-        // baseline uses. Not the Wald bound p̂ ± z·√(p̂(1−p̂)/n): at a large
-        // rate on few records it is far too wide (10 % of 60 records:
-        // ± 7.7 points, so a 0.4 % → 10 % truncation jump could not fire in
-        // its first two hours), while near the threshold, where the
-        // protection against a sustained sub-threshold shift is needed, the
-        // two bounds agree.
-        let k = (seg.0 * seg.2 as f64).round() as u64;
-        let (lo, hi) = wilson(k, seg.2, EFFECT_Z * phi.sqrt());
-        let effect = if dir > 0.0 { lo - seg.1 } else { seg.1 - hi };
+        // reach the threshold EFFECT_Z standard errors short of the estimate.
+        let se = (seg.0 * (1.0 - seg.0) / seg.2.max(1) as f64).sqrt();
+        let effect = dir * (seg.0 - seg.1) - EFFECT_Z * se;
         // Still there: over the recent span (or the segment, if shorter).
         let still = rate_effect(
             rule,
