@@ -34,6 +34,19 @@ pub enum AlertError {
     Send(String),
 }
 
+/// The states of the open alerts among `rows`, by (rule, stream,
+/// dimension), for the status report (`signals::report::shown`).
+pub fn open_states(rows: &[crate::store::AlertRow]) -> crate::signals::report::OpenAlerts {
+    rows.iter()
+        .filter(|a| matches!(a.state.as_str(), "pending" | "firing"))
+        .filter_map(|a| {
+            let rule = crate::signals::Rule::parse(&a.rule)?;
+            let dim = (!a.dimension.is_empty()).then(|| a.dimension.clone());
+            Some(((rule, a.stream.clone(), dim), a.state.clone()))
+        })
+        .collect()
+}
+
 /// The alert settings with the top-level `base_url` as the fallback for links.
 pub fn settings_for(config: &crate::config::Config) -> AlertsConfig {
     let mut cfg = config.alerts.clone();

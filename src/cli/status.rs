@@ -35,7 +35,13 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         .detector_snapshot(now, cfg)
         .await
         .context("loading the detectors' data")?;
-    let report = report::build(crate::signals::evaluate_snapshot(&snap, now, cfg), now, cfg);
+    let open = crate::alert::open_states(&store.open_alerts().await.context("reading alerts")?);
+    let report = report::build(
+        crate::signals::evaluate_snapshot(&snap, now, cfg),
+        &open,
+        now,
+        cfg,
+    );
     let spend = crate::sessions::spend_text(&store, now)
         .await
         .context("reading spend")?;

@@ -23,9 +23,15 @@ async fn status(State(ctx): State<Ctx>) -> Response {
     let now = ctx.clock.now_ms();
     let live = ctx.live.current();
     let cfg = &live.config.detectors;
-    match ctx.store.detector_snapshot(now, cfg).await {
-        Ok(snap) => Json(crate::signals::report::build(
+    let read = async {
+        let snap = ctx.store.detector_snapshot(now, cfg).await?;
+        let open = ctx.store.open_alerts().await?;
+        Ok::<_, crate::store::StoreError>((snap, open))
+    };
+    match read.await {
+        Ok((snap, open)) => Json(crate::signals::report::build(
             crate::signals::evaluate_snapshot(&snap, now, cfg),
+            &crate::alert::open_states(&open),
             now,
             cfg,
         ))

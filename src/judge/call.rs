@@ -1,5 +1,9 @@
 //! One judge call: render the prompt, ask the judge model for
-//! `{"reasoning": "<text>", "score": <number>}`, and validate the answer.
+//! `{"reasoning": "<text>", "refusal": <bool>, "score": <number>}`, and
+//! validate the answer. The refusal label is the judge's reading of whether
+//! the answer declines the task; stored beside the score, it measures the
+//! refusal classifier against the judge online (the stream page). A judge
+//! that leaves it out still scores: the label is then unknown, not false.
 //!
 //! Reasoning comes first in the schema (and should in the prompt): a model
 //! writes its answer left to right, so a score written before the reasoning
@@ -22,6 +26,8 @@ pub struct Verdict {
     pub judge_model: String,
     pub score: f64,
     pub reasoning: String,
+    /// The judge's label: the answer declines the task (`None`: not given).
+    pub refusal: Option<bool>,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: f64,
@@ -89,9 +95,10 @@ pub fn response_format(judge: &Judge) -> serde_json::Value {
                 "type": "object",
                 "properties": {
                     "score": { "type": "number", "minimum": judge.scale.min, "maximum": judge.scale.max },
-                    "reasoning": { "type": "string", "minLength": REASONING_MIN_CHARS, "maxLength": REASONING_MAX_CHARS }
+                    "reasoning": { "type": "string", "minLength": REASONING_MIN_CHARS, "maxLength": REASONING_MAX_CHARS },
+                    "refusal": { "type": "boolean" }
                 },
-                "required": ["reasoning", "score"],
+                "required": ["reasoning", "refusal", "score"],
                 "additionalProperties": false
             }
         }
@@ -143,7 +150,7 @@ pub async fn score_within(
             parse(&answer.content, judge)
         };
         match parsed {
-            Ok((score, reasoning)) => {
+            Ok((score, reasoning, refusal)) => {
                 let cost = (input_tokens as f64 * model.input_cost_per_mtok
                     + output_tokens as f64 * model.output_cost_per_mtok)
                     / 1e6;
@@ -153,6 +160,7 @@ pub async fn score_within(
                     judge_model: answer.model.unwrap_or_else(|| model.model.clone()),
                     score,
                     reasoning,
+                    refusal,
                     input_tokens,
                     output_tokens,
                     cost_usd: cost,
@@ -173,15 +181,19 @@ pub async fn score_within(
     ))
 }
 
-/// Reads `{"score", "reasoning"}` from an answer: the whole answer as JSON,
-/// else the first balanced JSON object inside it (models like to add prose
-/// or code fences). The score must be a finite number on the judge's scale.
-pub fn parse(content: &str, judge: &Judge) -> Result<(f64, String), String> {
+/// Reads `{"score", "reasoning", "refusal"}` from an answer: the whole
+/// answer as JSON, else the first balanced JSON object inside it (models
+/// like to add prose or code fences). The score must be a finite number on
+/// the judge's scale; `refusal` is a boolean (or "true"/"false"), and
+/// anything else there is no label rather than a failed judgement.
+pub fn parse(content: &str, judge: &Judge) -> Result<(f64, String, Option<bool>), String> {
     #[derive(serde::Deserialize)]
     struct Raw {
         score: serde_json::Value,
         #[serde(default)]
         reasoning: Option<String>,
+        #[serde(default)]
+        refusal: serde_json::Value,
     }
     let raw: Raw = serde_json::from_str(content.trim())
         .ok()
@@ -211,7 +223,16 @@ pub fn parse(content: &str, judge: &Judge) -> Result<(f64, String), String> {
         // that ignored them, and its score is not to be trusted either.
         return Err(format!("score {score} comes without reasoning"));
     }
-    Ok((score, reasoning))
+    let refusal = match &raw.refusal {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" => Some(true),
+            "false" | "no" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    Ok((score, reasoning, refusal))
 }
 
 fn first_object(s: &str) -> Option<&str> {
@@ -270,7 +291,7 @@ mod tests {
         let j = judge();
         assert_eq!(
             parse(r#"{"score": 4, "reasoning": "ok"}"#, &j).unwrap(),
-            (4.0, "ok".into())
+            (4.0, "ok".into(), None)
         );
         assert_eq!(
             parse(
@@ -284,15 +305,35 @@ mod tests {
     }
 
     #[test]
-    fn schema_asks_for_reasoning_before_the_score() {
+    fn schema_asks_for_reasoning_before_the_refusal_label_and_the_score() {
         let wire = serde_json::to_string(&response_format(&judge())).unwrap();
         let r = wire.find("\"reasoning\"").unwrap();
+        let f = wire.find("\"refusal\"").unwrap();
         let s = wire.find("\"score\"").unwrap();
-        assert!(r < s, "{wire}");
+        assert!(r < f && f < s, "{wire}");
         assert!(
-            wire.contains("\"required\":[\"reasoning\",\"score\"]"),
+            wire.contains("\"required\":[\"reasoning\",\"refusal\",\"score\"]"),
             "{wire}"
         );
+    }
+
+    #[test]
+    fn the_refusal_label_is_read_and_a_missing_or_odd_one_is_unknown() {
+        let j = judge();
+        let label = |s: &str| parse(s, &j).unwrap().2;
+        assert_eq!(
+            label(r#"{"reasoning": "declines", "refusal": true, "score": 1}"#),
+            Some(true)
+        );
+        assert_eq!(
+            label(r#"{"reasoning": "answers", "refusal": "false", "score": 5}"#),
+            Some(false)
+        );
+        assert_eq!(
+            label(r#"{"reasoning": "answers", "refusal": "maybe", "score": 5}"#),
+            None
+        );
+        assert_eq!(label(r#"{"reasoning": "answers", "score": 5}"#), None);
     }
 
     #[test]

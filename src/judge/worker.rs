@@ -255,6 +255,7 @@ async fn process(ctx: &Ctx, live: &Live, job: &JudgeJob) {
                     judge_model: Some(v.judge_model),
                     score: Some(v.score),
                     reasoning: Some(v.reasoning),
+                    refusal: v.refusal,
                     error: None,
                     input_tokens: Some(v.input_tokens as i64),
                     output_tokens: Some(v.output_tokens as i64),
@@ -385,6 +386,7 @@ pub async fn run_canaries(ctx: &Ctx, providers: &Providers, judges: &[Judge], no
                             if off { " (OUTSIDE)" } else { "" },
                             v.reasoning
                         )),
+                        refusal: v.refusal,
                         error: None,
                         input_tokens: Some(v.input_tokens as i64),
                         output_tokens: Some(v.output_tokens as i64),

@@ -1,6 +1,10 @@
 //! The status report behind `canaryd status` and `GET /api/v1/status`: per
 //! stream and suite, the health score, every detector's current verdict
-//! (value, baseline, threshold, status) and what is firing.
+//! (value, baseline, threshold, status), the state of its alert, and what
+//! is firing. A verdict can be `ok` while its alert still fires — the
+//! hysteresis holds it until the effect has fallen clearly back and stayed
+//! there — so what a person reads ([`shown`]) is the alert's state when one
+//! is open: "firing (recovering)", never a bare "ok".
 
 use std::collections::BTreeMap;
 
@@ -8,7 +12,56 @@ use serde::Serialize;
 
 use super::finding::{Finding, Status};
 use super::health::health_scores;
-use super::{DetectorConfig, fmt_time};
+use super::{DetectorConfig, QuietKey, fmt_time};
+
+/// The state (`pending` or `firing`) of every open alert, by its key
+/// (rule, stream, dimension).
+pub type OpenAlerts = BTreeMap<QuietKey, String>;
+
+/// What a person reads for one detector: a state (the CSS class of the
+/// pages: `firing`, `pending`, `ok`, `warming_up`, `insufficient_data`) and
+/// a label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shown {
+    pub state: &'static str,
+    pub label: String,
+}
+
+/// The verdict, unless its alert is open and the verdict no longer fires:
+/// then the alert's state, with why they differ ("firing (recovering)": the
+/// effect is below the threshold but not yet clearly back for
+/// `resolve_after_hours`; "firing (warming up)" or "(insufficient data)":
+/// the detector cannot say, and the alert keeps its state).
+pub fn shown(status: Status, alert: Option<&str>) -> Shown {
+    let why = match status {
+        Status::Firing => None,
+        Status::Ok => Some("recovering"),
+        Status::WarmingUp => Some("warming up"),
+        Status::InsufficientData => Some("insufficient data"),
+    };
+    match (alert, why) {
+        (Some(a @ ("firing" | "pending")), Some(why)) => Shown {
+            state: if a == "firing" { "firing" } else { "pending" },
+            label: format!("{a} ({why})"),
+        },
+        _ => Shown {
+            state: status.as_str(),
+            label: status.as_str().replace('_', " "),
+        },
+    }
+}
+
+/// One detector in the report: its finding (flattened, as before) and the
+/// state of its alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectorStatus {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// `pending` or `firing` while the detector's alert is open, else null.
+    pub alert: Option<String>,
+    /// What to show: the verdict, or the open alert's state when they differ.
+    pub shown: Shown,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -24,16 +77,32 @@ pub struct StatusReport {
 pub struct SubjectStatus {
     pub stream: String,
     pub health: f64,
+    /// Findings that fire, and those whose alert still fires (recovering).
     pub firing: Vec<Finding>,
-    pub detectors: Vec<Finding>,
+    pub detectors: Vec<DetectorStatus>,
 }
 
-/// Groups `findings` by subject with their health scores.
-pub fn build(findings: Vec<Finding>, now_ms: i64, cfg: &DetectorConfig) -> StatusReport {
+/// Groups `findings` by subject with their health scores and the states of
+/// their open alerts.
+pub fn build(
+    findings: Vec<Finding>,
+    open: &OpenAlerts,
+    now_ms: i64,
+    cfg: &DetectorConfig,
+) -> StatusReport {
     let health = health_scores(&findings, &cfg.health);
-    let mut by: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    let mut by: BTreeMap<String, Vec<DetectorStatus>> = BTreeMap::new();
     for f in findings {
-        by.entry(f.stream.clone()).or_default().push(f);
+        let alert = open
+            .get(&(f.rule, f.stream.clone(), f.dimension.clone()))
+            .cloned();
+        by.entry(f.stream.clone())
+            .or_default()
+            .push(DetectorStatus {
+                shown: shown(f.status, alert.as_deref()),
+                alert,
+                finding: f,
+            });
     }
     StatusReport {
         at: fmt_time(now_ms),
@@ -46,8 +115,8 @@ pub fn build(findings: Vec<Finding>, now_ms: i64, cfg: &DetectorConfig) -> Statu
                 health: health.get(&stream).copied().unwrap_or(100.0),
                 firing: detectors
                     .iter()
-                    .filter(|f| f.status == Status::Firing)
-                    .cloned()
+                    .filter(|d| d.shown.state == "firing")
+                    .map(|d| d.finding.clone())
                     .collect(),
                 stream,
                 detectors,
@@ -80,12 +149,12 @@ pub fn render_text(r: &StatusReport) -> String {
                 format!("  — {} firing", subj.firing.len())
             }
         );
-        for f in &subj.detectors {
-            let status = match f.status {
-                Status::Firing => format!("FIRING ({})", f.severity.as_str()),
-                Status::Ok => "ok".into(),
-                Status::InsufficientData => "insufficient data".into(),
-                Status::WarmingUp => "warming up".into(),
+        for d in &subj.detectors {
+            let f = &d.finding;
+            let status = match (f.status, d.shown.state) {
+                (Status::Firing, _) => format!("FIRING ({})", f.severity.as_str()),
+                (_, "firing") => format!("FIRING {}", d.shown.label.trim_start_matches("firing ")),
+                _ => d.shown.label.clone(),
             };
             let name = match &f.dimension {
                 Some(d) => format!("{}[{d}]", f.rule.as_str()),
@@ -95,4 +164,91 @@ pub fn render_text(r: &StatusReport) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::{Rule, Severity};
+
+    fn finding(status: Status) -> Finding {
+        Finding {
+            rule: Rule::JudgeScoreDrop,
+            stream: "s".into(),
+            dimension: Some("groundedness".into()),
+            status,
+            severity: Severity::Warning,
+            at_ms: 0,
+            value: 3.6,
+            baseline: 3.8,
+            threshold: 0.3,
+            p_value: None,
+            samples: 100,
+            baseline_samples: 1000,
+            summary: "groundedness 3.80 → 3.60 over the recent hours".into(),
+            resolve: false,
+        }
+    }
+
+    #[test]
+    fn an_ok_verdict_whose_alert_still_fires_reads_firing_recovering() {
+        let key = (
+            Rule::JudgeScoreDrop,
+            "s".to_string(),
+            Some("groundedness".to_string()),
+        );
+        let open: OpenAlerts = [(key, "firing".to_string())].into();
+        let r = build(
+            vec![finding(Status::Ok)],
+            &open,
+            0,
+            &DetectorConfig::default(),
+        );
+        let d = &r.subjects[0].detectors[0];
+        assert_eq!(d.shown.label, "firing (recovering)");
+        assert_eq!(d.alert.as_deref(), Some("firing"));
+        assert_eq!(r.subjects[0].firing.len(), 1, "still firing");
+        let text = render_text(&r);
+        assert!(text.contains("FIRING (recovering)"), "{text}");
+        assert!(!text.contains(" ok "), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        let j = &json["subjects"][0]["detectors"][0];
+        assert_eq!(
+            (j["status"].as_str(), j["alert"].as_str()),
+            (Some("ok"), Some("firing"))
+        );
+        assert_eq!(j["shown"]["label"], "firing (recovering)");
+
+        // Without an open alert, ok is ok.
+        let r = build(
+            vec![finding(Status::Ok)],
+            &OpenAlerts::new(),
+            0,
+            &DetectorConfig::default(),
+        );
+        assert_eq!(r.subjects[0].detectors[0].shown.label, "ok");
+        assert!(r.subjects[0].firing.is_empty());
+    }
+
+    #[test]
+    fn every_combination_is_labelled() {
+        assert_eq!(shown(Status::Firing, Some("firing")).label, "firing");
+        assert_eq!(shown(Status::Firing, None).label, "firing");
+        assert_eq!(
+            shown(Status::WarmingUp, Some("firing")).label,
+            "firing (warming up)"
+        );
+        assert_eq!(
+            shown(Status::InsufficientData, Some("pending")),
+            Shown {
+                state: "pending",
+                label: "pending (insufficient data)".into()
+            }
+        );
+        assert_eq!(
+            shown(Status::InsufficientData, None).label,
+            "insufficient data"
+        );
+        assert_eq!(shown(Status::Ok, Some("resolved")).label, "ok");
+    }
 }

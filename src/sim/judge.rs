@@ -101,11 +101,15 @@ pub fn criterion(call: &JudgeCall) -> Criterion {
     }
 }
 
-/// A score in 1–5 with a one-sentence reason.
+/// A score in 1–5 with a one-sentence reason, and the refusal label
+/// canaryd's judge schema asks for (the simulator's own reading of its
+/// refusal wordings, `text::looks_like_refusal` — not canaryd's classifier,
+/// so the agreement measured against it can differ).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub score: f64,
     pub reasoning: String,
+    pub refusal: bool,
 }
 
 /// Scores the call; `bias` is the profile's judge bias.
@@ -118,6 +122,7 @@ pub fn score(call: &JudgeCall, bias: f64) -> Verdict {
     Verdict {
         score: (raw + bias).round().clamp(1.0, 5.0),
         reasoning,
+        refusal: text::looks_like_refusal(&call.answer),
     }
 }
 
@@ -240,7 +245,8 @@ fn completion(call: &JudgeCall) -> (f64, String) {
 
 /// The message content of a judge answer.
 pub fn render(v: &Verdict) -> String {
-    serde_json::json!({ "score": v.score, "reasoning": v.reasoning }).to_string()
+    serde_json::json!({ "score": v.score, "reasoning": v.reasoning, "refusal": v.refusal })
+        .to_string()
 }
 
 /// Non-JSON output, as a misbehaving judge model produces it.
@@ -313,6 +319,9 @@ mod tests {
             "I'm sorry, but I can't help with that.",
         );
         assert_eq!(r.score, 1.0, "{r:?}");
+        assert!(r.refusal && !c.refusal && !good.refusal, "{r:?} {c:?}");
+        let answered: serde_json::Value = serde_json::from_str(&render(&r)).unwrap();
+        assert_eq!(answered["refusal"], true, "{answered}");
         let k = grade(
             "consistency",
             &["The store opens at 9am and closes at 5pm."],

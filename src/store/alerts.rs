@@ -122,6 +122,18 @@ impl Store {
         )
     }
 
+    /// The alerts open now (pending or firing): what the status report shows
+    /// beside each detector's verdict.
+    pub async fn open_alerts(&self) -> Result<Vec<AlertRow>> {
+        let sql = format!(
+            "SELECT {ALERT_COLS} FROM alerts WHERE state IN ('pending', 'firing') ORDER BY id"
+        );
+        Ok(
+            on_db!(self.db(), pool => sqlx::query_as::<_, AlertRow>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool).await)?,
+        )
+    }
+
     /// Alerts of these keys (for applying findings) — all rows of the streams given.
     pub async fn alerts_of_streams(&self, streams: &[String]) -> Result<Vec<AlertRow>> {
         let mut out = Vec::new();

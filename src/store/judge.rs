@@ -41,6 +41,8 @@ pub struct JudgeOutcome {
     pub judge_model: Option<String>,
     pub score: Option<f64>,
     pub reasoning: Option<String>,
+    /// The judge's refusal label (`None`: none given).
+    pub refusal: Option<bool>,
     pub error: Option<String>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
@@ -314,8 +316,8 @@ impl Store {
             }
             let inserted = sqlx::query(
                 "INSERT INTO judge_scores (response_id, stream, ts_ms, judge, judge_version, judge_model, score, reasoning, \
-                 error, input_tokens, output_tokens, cost_usd, source, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'judge', $13) \
+                 error, input_tokens, output_tokens, cost_usd, source, created_ms, refusal) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'judge', $13, $14) \
                  ON CONFLICT (response_id, judge) WHERE response_id IS NOT NULL DO NOTHING",
             )
             .bind(job.response_id)
@@ -331,6 +333,7 @@ impl Store {
             .bind(outcome.output_tokens)
             .bind(outcome.cost_usd)
             .bind(now_ms)
+            .bind(outcome.refusal)
             .execute(&mut *tx)
             .await?
             .rows_affected();

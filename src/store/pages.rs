@@ -51,6 +51,42 @@ pub struct JudgedResponse {
     pub output: String,
 }
 
+/// The refusal classifier against the judges' refusal labels on one
+/// stream's judged records: counts of each (classifier, judge) pair and the
+/// latest disagreements.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RefusalAgreement {
+    /// Both say refusal.
+    pub both: i64,
+    /// Neither does.
+    pub neither: i64,
+    /// The classifier says refusal, the judge does not.
+    pub classifier_only: i64,
+    /// The judge says refusal, the classifier does not.
+    pub judge_only: i64,
+    /// Newest first, at most the limit asked for.
+    pub disagreements: Vec<RefusalDisagreement>,
+}
+
+impl RefusalAgreement {
+    pub fn labelled(&self) -> i64 {
+        self.both + self.neither + self.classifier_only + self.judge_only
+    }
+}
+
+/// One judged record on which the classifier and a judge disagree.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RefusalDisagreement {
+    pub response_id: i64,
+    pub judge: String,
+    /// The classifier's verdict (`responses.refusal`).
+    pub classifier: bool,
+    /// The judge's label (`judge_scores.refusal`).
+    pub judge_says: bool,
+    pub ts_ms: i64,
+    pub output: String,
+}
+
 /// One judge's verdict on one response, with its reasoning.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct ScoreDetail {
@@ -249,6 +285,48 @@ impl Store {
         .fetch_all(pool)
         .await)?,
         )
+    }
+
+    /// The classifier's refusal verdicts against the judges' labels on the
+    /// records of `stream` judged since `since_ms` (sampled production
+    /// records only; a record labelled by two judges counts twice), with the
+    /// `limit` latest disagreements.
+    pub async fn refusal_agreement(
+        &self,
+        stream: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<RefusalAgreement> {
+        let counts: Vec<(bool, bool, i64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT r.refusal, s.refusal, COUNT(*) FROM judge_scores s JOIN responses r ON r.id = s.response_id \
+             WHERE s.stream = $1 AND s.ts_ms >= $2 AND s.source = 'judge' AND s.refusal IS NOT NULL \
+             GROUP BY r.refusal, s.refusal",
+        )
+        .bind(stream)
+        .bind(since_ms)
+        .fetch_all(pool)
+        .await)?;
+        let mut out = RefusalAgreement::default();
+        for (classifier, judge, n) in counts {
+            match (classifier, judge) {
+                (true, true) => out.both += n,
+                (false, false) => out.neither += n,
+                (true, false) => out.classifier_only += n,
+                (false, true) => out.judge_only += n,
+            }
+        }
+        out.disagreements = on_db!(self.db(), pool => sqlx::query_as::<_, RefusalDisagreement>(
+            "SELECT s.response_id, s.judge, r.refusal AS classifier, s.refusal AS judge_says, s.ts_ms, r.output \
+             FROM judge_scores s JOIN responses r ON r.id = s.response_id \
+             WHERE s.stream = $1 AND s.ts_ms >= $2 AND s.source = 'judge' AND s.refusal IS NOT NULL \
+             AND r.refusal <> s.refusal ORDER BY s.ts_ms DESC, s.id DESC LIMIT $3",
+        )
+        .bind(stream)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+        Ok(out)
     }
 
     /// One stored response by id.

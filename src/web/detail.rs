@@ -93,6 +93,8 @@ pub struct SuiteData {
     pub events: Vec<ModelEvent>,
     /// The detectors' latest verdicts for `suite:<name>`.
     pub findings: Vec<Finding>,
+    /// Every alert (`None`: not readable), for the verdicts' alert states.
+    pub alerts: Option<Vec<AlertRow>>,
 }
 
 /// One expectation verdict as a line of text. The runner's JSON shape is
@@ -281,7 +283,7 @@ pub fn build_suite(d: &SuiteData, p: &Periods) -> SuiteView {
     SuiteView {
         name: d.suite.clone(),
         health: HealthCell::of(d.runs.iter().find_map(pass_rate)),
-        findings: findings_view(&d.findings, p.now_ms),
+        findings: findings_view(&d.findings, d.alerts.as_deref(), p.now_ms),
         pass_chart,
         runs,
         latest,

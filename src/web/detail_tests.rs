@@ -81,6 +81,7 @@ fn suite_view_puts_pinned_beside_live_and_counts_per_target() {
         ],
         events: vec![],
         findings: vec![],
+        alerts: None,
     };
     let v = build_suite(&d, &p);
     assert_eq!(v.health.text, "75");

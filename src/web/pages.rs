@@ -18,6 +18,8 @@ const DEFAULT_HOURS: i64 = 48;
 /// Most annotations drawn on a stream page's charts and listed under them.
 const ANNOTATION_ROWS: i64 = 200;
 const WORST_ROWS: i64 = 10;
+/// Disagreements of the refusal classifier with the judges listed.
+const DISAGREEMENT_ROWS: i64 = 10;
 /// Runs listed on a suite page.
 const RUN_HISTORY: i64 = 50;
 /// Open alerts whose evidence the alerts page gathers.
@@ -68,6 +70,27 @@ impl Web {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read detector verdicts");
                 vec![]
+            }
+        }
+    }
+
+    /// The classifier against the judges' refusal labels since `since_ms`;
+    /// a read failure only costs that section.
+    async fn refusal_agreement(
+        &self,
+        stream: &str,
+        since_ms: i64,
+    ) -> Option<crate::store::RefusalAgreement> {
+        match self
+            .ctx
+            .store
+            .refusal_agreement(stream, since_ms, DISAGREEMENT_ROWS)
+            .await
+        {
+            Ok(a) => Some(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read refusal labels");
+                None
             }
         }
     }
@@ -173,6 +196,7 @@ async fn stream_page(
         },
         alerts,
         findings: web.findings(stream).await,
+        refusal_agreement: web.refusal_agreement(stream, p.window_from_ms).await,
     };
     let mut ctx = context(stream, now);
     ctx.insert("v", &view::build_stream(&data, &p));
@@ -272,6 +296,7 @@ async fn suite_page(
             .model_events(&format!("suite:{suite}:"), p.chart_from_ms)
             .await?,
         findings: web.findings(&format!("suite:{suite}")).await,
+        alerts: web.alert_rows(1000).await?,
         runs,
     };
     let mut ctx = context(suite, now);

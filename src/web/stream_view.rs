@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::charts::{self, Band, HistBin, LineChart, Marker, MarkerKind, Series, YFormat};
 use super::fmt::{fmt_ago, fmt_num, fmt_time, model_change_label, snippet};
 use super::view::{HealthCell, Periods, firing, health_series, latest, moments, score_baselines};
-use crate::signals::{Finding, Status};
+use crate::signals::{Finding, report};
 use crate::store::{
     AlertRow, Annotation, EmbeddingHour, HealthPoint, HourRow, JudgedResponse, ModelEvent,
     ScoreHourRow,
@@ -36,6 +36,9 @@ pub struct StreamData {
     pub findings: Vec<Finding>,
     /// The open alerts' statistics split by dimension (`alert::triage::splits`).
     pub splits: Vec<crate::alert::triage::Split>,
+    /// The classifier against the judges' refusal labels in the window
+    /// (`None`: not readable).
+    pub refusal_agreement: Option<crate::store::RefusalAgreement>,
 }
 
 /// One detector verdict as a table row.
@@ -43,29 +46,52 @@ pub struct StreamData {
 pub struct FindingView {
     pub rule: String,
     pub dimension: String,
-    /// firing | ok | warming_up | insufficient_data
+    /// firing | pending | ok | warming_up | insufficient_data: the verdict,
+    /// or the state of its alert while that is open and the verdict no
+    /// longer fires (`signals::report::shown`).
     pub status: &'static str,
+    /// What the status column reads: "firing (recovering)" while hysteresis
+    /// holds an alert whose verdict is already `ok`.
+    pub label: String,
     pub severity: String,
     pub summary: String,
     pub when: String,
 }
 
-/// The detectors' verdicts, firing first, then by rule and dimension.
-pub fn findings_view(findings: &[Finding], now_ms: i64) -> Vec<FindingView> {
-    let rank = |s: Status| match s {
-        Status::Firing => 0,
-        Status::Ok => 1,
-        Status::WarmingUp => 2,
-        Status::InsufficientData => 3,
+/// The detectors' verdicts beside the states of their open alerts
+/// (`alerts`: every alert, or `None` when unknown), firing first, then by
+/// rule and dimension.
+pub fn findings_view(
+    findings: &[Finding],
+    alerts: Option<&[AlertRow]>,
+    now_ms: i64,
+) -> Vec<FindingView> {
+    let open = crate::alert::open_states(alerts.unwrap_or_default());
+    let rank = |s: &str| match s {
+        "firing" => 0,
+        "pending" => 1,
+        "ok" => 2,
+        "warming_up" => 3,
+        _ => 4,
     };
-    let mut sorted: Vec<&Finding> = findings.iter().collect();
-    sorted.sort_by_key(|f| (rank(f.status), f.rule, f.dimension.clone()));
+    let mut sorted: Vec<(&Finding, report::Shown)> = findings
+        .iter()
+        .map(|f| {
+            let key = (f.rule, f.stream.clone(), f.dimension.clone());
+            (
+                f,
+                report::shown(f.status, open.get(&key).map(String::as_str)),
+            )
+        })
+        .collect();
+    sorted.sort_by_key(|(f, s)| (rank(s.state), f.rule, f.dimension.clone()));
     sorted
         .into_iter()
-        .map(|f| FindingView {
+        .map(|(f, shown)| FindingView {
             rule: f.rule.as_str().into(),
             dimension: f.dimension.clone().unwrap_or_default(),
-            status: f.status.as_str(),
+            status: shown.state,
+            label: shown.label,
             severity: f.severity.as_str().into(),
             summary: f.summary.clone(),
             when: fmt_ago(now_ms, f.at_ms),
@@ -159,6 +185,7 @@ pub struct StreamView {
     /// Where the open alerts' shifts live: one row of small multiples per
     /// (alert, dimension).
     pub localisation: Vec<SplitView>,
+    pub refusal_agreement: Option<super::refusal_view::RefusalAgreementView>,
     pub responses_window: i64,
     pub period: String,
 }
@@ -522,8 +549,9 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
             })
             .collect(),
         firing: firing(d.alerts.as_deref(), &d.stream),
-        findings: findings_view(&d.findings, p.now_ms),
+        findings: findings_view(&d.findings, d.alerts.as_deref(), p.now_ms),
         localisation: split_views(&d.splits),
+        refusal_agreement: super::refusal_view::build(d.refusal_agreement.as_ref(), p.now_ms),
         responses_window: d
             .hourly
             .iter()

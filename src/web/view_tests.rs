@@ -364,6 +364,7 @@ fn findings_are_listed_firing_first() {
             f(Rule::LengthDrift, Status::InsufficientData, "too few"),
             f(Rule::RefusalRateShift, Status::Firing, "<b>up</b>"),
         ],
+        None,
         NOW,
     );
     let order: Vec<(&str, &str)> = v.iter().map(|x| (x.rule.as_str(), x.status)).collect();
@@ -377,4 +378,45 @@ fn findings_are_listed_firing_first() {
     );
     assert_eq!(v[0].when, "1h ago");
     assert_eq!(v[0].summary, "<b>up</b>", "escaped by the template");
+}
+
+#[test]
+fn an_ok_verdict_whose_alert_still_fires_shows_firing_recovering() {
+    use crate::signals::{Rule, Severity};
+    let ok = Finding {
+        rule: Rule::JudgeScoreDrop,
+        stream: "s".into(),
+        dimension: Some("helpful".into()),
+        status: Status::Ok,
+        severity: Severity::Warning,
+        at_ms: NOW,
+        value: 3.8,
+        baseline: 4.0,
+        threshold: 0.3,
+        p_value: None,
+        samples: 50,
+        baseline_samples: 1680,
+        summary: "helpful 4.00 → 3.80 over the recent hours".into(),
+        resolve: false,
+    };
+    let length = Finding {
+        rule: Rule::LengthDrift,
+        dimension: None,
+        ..ok.clone()
+    };
+    let alerts = [alert("s", "firing"), alert("other", "firing")];
+    let v = findings_view(&[length.clone(), ok.clone()], Some(&alerts), NOW);
+    assert_eq!(
+        (v[0].rule.as_str(), v[0].status),
+        ("judge_score_drop", "firing")
+    );
+    assert_eq!(v[0].label, "firing (recovering)");
+    assert_eq!(
+        (v[1].status, v[1].label.as_str()),
+        ("ok", "ok"),
+        "no alert: ok"
+    );
+    // Once the alert resolved, the verdict speaks.
+    let v = findings_view(&[ok], Some(&[alert("s", "resolved")]), NOW);
+    assert_eq!(v[0].label, "ok");
 }

@@ -325,3 +325,158 @@ fn write_scenario() {
     std::fs::write(&out, lines.join("\n")).unwrap();
     eprintln!("{} records written to {out}", lines.len());
 }
+
+/// Ten days of three streams at 20 records an hour: a model switch on day 8
+/// (`models`), a refusal jump 1 % → 33 % on day 8 (`refusals`, the
+/// refusals short and in plain words, so the classifier counts them) and a
+/// fingerprint change on day 8 (`fingerprints`).
+fn expect_history(dir: &std::path::Path) -> (std::path::PathBuf, i64) {
+    let input = dir.join("history.jsonl");
+    let switch = START + 8 * DAY_MS + 30 * 60_000;
+    let mut lines = Vec::new();
+    for i in 0..10 * 24 * 20 {
+        let ts = START + i * 180_000;
+        let after = ts >= switch;
+        let refused = if after { i % 3 == 0 } else { i % 100 == 0 };
+        for (stream, model, fp, output) in [
+            (
+                "models",
+                if after {
+                    "gpt-4o-2024-11-20"
+                } else {
+                    "gpt-4o-2024-08-06"
+                },
+                "fp_a",
+                "Your refund was issued to the original card.",
+            ),
+            (
+                "fingerprints",
+                "gpt-4o-2024-08-06",
+                if after { "fp_b" } else { "fp_a" },
+                "Your refund was issued to the original card.",
+            ),
+            (
+                "refusals",
+                "gpt-4o-2024-08-06",
+                "fp_a",
+                if refused {
+                    "I can't help with that request."
+                } else {
+                    "Your refund was issued to the original card."
+                },
+            ),
+        ] {
+            lines.push(
+                serde_json::json!({
+                    "id": format!("{stream}-{i}"),
+                    "stream": stream,
+                    "timestamp": chrono::DateTime::from_timestamp_millis(ts).unwrap().to_rfc3339(),
+                    "request_model": "gpt-4o",
+                    "response_model": model,
+                    "system_fingerprint": fp,
+                    "output": output,
+                })
+                .to_string(),
+            );
+        }
+    }
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    (input, switch)
+}
+
+/// `canaryd backtest --expect FILE` scores the replay against the listed
+/// changes with the corpus's scorer: detected with its delay, a co-symptom
+/// not counted, a quiet stream that fires is a false alarm, a change nothing
+/// reported is missed, and the exit status says whether all of it held.
+#[test]
+fn expect_scores_planted_changes_and_fails_on_misses_and_false_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, switch) = expect_history(dir.path());
+    let at = canaryd::signals::fmt_time(switch);
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        format!(
+            "changes:\n  - stream: models\n    rule: model_change\n    at: {at}\n    within: 1h\n  - stream: fingerprints\n    rule: model_change\n    at: {at}\n    within: 1h\n  - stream: refusals\n    rule: refusal_rate_shift\n    at: {at}\n    within: 6h\n"
+        ),
+    )
+    .unwrap();
+    let input = input.to_str().unwrap();
+    let (code, stdout, stderr) = support::run_cli(
+        &["backtest", "--input", input, "--expect", "good.yaml"],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr: {stderr}");
+    for stream in ["models", "fingerprints", "refusals"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(stream))
+            .unwrap_or_else(|| panic!("no row for {stream}:\n{stdout}"));
+        assert!(row.contains("detected"), "{row}\n{stdout}");
+    }
+    assert!(
+        stdout.contains("detected in time 3/3, late 0, missed 0, false alarms 0, flaps 0"),
+        "{stdout}"
+    );
+
+    // The fingerprint change left out (its stream listed as quiet) and a
+    // change that never happened: a false alarm and a miss, exit 1.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "changes:\n  - stream: models\n    rule: model_change\n    at: {at}\n    within: 1h\n  - stream: refusals\n    rule: truncation_rate\n    at: {at}\n    within: 2h\nquiet: [fingerprints]\n"
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = support::run_cli(
+        &[
+            "backtest", "--input", input, "--expect", "bad.yaml", "--format", "json",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr: {stderr}");
+    let card: Value = serde_json::from_str(&stdout).expect("one JSON document");
+    let rows = card["changes"].as_array().unwrap();
+    let row = |stream: &str| {
+        rows.iter()
+            .find(|r| r["stream"] == stream)
+            .unwrap_or_else(|| panic!("no row for {stream}: {card:#}"))
+    };
+    assert_eq!(row("models")["result"], "detected", "{card:#}");
+    assert_eq!(row("models")["delay_hours"].as_f64(), Some(0.5), "{card:#}");
+    assert_eq!(row("refusals")["result"], "missed", "{card:#}");
+    // The refusal spike is a co-symptom of the change listed on its stream,
+    // not a false alarm.
+    assert_eq!(
+        row("refusals")["false_alarms"],
+        serde_json::json!([]),
+        "{card:#}"
+    );
+    let fp = row("fingerprints")["false_alarms"].as_array().unwrap();
+    assert_eq!(fp.len(), 1, "{card:#}");
+    assert!(
+        fp[0].as_str().unwrap().starts_with("model_change"),
+        "{card:#}"
+    );
+    assert_eq!(card["totals"]["missed"], 1, "{card:#}");
+
+    // A broken expectations file names its line before anything is replayed.
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "changes:\n  - stream: models\n    rule: model_changed\n    at: 2026-03-09T00:30:00Z\n    within: 1h\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = support::run_cli(
+        &["backtest", "--input", input, "--expect", "broken.yaml"],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("broken.yaml:3") && stderr.contains("model_change"),
+        "{stderr}"
+    );
+}

@@ -170,3 +170,107 @@ fn status_command_reports_an_empty_database() {
     assert_eq!(v["subjects"].as_array().unwrap().len(), 0);
     assert_eq!(v["window_hours"], 24);
 }
+
+/// Issue 13: a detector whose verdict is back to `ok` while hysteresis
+/// holds its alert firing must not read "ok" in `canaryd status`: the
+/// alert (fired by the real lifecycle) still fires, so the status reads
+/// "firing (recovering)" in text and JSON, on both backends.
+#[tokio::test]
+async fn status_shows_an_alert_still_firing_while_its_verdict_is_ok() {
+    for db in support::TestDb::all().await {
+        let store = Store::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        let now = canaryd::clock::Clock::system().now_ms();
+        let start = now - 9 * 24 * HOUR_MS;
+        let recs: Vec<canaryd::ingest::Record> =
+            records(&[StreamSpec::stationary("calm", 30.0)], start, now, 5)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| canaryd::ingest::record::from_value(i, v).unwrap())
+                .collect();
+        let rows = canaryd::ingest::prepare(&recs, now, &Default::default());
+        for chunk in rows.chunks(2000) {
+            store.insert_responses(chunk).await.unwrap();
+        }
+        // The verdict now, then the same detector as it fired three hours ago.
+        let cfg = DetectorConfig::default();
+        let snap = store.detector_snapshot(now, &cfg).await.unwrap();
+        let findings = evaluate_snapshot(&snap, now, &cfg);
+        let verdict = findings
+            .iter()
+            .find(|f| f.stream == "calm" && f.rule == Rule::RefusalRateShift)
+            .unwrap_or_else(|| panic!("{findings:#?}"))
+            .clone();
+        assert_eq!(verdict.status, Status::Ok, "{verdict:?}");
+        let fired = canaryd::signals::Finding {
+            status: Status::Firing,
+            severity: canaryd::signals::Severity::Warning,
+            value: 0.06,
+            baseline: 0.01,
+            summary: "refused 1.0 % → 6.0 %".into(),
+            resolve: false,
+            ..verdict
+        };
+        let alerts = canaryd::alert::AlertsConfig::default();
+        for at in [now - 3 * HOUR_MS, now - 3 * HOUR_MS + 60_000] {
+            canaryd::alert::process(&store, std::slice::from_ref(&fired), at, &alerts)
+                .await
+                .unwrap();
+        }
+        let open = store.open_alerts().await.unwrap();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].state, "firing", "{open:?}");
+        store.close().await;
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("canaryd.yaml"),
+            format!("database: {}\n", db.url),
+        )
+        .unwrap();
+        let (code, out, err) = support::run_cli(
+            &["status", "--format", "json", "--config", "canaryd.yaml"],
+            dir.path(),
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let calm = v["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stream"] == "calm")
+            .unwrap_or_else(|| panic!("{v:#}"));
+        let d = calm["detectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["rule"] == "refusal_rate_shift")
+            .unwrap();
+        assert_eq!(d["status"], "ok", "{} {d:#}", db.backend);
+        assert_eq!(d["alert"], "firing", "{} {d:#}", db.backend);
+        assert_eq!(d["shown"]["label"], "firing (recovering)", "{d:#}");
+        assert!(
+            calm["firing"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["rule"] == "refusal_rate_shift"),
+            "{calm:#}"
+        );
+        // Every other detector of the stream has no alert and reads its verdict.
+        for d in calm["detectors"].as_array().unwrap() {
+            if d["rule"] != "refusal_rate_shift" {
+                assert!(d["alert"].is_null(), "{d:#}");
+            }
+        }
+        let (code, out, err) =
+            support::run_cli(&["status", "--config", "canaryd.yaml"], dir.path(), &[]);
+        assert_eq!(code, 0, "{err}");
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("refusal_rate_shift"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(line.contains("FIRING (recovering)"), "{line}");
+    }
+}

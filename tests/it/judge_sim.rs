@@ -424,3 +424,87 @@ async fn sampled_records_without_embeddings_are_embedded_with_the_embedder() {
     );
     drop(daemon);
 }
+
+/// Issue 13: a judge scoring a sampled record also labels refusal; the
+/// label is stored beside the score, and the stream page shows how often
+/// the refusal classifier agrees with it, the counts, and the disagreeing
+/// records linked to their pages. The simulator's judge reads refusals its
+/// own way (its wording list), so "I can't stress enough …" — an idiom the
+/// classifier knows is no decline — is a refusal to the judge only.
+#[tokio::test]
+async fn judges_label_refusals_and_the_stream_page_shows_the_classifier_agreement() {
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[("scenario.yaml", SCENARIO)]);
+        let sim = start_sim(dir.path());
+        let extra = "judging: { sample_rate: 1.0, floor_per_hour: 0, cap_per_hour: 1000, concurrency: 2, canary_interval_secs: 3600 }\n";
+        std::fs::write(
+            dir.path().join("canaryd.yaml"),
+            config_yaml(&sim.base_url, "judge-model", extra),
+        )
+        .unwrap();
+        let env = [("CANARYD_DATABASE_URL", db.url.as_str())];
+        let daemon = TestDaemon::start(dir.path(), &[], &env);
+        let outputs = [
+            "We are open from 9am to 5pm.",
+            "I'm sorry, but I can't help with that.",
+            "I can't stress enough how early we open: 9am, and we close at 5pm.",
+        ];
+        let recs: Vec<serde_json::Value> = (0..6)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("label-{i}"), "stream": "support",
+                    "input": "When are you open?",
+                    "context": ["The store opens at 9am and closes at 5pm."],
+                    "output": outputs[i % 3],
+                })
+            })
+            .collect();
+        post(&daemon.base_url, serde_json::Value::Array(recs).to_string()).await;
+        let store = Store::connect(&db.url).await.unwrap();
+        // 6 records × 3 judges, each with a label.
+        wait_until(&store, "every label", Duration::from_secs(60), async |s| {
+            scalar(
+                s,
+                "SELECT COUNT(*) FROM judge_scores WHERE source = 'judge' AND refusal IS NOT NULL",
+            )
+            .await
+                == 18
+        })
+        .await;
+        let a = store.refusal_agreement("support", 0, 10).await.unwrap();
+        assert_eq!(
+            (a.both, a.neither, a.classifier_only, a.judge_only),
+            (6, 6, 0, 6),
+            "{b}: {a:?}"
+        );
+        assert_eq!(a.disagreements.len(), 6, "{b}");
+        assert!(
+            a.disagreements
+                .iter()
+                .all(|d| d.judge_says && !d.classifier && d.output.starts_with("I can't stress")),
+            "{b}: {a:?}"
+        );
+        let r = reqwest::get(format!("{}/streams/support", daemon.base_url))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{b}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("<b>66.7 %</b> of 18 judged records"),
+            "{b}: {page}"
+        );
+        assert!(page.contains("only the judge 6"), "{b}: {page}");
+        let link = format!(
+            "href=\"{}\"",
+            format!("/responses/{}", a.disagreements[0].response_id).replace('/', "&#x2F;")
+        );
+        assert!(page.contains(&link), "{b}: no {link} in {page}");
+        assert!(
+            page.contains("classifier: answer · judge: refusal"),
+            "{b}: {page}"
+        );
+        drop(daemon);
+        store.close().await;
+    }
+}

@@ -8,9 +8,8 @@
 //! per change. `cargo bench --bench corpus` prints it with the stationary
 //! year; the lighter tests below run with the suite.
 
-use std::fmt::Write;
-
-use super::replay::{Event, replay};
+use super::replay::replay;
+use super::score::{Expectation, Score};
 use crate::alert::AlertsConfig;
 use crate::signals::rollup::{EmbeddingSum, HourCounts, StreamRollups, length_bin};
 use crate::signals::stats::Moments;
@@ -302,34 +301,19 @@ pub fn corpus() -> (Vec<StreamCase>, i64) {
     (cases, START + 28 * DAY_MS)
 }
 
-/// How one stream scored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Score {
-    pub stream: String,
-    pub expected: Option<Rule>,
-    /// Hours from the change to the first firing of the expected rule.
-    pub delay_hours: Option<f64>,
-    pub deadline_hours: Option<f64>,
-    /// Firing episodes nothing planted explains.
-    pub false_alarms: Vec<String>,
-    /// Reopenings and repeated firings of the expected rule.
-    pub flaps: usize,
-    /// After a revert: the expected rule resolved within 24 h.
-    pub revert_resolved: Option<bool>,
-}
-
-impl Score {
-    /// Detected within its target delay.
-    pub fn detected(&self) -> bool {
-        self.within(1.0)
-    }
-
-    /// Detected within `factor` times its target delay.
-    pub fn within(&self, factor: f64) -> bool {
-        match (self.delay_hours, self.deadline_hours) {
-            (Some(d), Some(limit)) => d <= factor * limit,
-            _ => false,
-        }
+/// What `case` must do, for the one scorer (`score.rs`): its first planted
+/// change with the rule that must fire for it, or a quiet stream.
+pub fn expectation(case: &StreamCase) -> Expectation {
+    match case.changes.first() {
+        None => Expectation::quiet(&case.name),
+        Some(c) => Expectation {
+            stream: case.name.clone(),
+            rule: case.expect.map(|e| e.0),
+            dimension: None,
+            from_ms: Some(c.from_ms),
+            to_ms: c.to_ms,
+            within_hours: case.expect.map(|e| e.1),
+        },
     }
 }
 
@@ -354,57 +338,10 @@ pub fn score(case: &StreamCase, end_ms: i64, seed: u64, cfg: &DetectorConfig) ->
             eprintln!("{} {} {} {}", e.at, e.event, e.rule.as_str(), e.summary);
         }
     }
-    score_events(case, &evs)
-}
-
-fn score_events(case: &StreamCase, evs: &[Event]) -> Score {
-    let change = case.changes.first();
-    let explained = |at: i64| {
-        change.is_some_and(|c| at >= c.from_ms && c.to_ms.is_none_or(|r| at <= r + DAY_MS))
-    };
-    let mut out = Score {
-        stream: case.name.clone(),
-        expected: case.expect.map(|e| e.0),
-        delay_hours: None,
-        deadline_hours: case.expect.map(|e| e.1),
-        false_alarms: Vec::new(),
-        flaps: 0,
-        revert_resolved: None,
-    };
-    for e in evs {
-        let expected = case.expect.is_some_and(|(r, _)| r == e.rule);
-        match e.event {
-            "firing" | "reopened" if expected && change.is_some_and(|c| e.at_ms >= c.from_ms) => {
-                let c = change.unwrap_or_else(|| unreachable!());
-                if out.delay_hours.is_none() && e.event == "firing" {
-                    out.delay_hours = Some((e.at_ms - c.from_ms) as f64 / HOUR_MS as f64);
-                } else if explained(e.at_ms) {
-                    out.flaps += 1;
-                } else {
-                    out.false_alarms.push(format!(
-                        "{} {} at {} (after the revert)",
-                        e.event,
-                        e.rule.as_str(),
-                        e.at
-                    ));
-                }
-            }
-            "firing" if (case.expect.is_some() && explained(e.at_ms)) => {}
-            "firing" => {
-                out.false_alarms
-                    .push(format!("{} at {}: {}", e.rule.as_str(), e.at, e.summary))
-            }
-            _ => {}
-        }
-    }
-    if let (Some((rule, _)), Some(c)) = (case.expect, change)
-        && let Some(r) = c.to_ms
-    {
-        let last = evs.iter().rfind(|e| e.rule == rule);
-        out.revert_resolved =
-            Some(last.is_some_and(|e| e.event == "resolved" && e.at_ms <= r + DAY_MS));
-    }
-    out
+    super::score::score(&[expectation(case)], &evs)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| unreachable!("one expectation, one row"))
 }
 
 /// Scores every stream of `cases` and renders the table.
@@ -419,57 +356,8 @@ pub fn run(
         .enumerate()
         .map(|(i, c)| score(c, end_ms, seed.wrapping_add(i as u64 * 7919), cfg))
         .collect();
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<28} {:<20} {:>9} {:>8} {:>8} {:>6} {:>6} {:>7}",
-        "stream", "expected", "result", "delay h", "target h", "flaps", "false", "revert"
-    );
-    for x in &scores {
-        let result = match x.expected {
-            None => "-".to_string(),
-            Some(_) if x.detected() => "detected".into(),
-            Some(_) if x.delay_hours.is_some() => "LATE".into(),
-            Some(_) => "MISSED".into(),
-        };
-        let _ = writeln!(
-            s,
-            "{:<28} {:<20} {:>9} {:>8} {:>8} {:>6} {:>6} {:>7}",
-            x.stream,
-            x.expected.map_or("(nothing)", Rule::as_str),
-            result,
-            x.delay_hours.map_or("-".into(), |d| format!("{d:.0}")),
-            x.deadline_hours.map_or("-".into(), |d| format!("{d:.0}")),
-            x.flaps,
-            x.false_alarms.len(),
-            match x.revert_resolved {
-                None => "-",
-                Some(true) => "ok",
-                Some(false) => "NO",
-            }
-        );
-        for f in &x.false_alarms {
-            let _ = writeln!(s, "    false alarm: {f}");
-        }
-    }
-    let planted = scores.iter().filter(|x| x.expected.is_some()).count();
-    let detected = scores.iter().filter(|x| x.detected()).count();
-    let late = scores
-        .iter()
-        .filter(|x| !x.detected() && x.delay_hours.is_some())
-        .count();
-    let _ = writeln!(
-        s,
-        "detected in time {detected}/{planted}, late {late}, missed {}, false alarms {}, flaps {}, reverts unresolved {}",
-        planted - detected - late,
-        scores.iter().map(|x| x.false_alarms.len()).sum::<usize>(),
-        scores.iter().map(|x| x.flaps).sum::<usize>(),
-        scores
-            .iter()
-            .filter(|x| x.revert_resolved == Some(false))
-            .count()
-    );
-    (scores, s)
+    let table = super::score::render(&scores);
+    (scores, table)
 }
 
 /// Stationary streams (flat, diurnal, weekly; 20–40 records an hour) over
@@ -533,6 +421,58 @@ mod tests {
             per_year <= 1.0,
             "{alarms} false alarms ({per_year:.2} per stream-year)"
         );
+    }
+
+    /// The delay distribution of the changes with a speed target, and how
+    /// often the sub-threshold shifts fire, over many seeds (one seed says
+    /// little about a delay near the information limit):
+    /// `cargo test --lib corpus::tests::delays_over_seeds -- --ignored --nocapture`
+    /// (`CANARYD_SEEDS`, default 20; `CANARYD_CASES`, a comma list of name prefixes).
+    #[test]
+    #[ignore]
+    fn delays_over_seeds() {
+        let seeds: u64 = std::env::var("CANARYD_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20);
+        let (cases, end) = corpus();
+        let cfg = DetectorConfig::default();
+        // `CANARYD_CASES=truncation,refusal`: only streams whose name starts so.
+        let only = std::env::var("CANARYD_CASES").unwrap_or_default();
+        for case in &cases {
+            if !(case.expect.is_some_and(|(r, _)| r != Rule::ModelChange)
+                || case.name.starts_with("sub-threshold"))
+                || !(only.is_empty() || only.split(',').any(|p| case.name.starts_with(p)))
+            {
+                continue;
+            }
+            let mut delays = Vec::new();
+            let (mut in_time, mut false_alarms, mut flaps) = (0, 0, 0);
+            for seed in 0..seeds {
+                let x = score(case, end, 10_000 + seed * 31, &cfg);
+                if let Some(d) = x.delay_hours {
+                    delays.push(d);
+                }
+                in_time += usize::from(x.detected());
+                false_alarms += x.false_alarms.len();
+                flaps += x.flaps;
+            }
+            delays.sort_by(f64::total_cmp);
+            let q = |p: f64| {
+                delays
+                    .get(((delays.len() as f64 - 1.0) * p).round() as usize)
+                    .map_or("-".to_string(), |d| format!("{d:.0}"))
+            };
+            eprintln!(
+                "{:<28} target {:>4} h: detected {}/{seeds}, in time {in_time}, delay median {} p90 {} max {}; false alarms {false_alarms}, flaps {flaps}",
+                case.name,
+                case.expect.map_or("-".into(), |e| format!("{:.0}", e.1)),
+                delays.len(),
+                q(0.5),
+                q(0.9),
+                q(1.0),
+            );
+        }
     }
 
     #[test]

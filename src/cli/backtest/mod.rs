@@ -1,6 +1,9 @@
 //! `canaryd backtest`: replay recorded traffic (ingest-format JSON lines)
 //! through the detectors in a scratch database and print one event per line
-//! when an alert would have started or resolved.
+//! when an alert would have started or resolved — or, with `--expect FILE`,
+//! score those events against the changes the file lists (detected /
+//! missed / false alarms / flaps / delay per change; `score.rs`, the same
+//! scorer as the scenario corpus).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,8 +11,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 pub mod corpus;
+pub mod expect;
 pub mod load;
 pub mod replay;
+pub mod score;
 
 use replay::Event;
 
@@ -21,9 +26,16 @@ pub struct Args {
     /// Step of simulated time between evaluations (e.g. 1h, 30m).
     #[arg(long, default_value = "1h", value_parser = parse_every)]
     pub every: i64,
-    /// Output format: one JSON object per event, or a line of text.
-    #[arg(long, value_enum, default_value = "json")]
-    pub format: Format,
+    /// Score the replay against the planted changes listed in this YAML
+    /// file (docs/backtest.md) and print a scorecard instead of the events;
+    /// exit 1 when a change is missed or late, an alarm is false, an alert
+    /// flaps or a revert does not resolve.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// Output format: one JSON object per event (default), or a line of
+    /// text; with `--expect`, a table (default) or one JSON document.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -33,7 +45,7 @@ pub enum Format {
 }
 
 /// `90s`, `30m`, `1h`, `1d` → milliseconds.
-fn parse_every(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_every(s: &str) -> Result<i64, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
@@ -62,14 +74,22 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         crate::config::from_str(Path::new("(defaults)"), "{}")
             .map_err(|d| anyhow::anyhow!("{d}"))?
     };
+    let expected = match &args.expect {
+        Some(p) => {
+            Some(expect::load(p).map_err(|d| anyhow::anyhow!("invalid expectations:\n{d}"))?)
+        }
+        None => None,
+    };
     let now = crate::clock::Clock::system().now_ms();
+    let mut events: Vec<Event> = Vec::new();
     let format = args.format;
-    let summary = load::run(
-        &args.input,
-        &config,
-        args.every,
-        now,
-        |e: &Event| match format {
+    let scoring = expected.is_some();
+    let summary = load::run(&args.input, &config, args.every, now, |e: &Event| {
+        if scoring {
+            events.push(e.clone());
+            return;
+        }
+        match format.unwrap_or(Format::Json) {
             Format::Json => println!("{}", serde_json::to_string(e).unwrap_or_default()),
             Format::Text => println!(
                 "{} {:<9} {:<20} {}{}  {}",
@@ -83,8 +103,8 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
                     .unwrap_or_default(),
                 e.summary
             ),
-        },
-    )
+        }
+    })
     .await
     .context("backtest failed")?;
     eprintln!(
@@ -97,5 +117,23 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
         summary.ingest_secs,
         summary.evaluate_secs
     );
-    Ok(ExitCode::SUCCESS)
+    let Some(expected) = expected else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let scores = score::score(&expected, &events);
+    match format.unwrap_or(Format::Text) {
+        Format::Text => print!("{}", score::render(&scores)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "changes": scores,
+                "totals": score::totals(&scores),
+            }))?
+        ),
+    }
+    Ok(if scores.iter().all(score::Score::passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
