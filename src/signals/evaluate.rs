@@ -29,6 +29,8 @@ pub struct Snapshot {
     /// suite → case results.
     pub suites: BTreeMap<String, Vec<CanaryObs>>,
     pub model_events: Vec<ModelEvent>,
+    /// suite → equality tests (`model_drift`).
+    pub equality: BTreeMap<String, Vec<super::model_drift::EqualityObs>>,
     /// Spans in which an alert on a signal was open: left out of that
     /// signal's baseline (see [`quiet_span`]).
     pub quiet: BTreeMap<QuietKey, Vec<(i64, i64)>>,
@@ -98,6 +100,9 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
         .chain(snap.suites.keys().map(|s| format!("suite:{s}")))
         .collect();
     verdicts.extend(model_change(&snap.model_events, &subjects, &w));
+    for (suite, obs) in &snap.equality {
+        verdicts.extend(super::model_drift::model_drift(suite, obs, now_ms));
+    }
 
     // False-discovery control across every window test of this evaluation.
     let tested: Vec<usize> = (0..verdicts.len())

@@ -9,6 +9,7 @@
 mod alerts;
 mod annotations;
 mod canary;
+mod equality;
 mod evidence;
 mod judge;
 mod leases;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{
 pub use alerts::*;
 pub use annotations::Annotation;
 pub use canary::*;
+pub use equality::{MAX_HISTORY_ROWS, NewEqualityTest, NewSample};
 pub use evidence::{ExampleResponse, FailedCase, JudgedExample, ResponsePick};
 pub use judge::*;
 pub use models::*;

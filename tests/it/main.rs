@@ -21,6 +21,7 @@ mod check_types;
 mod cli_foundation;
 mod cli_help;
 mod demo;
+mod equality;
 mod detectors_store;
 mod http_auth;
 mod ingest_api;
