@@ -19,7 +19,7 @@ use std::time::Instant;
 use canaryd::equality::mmd::{self, CaseSamples, PERMUTATIONS};
 use canaryd::signals::model_drift::cusum;
 use canaryd::sim::behave::{self, Draws, Prompt};
-use canaryd::sim::scenario::Profile;
+use canaryd::sim::scenario::{Length, Profile};
 
 const RUNS_PER_DAY: usize = 24;
 
@@ -58,13 +58,16 @@ fn cases(n: usize) -> Vec<Prompt> {
 }
 
 fn profile() -> Profile {
-    let mut p = Profile::default();
-    p.vary_answers = true;
-    p.tokens.mean = 40.0;
-    p.tokens.sd = 15.0;
-    p.tokens.min = 10;
-    p.tokens.max = 120;
-    p
+    Profile {
+        vary_answers: true,
+        tokens: Length {
+            mean: 40.0,
+            sd: 15.0,
+            min: 10,
+            max: 120,
+        },
+        ..Profile::default()
+    }
 }
 
 const NO_DRAW: Draws = Draws {
@@ -170,7 +173,8 @@ fn main() {
 
     // The null: unchanged live, hourly runs.
     let t0 = Instant::now();
-    for (k, c) in [(10, 8)] {
+    {
+        let (k, c) = (10, 8);
         let prompts = cases(c);
         let mut logs = Vec::new();
         let mut ps = Vec::new();

@@ -173,8 +173,8 @@ pub fn case_test(
     let witness = |i: usize| -> f64 {
         let to_x: f64 = (0..k).filter(|&j| j != i).map(|j| g[i * n + j]).sum();
         let to_y: f64 = (k..n).filter(|&j| j != i).map(|j| g[i * n + j]).sum();
-        let kx = if i < k { k - 1 } else { k } as f64;
-        let ky = if i < k { m } else { m - 1 } as f64;
+        let kx = (if i < k { k - 1 } else { k }) as f64;
+        let ky = (if i < k { m } else { m - 1 }) as f64;
         to_x / kx.max(1.0) - to_y / ky.max(1.0)
     };
     let live_example = (0..k)
@@ -219,7 +219,7 @@ pub fn fisher(ps: &[f64]) -> f64 {
 /// (Vovk & Wang): an e-value (expectation ≤ 1 for any super-uniform p) that
 /// needs no tuning of κ; it is ½ at p = 1 and about 1/(p ln² p) for small p.
 pub fn log_e_value(p: f64) -> f64 {
-    if !(p < 1.0 - 1e-9) {
+    if p.is_nan() || p >= 1.0 - 1e-9 {
         return 0.5f64.ln();
     }
     let p = p.max(1e-300);
@@ -263,9 +263,11 @@ mod tests {
         // Two p of 0.05: x = 11.98, P(χ²(4) ≥ x) = 0.01747.
         assert!((fisher(&[0.05, 0.05]) - 0.017_470).abs() < 1e-5);
         assert_eq!(fisher(&[1.0, 1.0]), 1.0);
-        // Many tiny ones stay finite and tiny.
+        // Many small ones: tiny, and no NaN when it underflows.
+        let p = fisher(&[1e-3; 20]);
+        assert!(p > 0.0 && p < 1e-30, "{p}");
         let p = fisher(&[1e-3; 200]);
-        assert!(p > 0.0 && p < 1e-100, "{p}");
+        assert!((0.0..1e-100).contains(&p), "{p}");
     }
 
     #[test]
@@ -276,7 +278,9 @@ mod tests {
             .map(|i| log_e_value((i as f64 + 0.5) / n as f64).exp())
             .sum::<f64>()
             / n as f64;
-        assert!(mean <= 1.0 && mean > 0.95, "{mean}");
+        // The grid misses the mass below 1/(2n), which is 1/ln(2n).
+        let tail = 1.0 / ((2 * n) as f64).ln();
+        assert!(mean <= 1.0 && (mean + tail - 1.0).abs() < 0.02, "{mean} + {tail}");
         assert!((log_e_value(1.0) - 0.5f64.ln()).abs() < 1e-12);
         assert!(log_e_value(1e-4) > 4.5 && log_e_value(1e-4) < 5.0);
     }
@@ -288,15 +292,17 @@ mod tests {
             "You can get a refund within 30 days of delivery.",
             "Refunds are possible for 30 days after delivery.",
             "Within 30 days of delivery, refunds are accepted.",
+            "Refunds are accepted for 30 days from delivery.",
         ];
         let same: Vec<&str> = a.iter().chain(a.iter()).copied().collect();
-        let t = case_test(&same[..4], &same[4..], 7, 999).unwrap();
+        let t = case_test(&same[..5], &same[5..], 7, 999).unwrap();
         assert!(t.p_value > 0.2, "{t:?}");
         let other = [
             "Sure! Refunds get approved inside 30 days of delivery. Hope this helps.",
             "Good question. A refund is granted inside 30 days of delivery.",
             "Sure! Inside 30 days of delivery you get your refund. Hope this helps.",
             "Good question. Refunds get approved for 30 days after delivery.",
+            "Sure! Refunds get approved for 30 days from delivery. Hope this helps.",
         ];
         let t = case_test(&other, &a, 7, 999).unwrap();
         assert!(t.p_value < 0.05, "{t:?}");

@@ -166,7 +166,8 @@ pub fn runs_per_day(schedule: Option<&str>, tz: Option<&str>) -> f64 {
     // Monday 2026-01-05T00:00:00Z.
     let start = 1_767_571_200_000_i64;
     let week = 7 * 86_400_000_i64;
-    let mut t = start;
+    // From just before the start: a tick at the start counts.
+    let mut t = start - 1;
     let mut n = 0u64;
     while n < 100_000 {
         match crate::canary::ticks::next_tick(&cron, tz, t) {
@@ -177,7 +178,7 @@ pub fn runs_per_day(schedule: Option<&str>, tz: Option<&str>) -> f64 {
             _ => return n as f64 / 7.0,
         }
     }
-    n as f64 / ((t - start).max(1) as f64 / 86_400_000.0)
+    n as f64 / ((t - start + 1).max(1) as f64 / 86_400_000.0)
 }
 
 /// Validates the suite-level block; `targets` are the suite's.
@@ -233,11 +234,10 @@ pub fn validate(
                     "equality.reference.target: the suite has one target, so nothing is compared with it; add a target or use `history`",
                 ));
             }
-            if let Some(h) = &r.value.history {
-                match history_ms(&h.value) {
-                    Ok(_) => {}
-                    Err(e) => d.push(Diagnostic::at(path, h, e)),
-                }
+            if let Some(h) = &r.value.history
+                && let Err(e) = history_ms(&h.value)
+            {
+                d.push(Diagnostic::at(path, h, e));
             }
         }
     }

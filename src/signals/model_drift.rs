@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].finding.status, Status::Ok, "{:?}", v[0].finding);
         assert!(v[0].finding.resolve);
-        // Then four runs at p = 1e-3: ln e ≈ 4.9 each beats ln(8760) ≈ 9.1 after two.
+        // Then four runs at p = 1e-3: ln e ≈ 3.0 each passes ln(8760) ≈ 9.1 after the fourth.
         let mut drift = quiet.clone();
         drift.extend((24..28).map(|i| obs(i, 1e-3)));
         let v = model_drift("s", &drift, 28 * H);

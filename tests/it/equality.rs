@@ -60,27 +60,7 @@ cases:
 
 /// `canaryd status --format json`'s finding of `rule` for `target` of suite `eq`.
 fn finding(dir: &std::path::Path, db: &str, rule: &str, target: &str) -> serde_json::Value {
-    let (code, out, err) = run_cli(
-        &["status", "--format", "json"],
-        dir,
-        &[("CANARYD_DATABASE_URL", db)],
-    );
-    assert_eq!(code, 0, "status failed: {err}");
-    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
-    v["subjects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stream"] == "suite:eq")
-        .and_then(|s| {
-            s["detectors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|f| f["rule"] == rule && f["dimension"] == target)
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("no {rule} finding for {target} in {v:#}"))
+    finding_of(dir, db, "eq", rule, target)
 }
 
 fn run_once(dir: &std::path::Path, db: &str) -> serde_json::Value {
@@ -176,4 +156,106 @@ fn check_refuses_sampling_over_budget_and_bad_keys_with_their_position() {
         err.contains("`pinnned` is not a target of this suite"),
         "{err}"
     );
+}
+
+const REAL_SUITE: &str = r#"
+suite: eq-real
+version: 1
+targets: [pinned, live]
+baseline: pinned
+defaults: { temperature: 0, max_tokens: 40 }
+equality:
+  samples: 6
+  temperature: 0.8
+  max_tokens: 32
+  reference: { target: pinned }
+cases:
+  - id: refund
+    context: ["Refunds are accepted within 30 days of delivery."]
+    prompt: How many days do I have to ask for a refund?
+  - id: greeting
+    prompt: Write one friendly sentence to greet a new customer.
+"#;
+
+/// The real llama.cpp tier: `live` is the same model file, name and
+/// fingerprint, restarted with another sampling default (top-k 1: greedy
+/// decoding, a configuration change a request does not override). Before it,
+/// live and pinned answer alike; after it, `model_drift` fires.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_configuration_change_is_caught_by_model_drift() {
+    use crate::support::llama::{self, FINGERPRINT, LlamaServer};
+    let Some(py) = llama::python_or_skip("a_real_configuration_change_is_caught_by_model_drift")
+    else {
+        return;
+    };
+    let pinned = LlamaServer::start(&py, &[]).await;
+    let mut live = LlamaServer::start(&py, &[]).await;
+    let cfg = llama::config(&pinned.url, &live.url);
+    let dir = crate::support::write_tree(&[
+        ("canaryd.yaml", cfg.as_str()),
+        ("canaries/eq-real.yaml", REAL_SUITE),
+        ("judges/.keep", ""),
+    ]);
+    let db = TestDb::sqlite().await;
+    let run = |dir: &std::path::Path| {
+        let (code, report, err) = run_json(dir, "eq-real", &[], &db.url);
+        assert_eq!(code, 0, "{err}\n{report:#}");
+        assert_eq!(report["equality"]["tests"].as_array().map(Vec::len), Some(1), "{report:#}");
+        report
+    };
+    for _ in 0..2 {
+        run(dir.path());
+    }
+    let before = finding_of(dir.path(), &db.url, "eq-real", "model_drift", "live");
+    assert_eq!(before["status"], "ok", "{before:#}");
+
+    let port = live.port;
+    live.stop();
+    let _live = LlamaServer::start_on(&py, port, &["--top-k", "1"]).await;
+    let mut fired = None;
+    for n in 1..=3 {
+        let report = run(dir.path());
+        for r in report["results"].as_array().unwrap() {
+            assert_eq!(r["system_fingerprint"], FINGERPRINT, "{r:#}");
+        }
+        let f = finding_of(dir.path(), &db.url, "eq-real", "model_drift", "live");
+        if f["status"] == "firing" {
+            fired = Some((n, f));
+            break;
+        }
+    }
+    let (n, f) = fired.expect("model_drift fires within 3 runs of the change");
+    eprintln!("real model: model_drift fired after {n} run(s): {}", f["summary"]);
+}
+
+/// Like [`finding`], for any suite.
+fn finding_of(
+    dir: &std::path::Path,
+    db: &str,
+    suite: &str,
+    rule: &str,
+    target: &str,
+) -> serde_json::Value {
+    let (code, out, err) = run_cli(
+        &["status", "--format", "json"],
+        dir,
+        &[("CANARYD_DATABASE_URL", db)],
+    );
+    assert_eq!(code, 0, "status failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    let stream = format!("suite:{suite}");
+    v["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == stream.as_str())
+        .and_then(|s| {
+            s["detectors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["rule"] == rule && f["dimension"] == target)
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no {rule} finding for {target} in {v:#}"))
 }
