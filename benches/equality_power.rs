@@ -26,10 +26,30 @@ const RUNS_PER_DAY: usize = 24;
 /// Cases: alternately grounded in three context passages and free text.
 fn cases(n: usize) -> Vec<Prompt> {
     let topics = [
-        ("refund", "Refunds are accepted within 30 days of delivery.", "A refund is paid back to the original card within 5 days.", "Items must be unused and in the original box."),
-        ("shipping", "Standard shipping takes 3 to 5 days.", "Express shipping arrives the next day for orders before noon.", "Shipping is free on orders above 50 euros."),
-        ("warranty", "The warranty covers defects for 2 years.", "Repairs are done at the Lyon service centre.", "Damage by water is not covered by the warranty."),
-        ("account", "Passwords must have at least 12 characters.", "Accounts are locked after 5 failed attempts.", "A locked account is unlocked by support within 1 hour."),
+        (
+            "refund",
+            "Refunds are accepted within 30 days of delivery.",
+            "A refund is paid back to the original card within 5 days.",
+            "Items must be unused and in the original box.",
+        ),
+        (
+            "shipping",
+            "Standard shipping takes 3 to 5 days.",
+            "Express shipping arrives the next day for orders before noon.",
+            "Shipping is free on orders above 50 euros.",
+        ),
+        (
+            "warranty",
+            "The warranty covers defects for 2 years.",
+            "Repairs are done at the Lyon service centre.",
+            "Damage by water is not covered by the warranty.",
+        ),
+        (
+            "account",
+            "Passwords must have at least 12 characters.",
+            "Accounts are locked after 5 failed attempts.",
+            "A locked account is unlocked by support within 1 hour.",
+        ),
     ];
     let free = [
         "Explain how a cache improves performance.",
@@ -102,7 +122,14 @@ fn answers(
 }
 
 /// ln e of one run's test (live vs pinned), for run `run` of trial `seed`.
-fn run_log_e(p: &Profile, prompts: &[Prompt], k: usize, seed: u64, run: u64, reword: f64) -> (f64, f64) {
+fn run_log_e(
+    p: &Profile,
+    prompts: &[Prompt],
+    k: usize,
+    seed: u64,
+    run: u64,
+    reword: f64,
+) -> (f64, f64) {
     let occ = run * k as u64;
     let data: Vec<(Vec<String>, Vec<String>)> = prompts
         .iter()
@@ -136,8 +163,12 @@ fn main() {
     let null_runs = args.get(1).copied().unwrap_or(3000);
     let h = canaryd::equality::threshold(RUNS_PER_DAY as f64, 1);
     let p = profile();
-    println!("equality power: threshold h = ln(8760) = {h:.2}; {trials} trials per cell, detection within {RUNS_PER_DAY} hourly runs after the swap\n");
-    println!("| reword | samples/case | cases | detected ≤ 24 runs | median runs to detect | calls/day (2 targets) |");
+    println!(
+        "equality power: threshold h = ln(8760) = {h:.2}; {trials} trials per cell, detection within {RUNS_PER_DAY} hourly runs after the swap\n"
+    );
+    println!(
+        "| reword | samples/case | cases | detected ≤ 24 runs | median runs to detect | calls/day (2 targets) |"
+    );
     println!("|---|---|---|---|---|---|");
     let t0 = Instant::now();
     for reword in [0.1, 0.2, 0.3] {

@@ -223,7 +223,11 @@ pub async fn examples(
                         ),
                         fields: [
                             field("before (reference answer)", Some(c.reference_example), max),
-                            field(&format!("after ({} answer)", one_line(dim)), Some(c.live_example), max),
+                            field(
+                                &format!("after ({} answer)", one_line(dim)),
+                                Some(c.live_example),
+                                max,
+                            ),
                         ]
                         .into_iter()
                         .flatten()

@@ -255,11 +255,19 @@ fn validate_equality(path: &Path, f: &SuiteFile, d: &mut Diagnostics) {
     let cases: Vec<_> = f
         .cases
         .iter()
-        .map(|c| c.value.equality.clone().map(|e| spec::normalise_case(e.value)))
+        .map(|c| {
+            c.value
+                .equality
+                .clone()
+                .map(|e| spec::normalise_case(e.value))
+        })
         .collect();
     let refs: Vec<_> = cases.iter().map(Option::as_ref).collect();
     let per_run = spec::calls_per_run(&plan, &refs, f.targets.value.len());
-    let schedule = f.schedule.as_ref().and_then(|s| normalise_cron(&s.value).ok());
+    let schedule = f
+        .schedule
+        .as_ref()
+        .and_then(|s| normalise_cron(&s.value).ok());
     let per_day = spec::runs_per_day(
         schedule.as_deref(),
         f.timezone.as_ref().map(|t| t.value.as_str()),

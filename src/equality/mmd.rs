@@ -280,7 +280,10 @@ mod tests {
             / n as f64;
         // The grid misses the mass below 1/(2n), which is 1/ln(2n).
         let tail = 1.0 / ((2 * n) as f64).ln();
-        assert!(mean <= 1.0 && (mean + tail - 1.0).abs() < 0.02, "{mean} + {tail}");
+        assert!(
+            mean <= 1.0 && (mean + tail - 1.0).abs() < 0.02,
+            "{mean} + {tail}"
+        );
         assert!((log_e_value(1.0) - 0.5f64.ln()).abs() < 1e-12);
         assert!(log_e_value(1e-4) > 4.5 && log_e_value(1e-4) < 5.0);
     }
@@ -319,7 +322,11 @@ mod tests {
 
     #[test]
     fn the_run_test_is_deterministic_and_ranks_cases() {
-        let a = ["alpha beta gamma", "alpha beta delta", "alpha beta gamma delta"];
+        let a = [
+            "alpha beta gamma",
+            "alpha beta delta",
+            "alpha beta gamma delta",
+        ];
         let b = ["zeta eta theta", "zeta eta iota", "zeta eta theta iota"];
         let cases = vec![
             CaseSamples {

@@ -327,7 +327,9 @@ pub fn normalise(b: EqualityFile) -> Plan {
         samples: b.samples.map_or(0, |s| s.value),
         temperature: b.temperature.map_or(DEFAULT_TEMPERATURE, |t| t.value),
         max_tokens: b.max_tokens,
-        reference_target: r.as_ref().and_then(|r| r.target.as_ref().map(|t| t.value.clone())),
+        reference_target: r
+            .as_ref()
+            .and_then(|r| r.target.as_ref().map(|t| t.value.clone())),
         history_ms: r
             .as_ref()
             .and_then(|r| r.history.as_ref().and_then(|h| history_ms(&h.value).ok())),

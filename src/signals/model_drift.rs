@@ -222,7 +222,9 @@ mod tests {
     #[test]
     fn uniform_p_values_do_not_fire_and_a_run_of_small_ones_does() {
         // A day of unremarkable runs.
-        let quiet: Vec<_> = (0..24).map(|i| obs(i, 0.1 + 0.8 * ((i * 7) % 10) as f64 / 10.0)).collect();
+        let quiet: Vec<_> = (0..24)
+            .map(|i| obs(i, 0.1 + 0.8 * ((i * 7) % 10) as f64 / 10.0))
+            .collect();
         let v = model_drift("s", &quiet, 24 * H);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].finding.status, Status::Ok, "{:?}", v[0].finding);
@@ -235,7 +237,9 @@ mod tests {
         assert_eq!(v[0].finding.rule, Rule::ModelDrift);
         assert_eq!(v[0].finding.dimension.as_deref(), Some("live"));
         assert!(
-            v[0].finding.summary.contains("no longer answers like pinned")
+            v[0].finding
+                .summary
+                .contains("no longer answers like pinned")
                 && v[0].finding.summary.contains("refund"),
             "{}",
             v[0].finding.summary

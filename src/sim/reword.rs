@@ -92,7 +92,10 @@ mod tests {
         let a = "Refunds are accepted within 30 days of delivery in Paris.";
         for seed in 0..50 {
             let r = reword(a, 0.9, seed);
-            assert!(r.contains("30 days") && r.contains("Refunds") && r.contains("Paris"), "{r}");
+            assert!(
+                r.contains("30 days") && r.contains("Refunds") && r.contains("Paris"),
+                "{r}"
+            );
         }
         assert_eq!(reword(a, 0.0, 1), a);
         let changed = (0..50).filter(|s| reword(a, 0.3, *s) != a).count();

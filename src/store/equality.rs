@@ -108,7 +108,11 @@ impl Store {
     }
 
     /// Equality tests of every suite with `at_ms` in `[from_ms, to_ms)`.
-    pub async fn equality_tests(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, EqualityObs)>> {
+    pub async fn equality_tests(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, EqualityObs)>> {
         let rows: Vec<(String, TestRow)> = on_db!(self.db(), pool => sqlx::query_as::<_, (String, i64, String, String, i64, f64, f64, f64, i64, String)>(
             "SELECT suite, run_id, target, reference, at_ms, p_value, log_e, threshold, cases, top FROM equality_tests \
              WHERE at_ms >= $1 AND at_ms < $2 ORDER BY suite, at_ms, id",
@@ -117,24 +121,29 @@ impl Store {
         .map(|(s, a, b, c, d, e, f, g, h, i)| (s, (a, b, c, d, e, f, g, h, i)))
         .collect();
         rows.into_iter()
-            .map(|(suite, (run_id, target, reference, at_ms, p_value, log_e, threshold, cases, top))| {
-                let top: Vec<CaseTest> = serde_json::from_str(&top)
-                    .map_err(|e| StoreError::Corrupt(format!("equality_tests.top: {e}")))?;
-                Ok((
+            .map(
+                |(
                     suite,
-                    EqualityObs {
-                        run_id,
-                        target,
-                        reference,
-                        at_ms,
-                        p_value,
-                        log_e,
-                        threshold,
-                        cases: cases.max(0) as u64,
-                        top,
-                    },
-                ))
-            })
+                    (run_id, target, reference, at_ms, p_value, log_e, threshold, cases, top),
+                )| {
+                    let top: Vec<CaseTest> = serde_json::from_str(&top)
+                        .map_err(|e| StoreError::Corrupt(format!("equality_tests.top: {e}")))?;
+                    Ok((
+                        suite,
+                        EqualityObs {
+                            run_id,
+                            target,
+                            reference,
+                            at_ms,
+                            p_value,
+                            log_e,
+                            threshold,
+                            cases: cases.max(0) as u64,
+                            top,
+                        },
+                    ))
+                },
+            )
             .collect()
     }
 

@@ -114,16 +114,23 @@ async fn a_quiet_swap_is_caught_by_model_drift_and_by_no_verdict_check() {
         let (runs, f) = fired_after.expect("model_drift fires within 6 runs of the swap");
         let summary = f["summary"].as_str().unwrap();
         assert!(
-            summary.contains("live no longer answers like pinned") && summary.contains("moved most"),
+            summary.contains("live no longer answers like pinned")
+                && summary.contains("moved most"),
             "{summary}"
         );
-        assert!(!summary.contains("skipped"), "a case left out is not tested: {summary}");
+        assert!(
+            !summary.contains("skipped"),
+            "a case left out is not tested: {summary}"
+        );
         assert_eq!(f["severity"], "warning");
         // The verdict checks see nothing: every case passed, no regression,
         // no model change (same name, same fingerprint).
         let c = finding(dir.path(), &db.url, "canary_regression", "live");
         assert_eq!(c["status"], "ok", "{c:#}");
-        eprintln!("{}: model_drift fired after {runs} run(s): {summary}", db.backend);
+        eprintln!(
+            "{}: model_drift fired after {runs} run(s): {summary}",
+            db.backend
+        );
     }
 }
 
@@ -131,10 +138,14 @@ async fn a_quiet_swap_is_caught_by_model_drift_and_by_no_verdict_check() {
 fn check_refuses_sampling_over_budget_and_bad_keys_with_their_position() {
     let over = SUITE
         .replace("max_calls_per_day: 100000", "max_calls_per_day: 1000")
-        .replace("baseline: pinned\n", "baseline: pinned\nschedule: \"0 * * * *\"\n");
-    let bad = SUITE
-        .replace("samples: 8", "samples: 1")
-        .replace("reference: { target: pinned }", "reference: { target: pinnned }");
+        .replace(
+            "baseline: pinned\n",
+            "baseline: pinned\nschedule: \"0 * * * *\"\n",
+        );
+    let bad = SUITE.replace("samples: 8", "samples: 1").replace(
+        "reference: { target: pinned }",
+        "reference: { target: pinnned }",
+    );
     let dir = project("http://127.0.0.1:9", &[("over.yaml", &over)]);
     let (code, _, err) = run_cli(&["check"], dir.path(), &[]);
     assert_ne!(code, 0, "{err}");
@@ -200,7 +211,11 @@ async fn a_real_configuration_change_is_caught_by_model_drift() {
     let run = |dir: &std::path::Path| {
         let (code, report, err) = run_json(dir, "eq-real", &[], &db.url);
         assert_eq!(code, 0, "{err}\n{report:#}");
-        assert_eq!(report["equality"]["tests"].as_array().map(Vec::len), Some(1), "{report:#}");
+        assert_eq!(
+            report["equality"]["tests"].as_array().map(Vec::len),
+            Some(1),
+            "{report:#}"
+        );
         report
     };
     for _ in 0..2 {
@@ -225,7 +240,10 @@ async fn a_real_configuration_change_is_caught_by_model_drift() {
         }
     }
     let (n, f) = fired.expect("model_drift fires within 3 runs of the change");
-    eprintln!("real model: model_drift fired after {n} run(s): {}", f["summary"]);
+    eprintln!(
+        "real model: model_drift fired after {n} run(s): {}",
+        f["summary"]
+    );
 }
 
 /// Like [`finding`], for any suite.
