@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod equality;
 pub mod http;
 pub mod incident;
 pub mod ingest;

@@ -9,7 +9,10 @@
 //!   next to the other target's answer for the same run and case (pinned vs live);
 //! - `refusal_rate_shift` / `truncation_rate`: recent refusals / cut answers;
 //! - `length_drift`: the shortest (or longest) recent answers, in the
-//!   direction of the drift; `embedding_drift`: recent answers.
+//!   direction of the drift; `embedding_drift`: recent answers;
+//! - `model_drift`: the cases whose answer distributions moved most in the
+//!   most decisive equality test, a reference answer ("before") next to a
+//!   live one ("after").
 //!
 //! Texts are cut to `max_example_chars`; escaping is the renderers' job.
 
@@ -201,6 +204,37 @@ pub async fn examples(
         }
         Rule::ToolCallLoop | Rule::SessionBudget => {
             session_timeline(store, stream, dim, max).await?
+        }
+        Rule::ModelDrift => {
+            let suite = stream.strip_prefix("suite:").unwrap_or(stream);
+            match store.equality_evidence(suite, dim, since, now_ms).await? {
+                None => Vec::new(),
+                Some((reference, top)) => top
+                    .into_iter()
+                    .take(cfg.max_examples)
+                    .map(|c| Example {
+                        title: format!(
+                            "case {} moved (MMD² {}, p {}) · {} vs {}",
+                            one_line(&c.case_id),
+                            super::text::fmt_num(c.mmd2),
+                            super::text::fmt_num(c.p_value),
+                            one_line(dim),
+                            one_line(&reference)
+                        ),
+                        fields: [
+                            field("before (reference answer)", Some(c.reference_example), max),
+                            field(
+                                &format!("after ({} answer)", one_line(dim)),
+                                Some(c.live_example),
+                                max,
+                            ),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    })
+                    .collect(),
+            }
         }
         Rule::ModelChange | Rule::SpendRate | Rule::JudgeDrift => Vec::new(),
     };

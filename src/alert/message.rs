@@ -134,6 +134,7 @@ pub(crate) fn rule_label(rule: &str) -> &str {
         Some(Rule::SessionBudget) => "session budget",
         Some(Rule::SpendRate) => "spend rate",
         Some(Rule::JudgeDrift) => "judge drift",
+        Some(Rule::ModelDrift) => "answer distribution",
         None => rule,
     }
 }

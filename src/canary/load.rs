@@ -31,6 +31,8 @@ pub struct Suite {
     pub vars: BTreeMap<String, serde_json::Value>,
     pub concurrency: Option<usize>,
     pub timeout_secs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equality: Option<crate::equality::Plan>,
     pub cases: Vec<SuiteCase>,
     /// sha256 of the normalised content; differs whenever the meaning may.
     #[serde(skip)]
@@ -55,6 +57,8 @@ pub struct SuiteCase {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<serde_json::Value>,
     pub expect: Vec<Expectation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equality: Option<crate::equality::CasePlan>,
 }
 
 /// What a directory held.
@@ -222,6 +226,53 @@ fn validate(path: &Path, f: &SuiteFile, ctx: &Context<'_>, d: &mut Diagnostics) 
     for case in &f.cases {
         validate_case(path, case, f, ctx, &mut ids, d);
     }
+    validate_equality(path, f, d);
+}
+
+/// The `equality:` blocks, and the suite's daily cost against its budget.
+fn validate_equality(path: &Path, f: &SuiteFile, d: &mut Diagnostics) {
+    use crate::equality::spec;
+    for c in &f.cases {
+        if let Some(e) = &c.value.equality {
+            spec::validate_case(path, e, &c.value.id, d);
+            if f.equality.is_none() {
+                d.push(Diagnostic::at(
+                    path,
+                    e,
+                    format!(
+                        "case `{}`: equality: overrides the suite's `equality:` block, which is missing",
+                        c.value.id
+                    ),
+                ));
+            }
+        }
+    }
+    let Some(block) = &f.equality else {
+        return;
+    };
+    spec::validate(path, block, &f.targets.value, d);
+    let plan = spec::normalise(block.value.clone());
+    let cases: Vec<_> = f
+        .cases
+        .iter()
+        .map(|c| {
+            c.value
+                .equality
+                .clone()
+                .map(|e| spec::normalise_case(e.value))
+        })
+        .collect();
+    let refs: Vec<_> = cases.iter().map(Option::as_ref).collect();
+    let per_run = spec::calls_per_run(&plan, &refs, f.targets.value.len());
+    let schedule = f
+        .schedule
+        .as_ref()
+        .and_then(|s| normalise_cron(&s.value).ok());
+    let per_day = spec::runs_per_day(
+        schedule.as_deref(),
+        f.timezone.as_ref().map(|t| t.value.as_str()),
+    );
+    spec::budget_check(path, block, per_run, per_day, d);
 }
 
 fn validate_case(
@@ -332,6 +383,9 @@ fn normalise(path: &Path, f: SuiteFile) -> Suite {
         vars: f.vars,
         concurrency: f.concurrency,
         timeout_secs: f.timeout_secs,
+        equality: f
+            .equality
+            .map(|e| crate::equality::spec::normalise(e.value)),
         cases: f
             .cases
             .into_iter()
@@ -348,6 +402,9 @@ fn normalise(path: &Path, f: SuiteFile) -> Suite {
                     stream: c.stream,
                     response_format: c.response_format,
                     expect: c.expect.into_iter().map(|e| e.value).collect(),
+                    equality: c
+                        .equality
+                        .map(|e| crate::equality::spec::normalise_case(e.value)),
                 }
             })
             .collect(),

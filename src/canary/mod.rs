@@ -9,6 +9,7 @@ pub mod refusal;
 pub mod report;
 pub mod request;
 pub mod runner;
+pub mod sampling;
 pub mod schedule;
 pub mod schema;
 pub mod suite;

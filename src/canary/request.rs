@@ -108,6 +108,7 @@ mod tests {
             vars,
             concurrency: None,
             timeout_secs: None,
+            equality: None,
             cases: vec![],
             content_hash: String::new(),
             path: Default::default(),
@@ -129,6 +130,7 @@ mod tests {
             stream: None,
             response_format: None,
             expect: vec![],
+            equality: None,
         }
     }
 

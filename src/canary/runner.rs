@@ -111,6 +111,9 @@ pub struct RunReport {
     pub results: Vec<CaseResult>,
     /// Model-change events this run recorded.
     pub model_events: Vec<ModelEvent>,
+    /// Equality sampling and tests, for suites with an `equality:` block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equality: Option<super::sampling::Sampled>,
 }
 
 /// What asking for a run led to.
@@ -220,6 +223,7 @@ impl Runner {
         let n = jobs.len();
         let concurrency = suite.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
         let timeout = Duration::from_secs_f64(suite.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS));
+        let deadline_at = tokio::time::Instant::now() + timeout;
         let mut stream = futures::stream::iter(jobs.into_iter().enumerate().map(|(i, job)| {
             let this = self.clone();
             let suite = suite.clone();
@@ -259,6 +263,7 @@ impl Runner {
             provider_errors: 0,
             results: vec![],
             model_events: vec![],
+            equality: None,
         };
         if let Some(why) = cancelled_because {
             let now = self.clock.now_ms();
@@ -302,6 +307,18 @@ impl Runner {
             .iter()
             .filter(|r| r.outcome == Outcome::ProviderError)
             .count();
+        if suite.equality.is_some() {
+            // After the commit: sampling never holds up or undoes the run's results.
+            match self
+                .equality(suite, &report.targets, run_id, deadline_at, &spec.cancel)
+                .await
+            {
+                Ok(s) => report.equality = Some(s),
+                Err(e) => {
+                    tracing::warn!(suite = %suite.name, run_id, "equality test not stored: {e}")
+                }
+            }
+        }
         report.finished_ms = now;
         count_metrics(&report.suite, "completed", &results);
         report.results = results;

@@ -40,6 +40,10 @@ pub struct SuiteFile {
     /// A run taking longer is cancelled, in seconds; default 300.
     #[serde(default)]
     pub timeout_secs: Option<f64>,
+    /// Equality sampling (`crate::equality`): extra answers per case for
+    /// the `model_drift` test.
+    #[serde(default)]
+    pub equality: Option<Spanned<crate::equality::spec::EqualityFile>>,
     pub cases: Vec<Spanned<Case>>,
 }
 
@@ -85,6 +89,9 @@ pub struct Case {
     pub response_format: Option<serde_json::Value>,
     #[serde(default)]
     pub expect: Vec<Spanned<Expectation>>,
+    /// Overrides the suite's `equality:` samples or temperature.
+    #[serde(default)]
+    pub equality: Option<Spanned<crate::equality::spec::EqualityFile>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub model_events: Vec<ModelEvent>,
     /// judge → its canary (anchor) scores.
     pub judge_canaries: BTreeMap<String, Vec<JudgeCanaryObs>>,
+    /// suite → equality tests (`model_drift`).
+    pub equality: BTreeMap<String, Vec<super::model_drift::EqualityObs>>,
     /// Spans in which an alert on a signal was open: left out of that
     /// signal's baseline (see [`quiet_span`]).
     pub quiet: BTreeMap<QuietKey, Vec<(i64, i64)>>,
@@ -113,6 +115,9 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
             quiet: snap.quiet_of(Rule::JudgeDrift, &stream, Some(judge)),
         };
         verdicts.push(judge_drift(judge, obs, &look));
+    }
+    for (suite, obs) in &snap.equality {
+        verdicts.extend(super::model_drift::model_drift(suite, obs, now_ms));
     }
 
     // False-discovery control across every window test of this evaluation.

@@ -18,10 +18,11 @@ pub enum Rule {
     SessionBudget,
     SpendRate,
     JudgeDrift,
+    ModelDrift,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Rule::JudgeScoreDrop,
         Rule::RefusalRateShift,
         Rule::LengthDrift,
@@ -33,6 +34,7 @@ impl Rule {
         Rule::SessionBudget,
         Rule::SpendRate,
         Rule::JudgeDrift,
+        Rule::ModelDrift,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +50,7 @@ impl Rule {
             Rule::SessionBudget => "session_budget",
             Rule::SpendRate => "spend_rate",
             Rule::JudgeDrift => "judge_drift",
+            Rule::ModelDrift => "model_drift",
         }
     }
 

@@ -16,6 +16,7 @@ pub mod judge_drift;
 pub mod judge_drop;
 pub mod length;
 pub mod model_change;
+pub mod model_drift;
 pub mod rates;
 pub mod report;
 pub mod rollup;

@@ -248,6 +248,7 @@ pub struct HealthWeights {
     pub canary_regression: f64,
     pub model_change: f64,
     pub truncation_rate: f64,
+    pub model_drift: f64,
 }
 
 impl Default for HealthWeights {
@@ -260,6 +261,7 @@ impl Default for HealthWeights {
             canary_regression: 30.0,
             model_change: 5.0,
             truncation_rate: 15.0,
+            model_drift: 15.0,
         }
     }
 }
@@ -275,6 +277,7 @@ impl HealthWeights {
             CanaryRegression => self.canary_regression,
             ModelChange => self.model_change,
             TruncationRate => self.truncation_rate,
+            ModelDrift => self.model_drift,
             // Session alerts are about one session, not the stream's health.
             ToolCallLoop | SessionBudget | SpendRate => 0.0,
             // A judge's own subject (`judge:<name>`), not a product stream.

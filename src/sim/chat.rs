@@ -204,7 +204,12 @@ pub(super) async fn chat(State(st): St, req: Request) -> Response {
                 profile.vary_answers.then_some(occ.index),
             );
             let max = body.max_completion_tokens.or(body.max_tokens);
-            let a = behave::answer(&profile, &prompt, seed, occ.draws, max);
+            let mut a = behave::answer(&profile, &prompt, seed, occ.draws, max);
+            if !a.refused && profile.reword > 0.0 {
+                // Drawn per occurrence: the swap changes the distribution.
+                let s = super::rng::mix(seed, occ.index);
+                a.text = super::reword::reword(&a.text, profile.reword, s);
+            }
             let mut outcomes = Vec::new();
             if a.refused {
                 outcomes.push(Outcome::Refusal);

@@ -63,6 +63,7 @@ pub(crate) struct ProfilePatch {
     drop_facts_rate: Option<Spanned<f64>>,
     truncate_rate: Option<Spanned<f64>>,
     vary_answers: Option<bool>,
+    reword: Option<Spanned<f64>>,
     voice: Option<Voice>,
     latency_ms: Option<LatencyPatch>,
     stream_chunk_ms: Option<f64>,
@@ -212,6 +213,7 @@ fn apply(path: &Path, p: &mut Profile, patch: &ProfilePatch, errors: &mut Vec<Di
         "drop_facts_rate",
     );
     rate(&mut p.truncate_rate, &patch.truncate_rate, "truncate_rate");
+    rate(&mut p.reword, &patch.reword, "reword");
     rate(
         &mut p.judge_malformed_rate,
         &patch.judge_malformed_rate,

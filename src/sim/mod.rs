@@ -30,6 +30,7 @@ mod filler;
 pub mod judge;
 mod layers;
 pub mod prompt;
+pub mod reword;
 mod rng;
 pub mod scenario;
 pub mod stats;

@@ -110,6 +110,8 @@ pub struct Profile {
     pub truncate_rate: f64,
     /// Mix the occurrence index into the wording, so repeats differ.
     pub vary_answers: bool,
+    /// The quiet swap: fraction of rewording (`reword.rs`), 0 = none.
+    pub reword: f64,
     pub voice: Voice,
     pub latency_ms: Latency,
     /// Pause between streamed chunks, in milliseconds.
@@ -144,6 +146,7 @@ impl Default for Profile {
             drop_facts_rate: 0.0,
             truncate_rate: 0.0,
             vary_answers: false,
+            reword: 0.0,
             voice: Voice::Formal,
             latency_ms: Latency {
                 mean: 0.0,

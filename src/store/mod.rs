@@ -9,6 +9,7 @@
 mod alerts;
 mod annotations;
 mod canary;
+mod equality;
 mod evidence;
 mod incident;
 mod judge;
@@ -35,6 +36,7 @@ use sqlx::sqlite::{
 pub use alerts::*;
 pub use annotations::Annotation;
 pub use canary::*;
+pub use equality::{MAX_HISTORY_ROWS, NewEqualityTest, NewSample};
 pub use evidence::{ExampleResponse, FailedCase, JudgedExample, ResponsePick};
 pub use incident::EvidencePick;
 pub use judge::*;

@@ -165,6 +165,10 @@ impl Store {
         if let Some((k, from)) = open {
             push(&mut snap, k, from, None);
         }
+        let lookback = crate::signals::model_drift::LOOKBACK_MS;
+        for (suite, o) in self.equality_tests(now_ms - lookback, now_ms + 1).await? {
+            snap.equality.entry(suite).or_default().push(o);
+        }
         Ok(snap)
     }
 

@@ -22,6 +22,7 @@ mod cli_foundation;
 mod cli_help;
 mod demo;
 mod detectors_store;
+mod equality;
 mod http_auth;
 mod incident_export;
 mod ingest_api;
