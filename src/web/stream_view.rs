@@ -463,13 +463,13 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
     }
 }
 
+/// The stream page's chart builder: (title, y range, format, series, band).
+type LineFn<'a> =
+    dyn Fn(String, Option<(f64, f64)>, YFormat, Vec<Series>, Option<Band>) -> LineChart + 'a;
+
 /// Spend over time: estimated cost per hour, or tokens per hour when no
 /// record of the period had a price (cost would be a flat zero).
-fn spend_chart(
-    spend: &[crate::store::SpendHour],
-    p: &Periods,
-    line: &dyn Fn(String, Option<(f64, f64)>, YFormat, Vec<Series>, Option<Band>) -> LineChart,
-) -> ChartView {
+fn spend_chart(spend: &[crate::store::SpendHour], p: &Periods, line: &LineFn<'_>) -> ChartView {
     let by_cost = spend.iter().any(|h| h.cost_usd > 0.0);
     let points = p
         .chart_hours()
