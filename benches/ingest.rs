@@ -12,6 +12,12 @@
 //! session tracking is measured, not bypassed (`BENCH_SESSIONS=0` leaves
 //! the session fields out, to see what tracking costs under the same load).
 //! The load generator runs on the same machine.
+//!
+//! `BENCH_DISTINCT_SESSIONS=N` measures bounded session state instead: N
+//! records, each its own session (N distinct session ids), with idle expiry
+//! at 5 s and a pass a second; it prints the daemon's RSS as the sessions
+//! arrive, waits until every session is looked at and expired with its
+//! summary stored, and prints the RSS and peak then.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -33,10 +39,10 @@ impl Drop for Daemon {
     }
 }
 
-fn spawn(dir: &std::path::Path, db_url: &str) -> Daemon {
+fn spawn(dir: &std::path::Path, db_url: &str, extra: &str) -> Daemon {
     std::fs::write(
         dir.join("canaryd.yaml"),
-        "listen: 127.0.0.1:0\njudges: ./none\nlog: { level: warn }\n",
+        format!("listen: 127.0.0.1:0\njudges: ./none\nlog: {{ level: warn }}\n{extra}"),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_canaryd"))
@@ -87,10 +93,15 @@ fn postgres_cpu_secs() -> f64 {
 }
 
 fn vm_hwm_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:")
+}
+
+/// A `/proc/<pid>/status` figure in kB (`VmHWM:` peak, `VmRSS:` now).
+fn status_kb(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -102,7 +113,18 @@ const ANSWERS: [&str; 4] = [
     "I'm so sorry to hear about the delay — I've refunded the shipping fee to your card. It can take 3-5 business days to appear on your statement.",
 ];
 
-fn body(seq: u64, conn: usize, sessions: bool) -> String {
+/// What the records of a run say about sessions.
+#[derive(Clone, Copy, PartialEq)]
+enum Sessions {
+    /// No session fields.
+    Off,
+    /// 20 records a session.
+    Grouped,
+    /// Every record its own session.
+    Distinct,
+}
+
+fn body(seq: u64, conn: usize, sessions: Sessions) -> String {
     let mut s = String::with_capacity(BATCH * 600);
     s.push('[');
     for i in 0..BATCH {
@@ -117,16 +139,19 @@ fn body(seq: u64, conn: usize, sessions: bool) -> String {
         };
         // `BENCH_SESSIONS=0` leaves the session fields out, to measure what
         // session tracking costs against the same load.
-        let session = if sessions {
-            format!(
-                ", \"session_id\": \"c{conn}-s{}\", \"agent\": \"agent-{}\", \"user_id\": \"user-{}\", \
+        let session_id = match sessions {
+            Sessions::Off => None,
+            Sessions::Grouped => Some(format!("c{conn}-s{}", n / 20)),
+            Sessions::Distinct => Some(format!("c{conn}-{seq}-{i}")),
+        };
+        let session = match session_id {
+            Some(id) => format!(
+                ", \"session_id\": \"{id}\", \"agent\": \"agent-{}\", \"user_id\": \"user-{}\", \
                  \"tool_calls\": [{{\"name\": \"lookup_order\", \"arguments\": {{\"order\": {n}}}}}]",
-                n / 20,
                 n % 2,
                 n % 97
-            )
-        } else {
-            String::new()
+            ),
+            None => String::new(),
         };
         s.push_str(&format!(
             "{{\"id\": \"c{conn}-{seq}-{i}\", \"stream\": \"stream-{}\", \"request_model\": \"gpt-4o\", \"response_model\": \"gpt-4o-2024-08-06\", \
@@ -142,17 +167,35 @@ fn body(seq: u64, conn: usize, sessions: bool) -> String {
 }
 
 async fn load(url: &str, secs: u64, conns: usize) -> (u64, f64) {
+    let sessions = match std::env::var("BENCH_SESSIONS").as_deref() {
+        Ok("0") => Sessions::Off,
+        _ => Sessions::Grouped,
+    };
+    load_with(url, secs, conns, sessions, u64::MAX, 0).await
+}
+
+/// Posts from `conns` clients for `secs` seconds or until `limit` records
+/// (each client starting at request `first_seq`, so runs can continue
+/// without repeating ids).
+async fn load_with(
+    url: &str,
+    secs: u64,
+    conns: usize,
+    sessions: Sessions,
+    limit: u64,
+    first_seq: u64,
+) -> (u64, f64) {
     let done = Arc::new(AtomicU64::new(0));
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
-    let sessions = std::env::var("BENCH_SESSIONS").map_or(true, |v| v != "0");
+    let per_conn = limit / (conns as u64 * BATCH as u64);
     let tasks: Vec<_> = (0..conns)
         .map(|c| {
             let (http, done, url) = (http.clone(), done.clone(), format!("{url}/v1/responses"));
             tokio::spawn(async move {
-                let mut seq = 0u64;
-                while Instant::now() < deadline {
+                let mut seq = first_seq;
+                while Instant::now() < deadline && seq - first_seq < per_conn {
                     let r = http
                         .post(&url)
                         .body(body(seq, c, sessions))
@@ -174,8 +217,14 @@ async fn load(url: &str, secs: u64, conns: usize) -> (u64, f64) {
 }
 
 async fn bench(name: &str, db_url: &str, secs: u64, conns: usize) {
+    if let Some(n) = std::env::var("BENCH_DISTINCT_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return bounded(name, db_url, n, conns).await;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let daemon = spawn(dir.path(), db_url);
+    let daemon = spawn(dir.path(), db_url, "");
     // Warm-up: tokenizer load, connection pools.
     load(&daemon.url, 2, conns).await;
     let cpu_before = cpu_secs(daemon.child.id());
@@ -192,6 +241,52 @@ async fn bench(name: &str, db_url: &str, secs: u64, conns: usize) {
         cpu * 1e6 / n.max(1) as f64,
         pg * 1e6 / n.max(1) as f64
     );
+}
+
+/// `BENCH_DISTINCT_SESSIONS=n`: n distinct sessions of one record each;
+/// the daemon's RSS as they arrive, and after all of them expired.
+async fn bounded(name: &str, db_url: &str, n: u64, conns: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = spawn(
+        dir.path(),
+        db_url,
+        "sessions: { every_secs: 1, session_idle: 5s }\n",
+    );
+    let pid = daemon.child.id();
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let step = (n / 10).max(conns as u64 * BATCH as u64);
+    let (mut sent, mut seq) = (0u64, 0u64);
+    let start = Instant::now();
+    while sent < n {
+        let (k, _) = load_with(&daemon.url, 3_600, conns, Sessions::Distinct, step, seq).await;
+        sent += k;
+        seq += step / (conns as u64 * BATCH as u64);
+        println!(
+            "{name:<10} {sent:>9} distinct sessions sent ({:5.1}s): daemon VmRSS {:.1} MB, peak {:.1} MB",
+            start.elapsed().as_secs_f64(),
+            mb(status_kb(pid, "VmRSS:")),
+            mb(vm_hwm_kb(pid))
+        );
+    }
+    let store = canaryd::store::Store::connect(db_url).await.unwrap();
+    let waited = Instant::now();
+    let (active, expired) = loop {
+        let spend = store.session_spend().await.unwrap();
+        let total: i64 = spend.iter().map(|s| s.sessions).sum();
+        let active: i64 = spend.iter().map(|s| s.active).sum();
+        if active == 0 || waited.elapsed() > Duration::from_secs(900) {
+            break (active, total - active);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    println!(
+        "{name:<10} {expired} sessions expired with their summary stored, {active} still active, \
+         {:.0}s after the last record: daemon VmRSS {:.1} MB, peak {:.1} MB",
+        waited.elapsed().as_secs_f64(),
+        mb(status_kb(pid, "VmRSS:")),
+        mb(vm_hwm_kb(pid))
+    );
+    store.close().await;
 }
 
 #[tokio::main]

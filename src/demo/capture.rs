@@ -209,6 +209,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 pub async fn hooks(
     slack_dir: PathBuf,
     webhook_dir: PathBuf,
+    kill_dir: PathBuf,
     on: OnCapture,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
@@ -217,7 +218,8 @@ pub async fn hooks(
     let addr = listener.local_addr()?;
     let slack = Arc::new(Sink::new(slack_dir, "json"));
     let webhook = Arc::new(Sink::new(webhook_dir, "json"));
-    let (on_slack, on_hook) = (on.clone(), on);
+    let kill = Arc::new(Sink::new(kill_dir, "json"));
+    let (on_slack, on_hook, on_kill) = (on.clone(), on.clone(), on);
     let router = axum::Router::new()
         .route(
             "/slack/{*rest}",
@@ -231,6 +233,14 @@ pub async fn hooks(
             post(move |body: axum::body::Bytes| {
                 let (sink, on) = (webhook.clone(), on_hook.clone());
                 async move { store_json(&sink, &on, &body, "webhook") }
+            }),
+        )
+        // The kill-switch hook (`sessions.hook`): the orchestrator's end.
+        .route(
+            "/kill",
+            post(move |body: axum::body::Bytes| {
+                let (sink, on) = (kill.clone(), on_kill.clone());
+                async move { store_json(&sink, &on, &body, "hook") }
             }),
         );
     tokio::spawn(async move {
@@ -266,6 +276,14 @@ fn store_json(
 /// A one-line description of a captured Slack or webhook payload.
 fn describe(kind: &str, body: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    if kind == "hook" {
+        return format!(
+            "hook: {} {} session {}",
+            v["rule"].as_str().unwrap_or("?"),
+            v["stream"].as_str().unwrap_or("?"),
+            v["session_id"].as_str().unwrap_or("?")
+        );
+    }
     let text = v["text"]
         .as_str()
         .or_else(|| v["title"].as_str())

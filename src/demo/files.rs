@@ -29,6 +29,10 @@ impl Layout {
     pub fn webhook(&self) -> PathBuf {
         self.root.join("captured").join("webhook")
     }
+    /// Kill-switch calls (`sessions.hook`) for runaway agent sessions.
+    pub fn hook(&self) -> PathBuf {
+        self.root.join("captured").join("hook")
+    }
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")
     }
@@ -80,6 +84,7 @@ pub fn create_root(dir: Option<&Path>) -> std::io::Result<Layout> {
         layout.mail(),
         layout.slack(),
         layout.webhook(),
+        layout.hook(),
     ] {
         std::fs::create_dir_all(d)?;
     }
@@ -98,6 +103,8 @@ pub fn write_all(layout: &Layout, ep: &Endpoints) -> std::io::Result<()> {
         root.join("slack-webhook-url"),
         format!("http://{}/slack/T000/B000/demo", ep.hooks),
     )?;
+    // The kill-switch hook's HMAC key: a secret too.
+    std::fs::write(root.join("hook-secret"), "demo-hook-secret\n")?;
     std::fs::write(layout.config(), config_text(layout, ep))
 }
 
@@ -185,6 +192,11 @@ alerts:
       slack: {{ webhook_url: {{ file: slack-webhook-url }}, timeout: 10s }}
     demo-webhook:
       webhook: {{ url: "http://{hooks}/webhook", timeout: 10s }}
+sessions:
+  every_secs: 1                  # look at changed agent sessions every second
+  hook:                          # the kill switch: the orchestrator's end is the capture server
+    url: "http://{hooks}/kill"
+    secret: {{ file: hook-secret }}
 "#,
         database = layout.database(),
         daemon = ep.daemon,

@@ -94,9 +94,15 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
     let smtp = capture::smtp(layout.mail(), on_capture.clone(), stop.clone())
         .await
         .map_err(|e| err("SMTP capture", e))?;
-    let hooks = capture::hooks(layout.slack(), layout.webhook(), on_capture, stop.clone())
-        .await
-        .map_err(|e| err("webhook capture", e))?;
+    let hooks = capture::hooks(
+        layout.slack(),
+        layout.webhook(),
+        layout.hook(),
+        on_capture,
+        stop.clone(),
+    )
+    .await
+    .map_err(|e| err("webhook capture", e))?;
     console.line(&format!(
         "capturing alert email on smtp://{smtp} → {}, Slack and webhook posts on http://{hooks} → {}",
         layout.mail().display(),
@@ -163,6 +169,19 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
     ));
 
     let counters = Arc::new(traffic::Counters::default());
+    let agents = app.clone();
+    // The agent pair before the update: the model answers, one turn.
+    match agents
+        .agent_session("orders-before-update", 12, Duration::from_secs(1))
+        .await
+    {
+        Ok(turns) => console.line(&format!(
+            "agent pair (stream `{}`): session orders-before-update answered in {turns} turn{}",
+            traffic::AGENT_STREAM,
+            if turns == 1 { "" } else { "s" }
+        )),
+        Err(e) => tracing::warn!("demo agent session: {e}"),
+    }
     let traffic_task = tokio::spawn(live_traffic(
         app,
         opts.rate,
@@ -187,6 +206,10 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
     let mut update_ms = None;
     let mut deadline = None;
     let mut detected = false;
+    let mut loop_stopped = false;
+    // Both the update and the agent loop observed.
+    let mut shown = false;
+    let mut agents_task = None;
     let mut last_status = tokio::time::Instant::now();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -202,6 +225,22 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
             console.line(
                 "SILENT MODEL UPDATE: the live alias gpt-4o now routes to gpt-4o-2024-11-20 (fingerprint fp_7f2c9a01e3): shorter answers, more refusals, altered facts. Nothing tells canaryd.",
             );
+            // The agent pair meets the new model: it asks for clarification
+            // instead of answering, and the two agents ask each other.
+            let agents = agents.clone();
+            let c = console.clone();
+            agents_task = Some(tokio::spawn(async move {
+                match agents
+                    .agent_session("orders-after-update", 12, Duration::from_secs(1))
+                    .await
+                {
+                    Ok(turns) => c.line(&format!(
+                        "agent pair: session orders-after-update made {turns} model calls"
+                    )),
+                    Err(e) => tracing::warn!("demo agent session: {e}"),
+                }
+            }));
+            console.line("agent pair: session orders-after-update started on the updated model");
         }
         if last_status.elapsed() >= Duration::from_secs(15) {
             last_status = tokio::time::Instant::now();
@@ -218,17 +257,27 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
             ));
         }
         match watcher.poll(&console, &captures, update_ms).await {
-            Ok(true) if !detected => {
-                detected = true;
-                console.line("detected, alerted and delivered.");
-                if !opts.forever {
-                    break;
+            Ok(p) => {
+                if p.session_loop && !loop_stopped {
+                    loop_stopped = true;
+                    console.line(
+                        "agent loop detected: tool_call_loop fired and the kill-switch hook was called.",
+                    );
                 }
-                console.line(&format!(
-                    "still running (--forever): {dashboard} — Ctrl-C to stop"
-                ));
+                if p.quality && !detected {
+                    detected = true;
+                    console.line("detected, alerted and delivered.");
+                }
+                if detected && loop_stopped && !shown {
+                    shown = true;
+                    if !opts.forever {
+                        break;
+                    }
+                    console.line(&format!(
+                        "still running (--forever): {dashboard} — Ctrl-C to stop"
+                    ));
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!("demo watcher: {e}"),
         }
         if !opts.forever && deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -246,6 +295,9 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
     stop.cancel();
     daemon_stop.cancel();
     let _ = traffic_task.await;
+    if let Some(t) = agents_task {
+        t.abort();
+    }
     if let Ok(Err(e)) = daemon.await {
         tracing::warn!("daemon: {e:#}");
     }
@@ -258,6 +310,7 @@ pub async fn run(opts: Options) -> Result<Summary, DemoError> {
         live_records: counters.sent.load(Ordering::Relaxed),
         update_staged: update_ms.is_some(),
         detected,
+        session_loop_stopped: loop_stopped,
         alerts_fired,
         model_change_events,
         captured: captures.lock().unwrap_or_else(|e| e.into_inner()).clone(),

@@ -16,6 +16,10 @@ use crate::signals::synth::Gen;
 pub const STREAM: &str = "support-bot";
 /// The alias the application calls (the config's `live` model).
 pub const LIVE_MODEL: &str = "gpt-4o";
+/// The stream of the demo's agent pair.
+pub const AGENT_STREAM: &str = "order-agents";
+/// The agents of the pair, in turn order.
+pub const AGENTS: [&str; 2] = ["planner", "worker"];
 
 /// Support questions with the passages a retriever would have found.
 const QUESTIONS: &[(&str, &[&str])] = &[
@@ -219,6 +223,85 @@ impl App {
             self.ingest(chunk).await?;
         }
         Ok(records.len())
+    }
+
+    /// One session of the demo's agent pair: the planner hands a customer
+    /// request to the worker, and each agent may ask the other back with the
+    /// `ask_agent` tool; at most `max_turns` model calls, `pause` apart.
+    /// Every call is ingested as a record of the session (agent, tool calls,
+    /// tokens), as an instrumented agent framework would send it. Returns
+    /// the number of turns: 1 when the model simply answers.
+    pub async fn agent_session(
+        &self,
+        session: &str,
+        max_turns: u32,
+        pause: std::time::Duration,
+    ) -> Result<u32, String> {
+        let tools = json!([{"type": "function", "function": {
+            "name": "ask_agent",
+            "description": "Ask the other agent a question.",
+            "parameters": {"type": "object", "properties": {"question": {"type": "string"}},
+                           "required": ["question"]}}}]);
+        let mut message = "A customer asks how long standard shipping takes to Lyon.".to_string();
+        for turn in 0..max_turns {
+            let agent = AGENTS[turn as usize % 2];
+            let system = format!(
+                "You are the {agent} agent of Acme's order desk. Use ask_agent when you need the other agent.\nContext:\n- Standard shipping takes 5 business days within the EU."
+            );
+            let reply: Value = self
+                .http
+                .post(format!("http://{}/v1/chat/completions", self.sim))
+                .json(&json!({
+                    "model": LIVE_MODEL,
+                    "messages": [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": message},
+                    ],
+                    "tools": tools,
+                    "max_tokens": 200,
+                }))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| format!("simulator: {e}"))?
+                .json()
+                .await
+                .map_err(|e| format!("simulator: {e}"))?;
+            let choice = &reply["choices"][0];
+            let calls = choice["message"]["tool_calls"]
+                .as_array()
+                .filter(|c| !c.is_empty())
+                .cloned();
+            let mut record = json!({
+                "id": format!("{session}-{turn}"),
+                "stream": AGENT_STREAM,
+                "session_id": session,
+                "agent": agent,
+                "user_id": "customer-4412",
+                "request_model": LIVE_MODEL,
+                "response_model": reply["model"],
+                "input": message,
+                "output": choice["message"]["content"].as_str().unwrap_or_default(),
+                "finish_reason": choice["finish_reason"],
+                "input_tokens": reply["usage"]["prompt_tokens"],
+                "output_tokens": reply["usage"]["completion_tokens"],
+            });
+            if let Some(c) = &calls {
+                record["tool_calls"] = Value::Array(c.clone());
+            }
+            self.ingest(&[record]).await?;
+            let Some(calls) = calls else {
+                return Ok(turn + 1);
+            };
+            // The other agent receives the question.
+            message = calls[0]["function"]["arguments"]
+                .as_str()
+                .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                .and_then(|a| a["question"].as_str().map(String::from))
+                .unwrap_or_else(|| "Could you clarify?".into());
+            tokio::time::sleep(pause).await;
+        }
+        Ok(max_turns)
     }
 
     fn exchange_owned(

@@ -79,9 +79,23 @@ pub struct Summary {
     pub update_staged: bool,
     /// The demo saw a quality alert fire, a model change and both captures after the update.
     pub detected: bool,
+    /// The agent pair's clarification loop after the update: `tool_call_loop`
+    /// fired for its session and the kill-switch hook was called.
+    pub session_loop_stopped: bool,
     pub alerts_fired: Vec<AlertLine>,
     pub model_change_events: Vec<ModelEvent>,
     pub captured: Vec<Captured>,
+}
+
+/// What the demo has observed so far after the update.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Progress {
+    /// A quality alert fired, a model change was recorded, and the stream's
+    /// notification reached the mail relay and Slack.
+    pub quality: bool,
+    /// `tool_call_loop` fired for the agent pair's session and the
+    /// kill-switch hook reached the orchestrator's end.
+    pub session_loop: bool,
 }
 
 /// Polls the store and reports what changed since the last poll.
@@ -103,13 +117,13 @@ impl Watcher {
     }
 
     /// Prints new alert states, model events and captured files; returns
-    /// whether the demo's outcome is complete for an update staged at `update_ms`.
+    /// what of the demo's outcome is complete for an update staged at `update_ms`.
     pub async fn poll(
         &mut self,
         console: &Console,
         captures: &CaptureLog,
         update_ms: Option<i64>,
-    ) -> Result<bool, crate::store::StoreError> {
+    ) -> Result<Progress, crate::store::StoreError> {
         let alerts = self.store.list_alerts(500).await?;
         for a in alerts.iter().rev() {
             if self.states.get(&a.id) != Some(&a.state) {
@@ -144,8 +158,15 @@ impl Watcher {
         }
         self.captures_seen = log.len();
         let Some(update) = update_ms else {
-            return Ok(false);
+            return Ok(Progress::default());
         };
+        let session_loop = alerts.iter().any(|a| {
+            a.rule == "tool_call_loop"
+                && a.stream == super::traffic::AGENT_STREAM
+                && a.firing_ms.is_some_and(|t| t >= update)
+        }) && log
+            .iter()
+            .any(|c| c.kind == "hook" && c.description.contains(super::traffic::AGENT_STREAM));
         // A quality alert that fired after the update, and its stream's
         // notification delivered to both the mail relay and Slack.
         let fired: Vec<&AlertRow> = alerts
@@ -154,7 +175,10 @@ impl Watcher {
             .filter(|a| a.firing_ms.is_some_and(|t| t >= update))
             .collect();
         if fired.is_empty() {
-            return Ok(false);
+            return Ok(Progress {
+                quality: false,
+                session_loop,
+            });
         }
         let changed = self.store.model_events("", update).await?;
         let delivered = |kind: &str| {
@@ -166,7 +190,10 @@ impl Watcher {
                     })
             })
         };
-        Ok(!changed.is_empty() && delivered("email") && delivered("slack"))
+        Ok(Progress {
+            quality: !changed.is_empty() && delivered("email") && delivered("slack"),
+            session_loop,
+        })
     }
 
     /// Alerts that fired (ever), and the model events, for the summary.
@@ -232,6 +259,14 @@ pub fn render(s: &Summary) -> String {
         }
     ));
     push(format!(
+        "agent loop: {}",
+        if s.session_loop_stopped {
+            "the agent pair's clarification loop fired tool_call_loop and called the kill-switch hook"
+        } else {
+            "not observed"
+        }
+    ));
+    push(format!(
         "traffic: {} history records replayed, {} live records sent",
         s.history_records, s.live_records
     ));
@@ -254,7 +289,7 @@ pub fn render(s: &Summary) -> String {
     for e in &s.model_change_events {
         push(format!("  {}", describe_event(e)));
     }
-    for kind in ["email", "slack", "webhook"] {
+    for kind in ["email", "slack", "webhook", "hook"] {
         let files: Vec<_> = s.captured.iter().filter(|c| c.kind == kind).collect();
         push(format!("{kind} captured: {}", files.len()));
         for c in files {

@@ -25,11 +25,13 @@ pub fn applies(rule: &str) -> bool {
 /// The outbox row for `alert` (the body is rendered now, like every
 /// notification, so a retry sends the same bytes).
 pub fn notification(alert: &AlertRow, base_url: Option<&str>, now_ms: i64) -> NewNotification {
+    // The session's page: its timeline with the repeated call marked.
     let evidence = base_url.map(|b| {
         format!(
-            "{}/alerts?stream={}",
+            "{}/sessions?stream={}&id={}",
             b.trim_end_matches('/'),
-            urlencoding(&alert.stream)
+            urlencoding(&alert.stream),
+            urlencoding(&alert.dimension)
         )
     });
     let body = json!({

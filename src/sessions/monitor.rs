@@ -43,20 +43,28 @@ pub async fn run_once(
     Ok(findings)
 }
 
+/// Evaluates one batch of changed sessions: their events read in one go
+/// and the batch marked checked in one transaction, so a pass costs a few
+/// statements and commits, not two per session (at ingest rate a commit
+/// per session contended with the ingest writer for SQLite's write lock).
 async fn check_batch(
     store: &Store,
-    batch: Vec<crate::sessions::SessionSummary>,
+    mut batch: Vec<crate::sessions::SessionSummary>,
     now_ms: i64,
     cfg: &SessionsConfig,
     findings: &mut Vec<Finding>,
 ) -> Result<(), StoreError> {
-    for mut s in batch {
-        let events = store
-            .session_events(&s.stream, &s.session_id, cfg.max_events)
-            .await?;
+    let events = {
+        let keys: Vec<(&str, &str)> = batch
+            .iter()
+            .map(|s| (s.stream.as_str(), s.session_id.as_str()))
+            .collect();
+        store.sessions_events(&keys, cfg.max_events).await?
+    };
+    for (s, events) in batch.iter_mut().zip(events) {
         let found = [
-            tool_call_loop(&s, &events, &cfg.tool_call_loop, now_ms),
-            session_budget(&s, &cfg.budget_for(&s.stream), now_ms),
+            tool_call_loop(s, &events, &cfg.tool_call_loop, now_ms),
+            session_budget(s, &cfg.budget_for(&s.stream), now_ms),
         ];
         for f in found.into_iter().flatten() {
             let rule = f.rule.as_str().to_string();
@@ -65,9 +73,8 @@ async fn check_batch(
             }
             findings.push(f);
         }
-        store.mark_session_checked(&s).await?;
     }
-    Ok(())
+    store.mark_sessions_checked(&batch).await
 }
 
 /// One `spend_rate` pass: every stream, and the top spenders of each, for

@@ -29,6 +29,9 @@ struct ChatBody {
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
     response_format: Option<serde_json::Value>,
+    /// Tools offered to the model (only their function names are read).
+    #[serde(default)]
+    tools: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +77,21 @@ struct MessageOut<'a> {
     role: &'static str,
     content: &'a str,
     refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<&'a serde_json::Value>,
+}
+
+/// What a model in a clarification loop says (`clarify_rate`): always the
+/// same question, so the agent that receives it asks back the same way.
+const CLARIFY_TEXT: &str = "Before I go on: could you clarify what you need from me?";
+const CLARIFY_ARGS: &str = r#"{"question":"Could you clarify what you need from me?"}"#;
+
+/// Whether the request offers a function tool named `name`.
+fn offers_tool(tools: &[serde_json::Value], name: &str) -> bool {
+    tools.iter().any(|t| {
+        t.pointer("/function/name").and_then(|n| n.as_str()) == Some(name)
+            || t.get("name").and_then(|n| n.as_str()) == Some(name)
+    })
 }
 
 #[derive(Serialize)]
@@ -165,72 +183,88 @@ pub(super) async fn chat(State(st): St, req: Request) -> Response {
         }
     }
     let all_text = texts.join("\n");
-    let (content, truncated, outcomes) =
-        if judge::is_judge_call(&all_text, body.response_format.as_ref()) {
-            if occ.judge_garbage < profile.judge_malformed_rate {
-                (
-                    judge::garbage(&mut occ.spare),
-                    false,
-                    vec![Outcome::JudgeMalformed],
-                )
-            } else {
-                let v = judge::score(&judge::parse(&all_text), profile.judge_bias);
-                let text = judge::render(&v);
-                // As llama.cpp does: a judgement longer than max_tokens is
-                // cut mid-object with finish_reason "length".
-                match body.max_completion_tokens.or(body.max_tokens) {
-                    Some(max) if text::token_estimate(&text) > u64::from(max) => (
-                        behave::cut_at_word(&text, (max as usize * 4).max(1)),
-                        true,
-                        vec![Outcome::Judge],
-                    ),
-                    _ => (text, false, vec![Outcome::Judge]),
-                }
-            }
+    let is_judge = judge::is_judge_call(&all_text, body.response_format.as_ref());
+    // The clarification draw comes from the spare stream, after any fault:
+    // the other draws of a request are the same with or without it.
+    let clarify = !is_judge
+        && profile.clarify_rate > 0.0
+        && offers_tool(&body.tools, &profile.clarify_tool)
+        && occ.spare.unit() < profile.clarify_rate;
+    let tool_calls = clarify.then(|| {
+        serde_json::json!([{
+            "id": format!("call_{content_hash:016x}{}", occ.index),
+            "type": "function",
+            "function": {"name": profile.clarify_tool, "arguments": CLARIFY_ARGS},
+        }])
+    });
+    let (content, truncated, outcomes) = if clarify {
+        (CLARIFY_TEXT.to_string(), false, vec![Outcome::Clarify])
+    } else if is_judge {
+        if occ.judge_garbage < profile.judge_malformed_rate {
+            (
+                judge::garbage(&mut occ.spare),
+                false,
+                vec![Outcome::JudgeMalformed],
+            )
         } else {
-            let turns: Vec<Turn<'_>> = messages
-                .iter()
-                .zip(&texts)
-                .map(|(m, t)| Turn {
-                    role: &m.role,
-                    content: t,
-                })
-                .collect();
-            let prompt = behave::parse_prompt(&turns);
-            let seed = behave::text_seed(
-                st.scenario.seed,
-                content_hash,
-                phase,
-                profile.vary_answers.then_some(occ.index),
-            );
-            let max = body.max_completion_tokens.or(body.max_tokens);
-            let mut a = behave::answer(&profile, &prompt, seed, occ.draws, max);
-            if !a.refused && profile.reword > 0.0 {
-                // Drawn per occurrence: the swap changes the distribution.
-                let s = super::rng::mix(seed, occ.index);
-                a.text = super::reword::reword(&a.text, profile.reword, s);
+            let v = judge::score(&judge::parse(&all_text), profile.judge_bias);
+            let text = judge::render(&v);
+            // As llama.cpp does: a judgement longer than max_tokens is
+            // cut mid-object with finish_reason "length".
+            match body.max_completion_tokens.or(body.max_tokens) {
+                Some(max) if text::token_estimate(&text) > u64::from(max) => (
+                    behave::cut_at_word(&text, (max as usize * 4).max(1)),
+                    true,
+                    vec![Outcome::Judge],
+                ),
+                _ => (text, false, vec![Outcome::Judge]),
             }
-            let mut outcomes = Vec::new();
-            if a.refused {
-                outcomes.push(Outcome::Refusal);
-            }
-            if a.truncated {
-                outcomes.push(Outcome::Truncated);
-            }
-            if a.dropped_facts {
-                outcomes.push(Outcome::DroppedFacts);
-            }
-            if outcomes.is_empty() {
-                outcomes.push(Outcome::Ok);
-            }
-            (a.text, a.truncated, outcomes)
-        };
+        }
+    } else {
+        let turns: Vec<Turn<'_>> = messages
+            .iter()
+            .zip(&texts)
+            .map(|(m, t)| Turn {
+                role: &m.role,
+                content: t,
+            })
+            .collect();
+        let prompt = behave::parse_prompt(&turns);
+        let seed = behave::text_seed(
+            st.scenario.seed,
+            content_hash,
+            phase,
+            profile.vary_answers.then_some(occ.index),
+        );
+        let max = body.max_completion_tokens.or(body.max_tokens);
+        let mut a = behave::answer(&profile, &prompt, seed, occ.draws, max);
+        if !a.refused && profile.reword > 0.0 {
+            // Drawn per occurrence: the swap changes the distribution.
+            let s = super::rng::mix(seed, occ.index);
+            a.text = super::reword::reword(&a.text, profile.reword, s);
+        }
+        let mut outcomes = Vec::new();
+        if a.refused {
+            outcomes.push(Outcome::Refusal);
+        }
+        if a.truncated {
+            outcomes.push(Outcome::Truncated);
+        }
+        if a.dropped_facts {
+            outcomes.push(Outcome::DroppedFacts);
+        }
+        if outcomes.is_empty() {
+            outcomes.push(Outcome::Ok);
+        }
+        (a.text, a.truncated, outcomes)
+    };
     if hung {
         st.stats.record_more(&model, &outcomes);
     } else {
         st.stats.record(&model, &outcomes);
     }
     let finish_reason = match (truncated, profile.finish_reason_style) {
+        _ if clarify => "tool_calls",
         (true, _) => "length",
         (false, FinishStyle::Openai) => "stop",
         (false, FinishStyle::Eos) => "eos",
@@ -258,6 +292,7 @@ pub(super) async fn chat(State(st): St, req: Request) -> Response {
         content: &content,
         finish_reason,
         usage,
+        tool_calls: tool_calls.as_ref(),
     };
     if stream {
         let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
@@ -275,6 +310,7 @@ struct Reply<'a> {
     content: &'a str,
     finish_reason: &'a str,
     usage: Option<UsageOut>,
+    tool_calls: Option<&'a serde_json::Value>,
 }
 
 fn json_reply(r: Reply<'_>) -> Response {
@@ -289,6 +325,7 @@ fn json_reply(r: Reply<'_>) -> Response {
                 role: "assistant",
                 content: r.content,
                 refusal: None,
+                tool_calls: r.tool_calls,
             },
             logprobs: None,
             finish_reason: r.finish_reason,
@@ -345,6 +382,17 @@ fn sse(r: Reply<'_>, include_usage: bool, chunk_ms: f64) -> Response {
     }
     if !piece.is_empty() {
         push(&chunk(serde_json::json!({ "content": piece }), None));
+    }
+    if let Some(calls) = r.tool_calls {
+        // One delta with the whole calls, each with its index, as OpenAI
+        // sends short ones.
+        let mut calls = calls.clone();
+        if let Some(list) = calls.as_array_mut() {
+            for (i, c) in list.iter_mut().enumerate() {
+                c["index"] = i.into();
+            }
+        }
+        push(&chunk(serde_json::json!({ "tool_calls": calls }), None));
     }
     push(&chunk(serde_json::json!({}), Some(r.finish_reason)));
     if include_usage && let Some(u) = &r.usage {

@@ -73,6 +73,8 @@ pub(crate) struct ProfilePatch {
     embedding_dims: Option<Spanned<usize>>,
     embedding_salt: Option<String>,
     answers: Option<Vec<Spanned<AnswerFile>>>,
+    clarify_rate: Option<Spanned<f64>>,
+    clarify_tool: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -214,6 +216,7 @@ fn apply(path: &Path, p: &mut Profile, patch: &ProfilePatch, errors: &mut Vec<Di
     );
     rate(&mut p.truncate_rate, &patch.truncate_rate, "truncate_rate");
     rate(&mut p.reword, &patch.reword, "reword");
+    rate(&mut p.clarify_rate, &patch.clarify_rate, "clarify_rate");
     rate(
         &mut p.judge_malformed_rate,
         &patch.judge_malformed_rate,
@@ -305,6 +308,9 @@ fn apply(path: &Path, p: &mut Profile, patch: &ProfilePatch, errors: &mut Vec<Di
     }
     if let Some(v) = patch.stream_chunk_ms {
         p.stream_chunk_ms = v.max(0.0);
+    }
+    if let Some(v) = &patch.clarify_tool {
+        p.clarify_tool = v.clone();
     }
     if let Some(v) = patch.judge_bias {
         p.judge_bias = v;

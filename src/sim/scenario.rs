@@ -125,6 +125,12 @@ pub struct Profile {
     pub embedding_salt: u64,
     /// Later layers first.
     pub answers: Arc<[AnswerRule]>,
+    /// Probability that a request offering the tool `clarify_tool` gets,
+    /// instead of an answer, a call of that tool asking for clarification
+    /// (always the same arguments): an agent pair that falls into a
+    /// clarification loop.
+    pub clarify_rate: f64,
+    pub clarify_tool: String,
 }
 
 impl Default for Profile {
@@ -163,6 +169,8 @@ impl Default for Profile {
             embedding_dims: 256,
             embedding_salt: 0,
             answers: Arc::from(Vec::new()),
+            clarify_rate: 0.0,
+            clarify_tool: "ask_agent".into(),
         }
     }
 }

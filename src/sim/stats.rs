@@ -26,10 +26,11 @@ pub enum Outcome {
     JudgeMalformed,
     Embedding,
     BadRequest,
+    Clarify,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 14] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Ok,
         Outcome::Refusal,
         Outcome::Truncated,
@@ -44,6 +45,7 @@ impl Outcome {
         Outcome::JudgeMalformed,
         Outcome::Embedding,
         Outcome::BadRequest,
+        Outcome::Clarify,
     ];
 
     /// The key in `/_sim/stats`.
@@ -63,6 +65,7 @@ impl Outcome {
             Outcome::JudgeMalformed => "judge_malformed",
             Outcome::Embedding => "embedding",
             Outcome::BadRequest => "bad_request",
+            Outcome::Clarify => "clarify",
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::BeginWrite;
 use super::rollups::{BatchRollup, f64_bytes, hour_of};
+use super::sessions::SessionWrites;
 use super::{Result, Store};
 use crate::on_db;
 
@@ -420,10 +421,14 @@ impl Store {
                 .collect();
             events.sort_unstable_by(|a, b| a.ext_id.cmp(b.ext_id));
             if !events.is_empty() {
-                new_events = super::sessions::record_session_events!(&mut *tx, &events);
+                // Folded in memory first: one upsert per session touched,
+                // however many of its records the batch holds.
+                new_events = tx.insert_events(&events).await?;
+                let deltas = super::sessions::deltas(&events, &new_events);
+                tx.upsert_sessions(&deltas).await?;
             }
             let spend = super::sessions::spend_deltas(rows, &inserted);
-            super::sessions::upsert_spend!(&mut *tx, &spend);
+            tx.upsert_spend(&spend).await?;
             let versions = super::annotations::prompt_versions_of(rows, &inserted);
             if !versions.is_empty() {
                 let now = rows.iter().map(|r| r.received_ms).max().unwrap_or(0);

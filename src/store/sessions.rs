@@ -9,9 +9,9 @@
 //! added to the summary. Summaries are updated in (stream, session) order so
 //! concurrent writers cannot deadlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use super::{ResponseRow, Result, Store};
+use super::{BeginWrite, ResponseRow, Result, Store};
 use crate::on_db;
 use crate::sessions::{SessionEvent, SessionSummary, ToolCall};
 
@@ -72,18 +72,59 @@ pub(crate) struct Delta<'a> {
     pub(crate) user_id: Option<&'a str>,
 }
 
-/// Inserts `events` in the open transaction `$tx` and folds the ones that
-/// were new into their sessions' summaries; evaluates to the set of ext_ids
-/// inserted. A macro for the same reason as `upsert_score_rollups!`: one
-/// body, type-checked for each backend's transaction.
-macro_rules! record_session_events {
-    ($tx:expr, $events:expr) => {{
-        let events: &[$crate::store::sessions::NewSessionEvent<'_>] = $events;
-        let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for chunk in events.chunks($crate::store::sessions::CHUNK_SIZE) {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO session_events (ext_id, stream, session_id, ts_ms, kind, agent, tools, tokens, cost_usd, user_id) ",
-            );
+/// The session writes of the ingest transaction, per backend: PostgreSQL
+/// takes one array per column (`UNNEST`), so each statement has one text
+/// whatever the batch size and is parsed and planned once per connection
+/// (a multi-row `VALUES` list of 5,000 parameters was parsed every time);
+/// SQLite, in process, takes multi-row `VALUES`.
+pub(crate) trait SessionWrites {
+    /// Inserts `events` (sorted by ext_id), skipping agent/tool spans
+    /// stored before (`session_events_span`); returns the ext_ids
+    /// inserted. Inference events need no check: each comes from a
+    /// response this transaction inserted.
+    fn insert_events<'a>(
+        &'a mut self,
+        events: &'a [NewSessionEvent<'a>],
+    ) -> impl std::future::Future<Output = Result<HashSet<String>>> + Send + 'a;
+    /// Adds each session's [`Delta`] to its summary (key order, so
+    /// concurrent writers cannot deadlock), marking it dirty.
+    fn upsert_sessions<'a>(
+        &'a mut self,
+        deltas: &'a BTreeMap<(&'a str, &'a str), Delta<'a>>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'a;
+    /// Adds [`spend_deltas`] to `rollup_spend`, in key order.
+    fn upsert_spend<'a>(
+        &'a mut self,
+        deltas: &'a BTreeMap<(&'a str, i64, &'a str), (i64, i64, f64)>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'a;
+}
+
+const EVENT_COLUMNS: &str =
+    "ext_id, stream, session_id, ts_ms, kind, agent, tools, tokens, cost_usd, user_id";
+/// The conflict target of `session_events_span` (migration 0016).
+const EVENT_CONFLICT: &str =
+    " ON CONFLICT (ext_id) WHERE kind <> 'inference' DO NOTHING RETURNING ext_id";
+const SESSION_COLUMNS: &str = "stream, session_id, first_ms, last_ms, seen_ms, calls, tokens, cost_usd, user_id, state, dirty, version";
+const SESSION_UPSERT: &str = " ON CONFLICT (stream, session_id) DO UPDATE SET \
+     first_ms = CASE WHEN excluded.first_ms < sessions.first_ms THEN excluded.first_ms ELSE sessions.first_ms END, \
+     last_ms = CASE WHEN excluded.last_ms > sessions.last_ms THEN excluded.last_ms ELSE sessions.last_ms END, \
+     seen_ms = CASE WHEN excluded.seen_ms > sessions.seen_ms THEN excluded.seen_ms ELSE sessions.seen_ms END, \
+     calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, \
+     cost_usd = sessions.cost_usd + excluded.cost_usd, \
+     user_id = COALESCE(excluded.user_id, sessions.user_id), \
+     state = 'active', dirty = excluded.dirty, version = sessions.version + 1";
+const SPEND_UPSERT: &str = " ON CONFLICT (stream, hour_ms, user_id) DO UPDATE SET n = rollup_spend.n + excluded.n, \
+     tokens = rollup_spend.tokens + excluded.tokens, cost_usd = rollup_spend.cost_usd + excluded.cost_usd";
+
+impl SessionWrites for sqlx::Transaction<'static, sqlx::Sqlite> {
+    async fn insert_events<'a>(
+        &'a mut self,
+        events: &'a [NewSessionEvent<'a>],
+    ) -> Result<HashSet<String>> {
+        let mut inserted = HashSet::with_capacity(events.len());
+        for chunk in events.chunks(CHUNK_SIZE) {
+            let mut qb =
+                sqlx::QueryBuilder::new(format!("INSERT INTO session_events ({EVENT_COLUMNS}) "));
             qb.push_values(chunk, |mut b, e| {
                 b.push_bind(e.ext_id)
                     .push_bind(&e.row.stream)
@@ -96,16 +137,21 @@ macro_rules! record_session_events {
                     .push_bind(e.cost_usd)
                     .push_bind(&e.row.user_id);
             });
-            qb.push(" ON CONFLICT (ext_id) DO NOTHING RETURNING ext_id");
-            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *$tx).await?;
+            qb.push(EVENT_CONFLICT);
+            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut **self).await?;
             inserted.extend(rows.into_iter().map(|r| r.0));
         }
-        let deltas = $crate::store::sessions::deltas(events, &inserted);
+        Ok(inserted)
+    }
+
+    async fn upsert_sessions<'a>(
+        &'a mut self,
+        deltas: &'a BTreeMap<(&'a str, &'a str), Delta<'a>>,
+    ) -> Result<()> {
         let deltas: Vec<_> = deltas.iter().collect();
-        for chunk in deltas.chunks($crate::store::sessions::CHUNK_SIZE) {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO sessions (stream, session_id, first_ms, last_ms, seen_ms, calls, tokens, cost_usd, user_id, state, dirty, version) ",
-            );
+        for chunk in deltas.chunks(CHUNK_SIZE) {
+            let mut qb =
+                sqlx::QueryBuilder::new(format!("INSERT INTO sessions ({SESSION_COLUMNS}) "));
             qb.push_values(chunk, |mut b, ((stream, session), d)| {
                 b.push_bind(*stream)
                     .push_bind(*session)
@@ -120,22 +166,133 @@ macro_rules! record_session_events {
                     .push_bind(true)
                     .push_bind(1i64);
             });
-            qb.push(
-                " ON CONFLICT (stream, session_id) DO UPDATE SET \
-                 first_ms = CASE WHEN excluded.first_ms < sessions.first_ms THEN excluded.first_ms ELSE sessions.first_ms END, \
-                 last_ms = CASE WHEN excluded.last_ms > sessions.last_ms THEN excluded.last_ms ELSE sessions.last_ms END, \
-                 seen_ms = CASE WHEN excluded.seen_ms > sessions.seen_ms THEN excluded.seen_ms ELSE sessions.seen_ms END, \
-                 calls = sessions.calls + excluded.calls, tokens = sessions.tokens + excluded.tokens, \
-                 cost_usd = sessions.cost_usd + excluded.cost_usd, \
-                 user_id = COALESCE(excluded.user_id, sessions.user_id), \
-                 state = 'active', dirty = excluded.dirty, version = sessions.version + 1",
-            );
-            qb.build().execute(&mut *$tx).await?;
+            qb.push(SESSION_UPSERT);
+            qb.build().execute(&mut **self).await?;
         }
-        inserted
-    }};
+        Ok(())
+    }
+
+    async fn upsert_spend<'a>(
+        &'a mut self,
+        deltas: &'a BTreeMap<(&'a str, i64, &'a str), (i64, i64, f64)>,
+    ) -> Result<()> {
+        let deltas: Vec<_> = deltas.iter().collect();
+        for chunk in deltas.chunks(CHUNK_SIZE) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO rollup_spend (stream, hour_ms, user_id, n, tokens, cost_usd) ",
+            );
+            qb.push_values(chunk, |mut b, ((stream, hour, user), (n, tokens, cost))| {
+                b.push_bind(*stream)
+                    .push_bind(*hour)
+                    .push_bind(*user)
+                    .push_bind(*n)
+                    .push_bind(*tokens)
+                    .push_bind(*cost);
+            });
+            qb.push(SPEND_UPSERT);
+            qb.build().execute(&mut **self).await?;
+        }
+        Ok(())
+    }
 }
-pub(crate) use record_session_events;
+
+impl SessionWrites for sqlx::Transaction<'static, sqlx::Postgres> {
+    async fn insert_events<'a>(
+        &'a mut self,
+        events: &'a [NewSessionEvent<'a>],
+    ) -> Result<HashSet<String>> {
+        let mut inserted = HashSet::with_capacity(events.len());
+        // One statement for the whole batch: arrays have no parameter limit.
+        let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO session_events ({EVENT_COLUMNS}) SELECT * FROM UNNEST(\
+             $1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], \
+             $8::int8[], $9::float8[], $10::text[]){EVENT_CONFLICT}"
+        )))
+        .bind(events.iter().map(|e| e.ext_id).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.row.stream.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.session_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.row.ts_ms).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.row.agent.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.tools.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.tokens).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.row.user_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut **self)
+        .await?;
+        inserted.extend(rows.into_iter().map(|r| r.0));
+        Ok(inserted)
+    }
+
+    async fn upsert_sessions<'a>(
+        &'a mut self,
+        deltas: &'a BTreeMap<(&'a str, &'a str), Delta<'a>>,
+    ) -> Result<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let v = |f: fn(&Delta<'_>) -> i64| deltas.values().map(f).collect::<Vec<_>>();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) SELECT s, id, f, l, seen, c, t, cost, u, 'active', TRUE, 1 \
+             FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], \
+             $8::float8[], $9::text[]) AS x(s, id, f, l, seen, c, t, cost, u){SESSION_UPSERT}"
+        )))
+        .bind(deltas.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(deltas.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(v(|d| d.first_ms))
+        .bind(v(|d| d.last_ms))
+        .bind(v(|d| d.seen_ms))
+        .bind(v(|d| d.calls))
+        .bind(v(|d| d.tokens))
+        .bind(deltas.values().map(|d| d.cost_usd).collect::<Vec<_>>())
+        .bind(deltas.values().map(|d| d.user_id).collect::<Vec<_>>())
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_spend<'a>(
+        &'a mut self,
+        deltas: &'a BTreeMap<(&'a str, i64, &'a str), (i64, i64, f64)>,
+    ) -> Result<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO rollup_spend (stream, hour_ms, user_id, n, tokens, cost_usd) SELECT * FROM UNNEST(\
+             $1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::float8[]){SPEND_UPSERT}"
+        )))
+        .bind(deltas.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(deltas.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(deltas.keys().map(|k| k.2).collect::<Vec<_>>())
+        .bind(deltas.values().map(|d| d.0).collect::<Vec<_>>())
+        .bind(deltas.values().map(|d| d.1).collect::<Vec<_>>())
+        .bind(deltas.values().map(|d| d.2).collect::<Vec<_>>())
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+}
 
 /// Rows per statement for session writes (12 parameters a row).
 pub(crate) const CHUNK_SIZE: usize = 500;
@@ -143,7 +300,7 @@ pub(crate) const CHUNK_SIZE: usize = 500;
 /// Per-session totals of the events that were inserted, in key order.
 pub(crate) fn deltas<'a>(
     events: &'a [NewSessionEvent<'a>],
-    inserted: &std::collections::HashSet<String>,
+    inserted: &HashSet<String>,
 ) -> BTreeMap<(&'a str, &'a str), Delta<'a>> {
     let mut out: BTreeMap<(&str, &str), Delta> = BTreeMap::new();
     for e in events.iter().filter(|e| inserted.contains(e.ext_id)) {
@@ -189,32 +346,6 @@ pub(crate) fn spend_deltas<'a>(
     }
     out
 }
-
-/// Upserts [`spend_deltas`] in the open transaction `$tx`, in key order.
-macro_rules! upsert_spend {
-    ($tx:expr, $deltas:expr) => {{
-        let deltas: Vec<_> = $deltas.iter().collect();
-        for chunk in deltas.chunks($crate::store::sessions::CHUNK_SIZE) {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO rollup_spend (stream, hour_ms, user_id, n, tokens, cost_usd) ",
-            );
-            qb.push_values(chunk, |mut b, ((stream, hour, user), (n, tokens, cost))| {
-                b.push_bind(*stream)
-                    .push_bind(*hour)
-                    .push_bind(*user)
-                    .push_bind(*n)
-                    .push_bind(*tokens)
-                    .push_bind(*cost);
-            });
-            qb.push(
-                " ON CONFLICT (stream, hour_ms, user_id) DO UPDATE SET n = rollup_spend.n + excluded.n, \
-                 tokens = rollup_spend.tokens + excluded.tokens, cost_usd = rollup_spend.cost_usd + excluded.cost_usd",
-            );
-            qb.build().execute(&mut *$tx).await?;
-        }
-    }};
-}
-pub(crate) use upsert_spend;
 
 pub use crate::signals::spend_rate::SpendHour;
 
@@ -282,6 +413,22 @@ fn summary(
     }
 }
 
+/// (position, ts_ms, kind, agent, tools, tokens, cost_usd) of an event.
+type EventRow = (i64, i64, String, Option<String>, Option<String>, i64, f64);
+
+fn event((_, ts_ms, kind, agent, tools, tokens, cost_usd): EventRow) -> SessionEvent {
+    SessionEvent {
+        ts_ms,
+        kind,
+        agent,
+        tools: tools
+            .and_then(|t| serde_json::from_str::<Vec<ToolCall>>(&t).ok())
+            .unwrap_or_default(),
+        tokens,
+        cost_usd,
+    }
+}
+
 /// Spend of one stream's sessions (for `/metrics` and `canaryd status`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StreamSpend {
@@ -297,8 +444,8 @@ impl Store {
     pub async fn dirty_sessions(&self, limit: usize) -> Result<Vec<SessionSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<SummaryRow> = on_db!(self.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SUMMARY_COLUMNS} FROM sessions WHERE dirty = $1 ORDER BY seen_ms LIMIT $2"
-        ))).bind(true).bind(limit).fetch_all(pool).await)?;
+            "SELECT {SUMMARY_COLUMNS} FROM sessions WHERE dirty ORDER BY seen_ms LIMIT $1"
+        ))).bind(limit).fetch_all(pool).await)?;
         Ok(rows.into_iter().map(summary).collect())
     }
 
@@ -317,39 +464,122 @@ impl Store {
         session_id: &str,
         limit: usize,
     ) -> Result<Vec<SessionEvent>> {
+        Ok(self
+            .sessions_events(&[(stream, session_id)], limit)
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// The latest `limit` events of each of `keys` (stream, session),
+    /// oldest first, in the order of `keys`: what one monitor pass reads.
+    /// One statement on PostgreSQL (a `LATERAL` index scan per session, so
+    /// the plan cannot become a scan of every event); on SQLite, in
+    /// process, one indexed query per session on one connection.
+    pub async fn sessions_events(
+        &self,
+        keys: &[(&str, &str)],
+        limit: usize,
+    ) -> Result<Vec<Vec<SessionEvent>>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        type Row = (i64, String, Option<String>, Option<String>, i64, f64);
-        let mut rows: Vec<Row> = on_db!(self.db(), pool => sqlx::query_as(
-            "SELECT ts_ms, kind, agent, tools, tokens, cost_usd FROM session_events \
-             WHERE stream = $1 AND session_id = $2 ORDER BY ts_ms DESC, id DESC LIMIT $3",
-        ).bind(stream).bind(session_id).bind(limit).fetch_all(pool).await)?;
-        rows.reverse();
-        Ok(rows
-            .into_iter()
-            .map(
-                |(ts_ms, kind, agent, tools, tokens, cost_usd)| SessionEvent {
-                    ts_ms,
-                    kind,
-                    agent,
-                    tools: tools
-                        .and_then(|t| serde_json::from_str::<Vec<ToolCall>>(&t).ok())
-                        .unwrap_or_default(),
-                    tokens,
-                    cost_usd,
-                },
-            )
-            .collect())
+        let mut out: Vec<Vec<SessionEvent>> = vec![Vec::new(); keys.len()];
+        match self.db() {
+            super::Db::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                for (slot, (stream, session)) in out.iter_mut().zip(keys) {
+                    let rows: Vec<EventRow> = sqlx::query_as(
+                        "SELECT 0, ts_ms, kind, agent, tools, tokens, cost_usd FROM session_events \
+                         WHERE stream = $1 AND session_id = $2 ORDER BY ts_ms DESC, id DESC LIMIT $3",
+                    )
+                    .bind(*stream)
+                    .bind(*session)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    slot.extend(rows.into_iter().rev().map(event));
+                }
+            }
+            super::Db::Postgres(pool) => {
+                for (n, chunk) in keys.chunks(CHUNK_SIZE).enumerate() {
+                    let rows: Vec<EventRow> = sqlx::query_as(
+                        "SELECT k.i, e.ts_ms, e.kind, e.agent, e.tools, e.tokens, e.cost_usd \
+                         FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS k(stream, session_id, i) \
+                         CROSS JOIN LATERAL (SELECT ts_ms, id, kind, agent, tools, tokens, cost_usd FROM session_events \
+                         WHERE stream = k.stream AND session_id = k.session_id ORDER BY ts_ms DESC, id DESC LIMIT $3) e \
+                         ORDER BY k.i, e.ts_ms, e.id",
+                    )
+                    .bind(chunk.iter().map(|k| k.0).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|k| k.1).collect::<Vec<_>>())
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                    for r in rows {
+                        // WITH ORDINALITY counts from 1.
+                        let i = n * CHUNK_SIZE + usize::try_from(r.0 - 1).unwrap_or(0);
+                        if let Some(slot) = out.get_mut(i) {
+                            slot.push(event(r));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Records what the detectors concluded: the rules fired so far, and
     /// "looked at" unless the session changed meanwhile (then it stays
     /// dirty and the next pass looks again).
     pub async fn mark_session_checked(&self, s: &SessionSummary) -> Result<()> {
-        let fired = s.fired.join(",");
-        on_db!(self.db(), pool => sqlx::query(
-            "UPDATE sessions SET fired = $1, dirty = CASE WHEN version = $2 THEN $3 ELSE dirty END \
-             WHERE stream = $4 AND session_id = $5",
-        ).bind(fired).bind(s.version).bind(false).bind(&s.stream).bind(&s.session_id).execute(pool).await.map(|_| ()))?;
+        self.mark_sessions_checked(std::slice::from_ref(s)).await
+    }
+
+    /// [`Store::mark_session_checked`] for a whole pass's batch in one
+    /// transaction: one commit per batch, not per session (on SQLite every
+    /// commit takes the write lock the ingest writer waits for).
+    pub async fn mark_sessions_checked(&self, batch: &[SessionSummary]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self.db() {
+            super::Db::Sqlite(pool) => {
+                let mut tx = pool.begin_write().await?;
+                for s in batch {
+                    sqlx::query(
+                        "UPDATE sessions SET fired = $1, dirty = CASE WHEN version = $2 THEN $3 ELSE dirty END \
+                         WHERE stream = $4 AND session_id = $5",
+                    )
+                    .bind(s.fired.join(","))
+                    .bind(s.version)
+                    .bind(false)
+                    .bind(&s.stream)
+                    .bind(&s.session_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            super::Db::Postgres(pool) => {
+                // Key order, like the ingest upsert, so the two cannot deadlock.
+                let mut sorted: Vec<&SessionSummary> = batch.iter().collect();
+                sorted.sort_unstable_by(|a, b| {
+                    (&a.stream, &a.session_id).cmp(&(&b.stream, &b.session_id))
+                });
+                for chunk in sorted.chunks(CHUNK_SIZE) {
+                    sqlx::query(
+                        "UPDATE sessions SET fired = k.fired, \
+                         dirty = CASE WHEN sessions.version = k.version THEN FALSE ELSE sessions.dirty END \
+                         FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[]) AS k(stream, session_id, version, fired) \
+                         WHERE sessions.stream = k.stream AND sessions.session_id = k.session_id",
+                    )
+                    .bind(chunk.iter().map(|s| s.stream.as_str()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|s| s.session_id.as_str()).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|s| s.version).collect::<Vec<_>>())
+                    .bind(chunk.iter().map(|s| s.fired.join(",")).collect::<Vec<_>>())
+                    .execute(pool)
+                    .await?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -398,6 +628,30 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Hourly spend of one stream (all users) in `[from_ms, to_ms)`, for
+    /// its page.
+    pub async fn stream_spend_hours(
+        &self,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SpendHour>> {
+        let rows: Vec<(i64, i64, i64, f64)> = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT hour_ms, CAST(SUM(n) AS BIGINT), CAST(SUM(tokens) AS BIGINT), \
+             CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM rollup_spend \
+             WHERE stream = $1 AND hour_ms >= $2 AND hour_ms < $3 GROUP BY hour_ms ORDER BY hour_ms",
+        ).bind(stream).bind(from_ms).bind(to_ms).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour_ms, calls, tokens, cost_usd)| SpendHour {
+                hour_ms,
+                calls,
+                tokens,
+                cost_usd,
+            })
+            .collect())
     }
 
     /// Hourly spend of one user of a stream from `from_ms`.

@@ -432,6 +432,9 @@ pub struct AlertView {
     pub stream: String,
     pub stream_href: String,
     pub dimension: String,
+    /// The session page, for `tool_call_loop` and `session_budget` alerts
+    /// (their dimension is the session id).
+    pub session_href: Option<String>,
     pub state: String,
     pub severity: String,
     pub summary: String,
@@ -507,6 +510,8 @@ pub fn build_alerts_with(
                 stream: a.stream.clone(),
                 stream_href: subject_href(&a.stream),
                 dimension: a.dimension.clone(),
+                session_href: (crate::sessions::hook::applies(&a.rule) && !a.dimension.is_empty())
+                    .then(|| super::session_view::session_href(&a.stream, &a.dimension)),
                 state: a.state.clone(),
                 severity: a.severity.clone(),
                 summary: a.summary.clone(),

@@ -15,6 +15,7 @@ pub mod detail;
 pub mod fmt;
 mod pages;
 pub mod refusal_view;
+pub mod session_view;
 pub mod stream_view;
 pub mod view;
 
@@ -58,10 +59,11 @@ pub fn router<S: Clone + Send + Sync + 'static>(ctx: Ctx) -> Router<S> {
         .route("/responses/{id}", get(pages::response))
         .route("/alerts", get(pages::alerts))
         .route("/alerts/{id}/postmortem.md", get(pages::postmortem))
+        .route("/sessions", get(pages::session))
         .with_state(web)
 }
 
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 9] = [
     ("base.html", include_str!("../../templates/web/base.html")),
     (
         "macros.html",
@@ -85,6 +87,10 @@ const TEMPLATES: [(&str, &str); 8] = [
         include_str!("../../templates/web/alerts.html"),
     ),
     ("error.html", include_str!("../../templates/web/error.html")),
+    (
+        "session.html",
+        include_str!("../../templates/web/session.html"),
+    ),
 ];
 
 /// Compiles the embedded templates (autoescaped: every name ends in `.html`).

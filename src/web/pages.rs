@@ -197,6 +197,9 @@ async fn stream_page(
         alerts,
         findings: web.findings(stream).await,
         refusal_agreement: web.refusal_agreement(stream, p.window_from_ms).await,
+        spend: store
+            .stream_spend_hours(stream, p.chart_from_ms, p.end_ms)
+            .await?,
     };
     let mut ctx = context(stream, now);
     ctx.insert("v", &view::build_stream(&data, &p));
@@ -319,6 +322,34 @@ async fn response_page(web: &Web, now: i64, id: &str) -> Result<Html<String>, Pa
     let mut ctx = context(&format!("Response {id}"), now);
     ctx.insert("v", &detail::build_response(&row, &scores));
     web.render("response.html", &ctx)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SessionQuery {
+    stream: String,
+    id: String,
+}
+
+pub async fn session(State(web): State<Web>, Query(q): Query<SessionQuery>) -> Response {
+    let now = web.ctx.clock.now_ms();
+    let r = session_page(&web, now, &q).await;
+    respond(&web, r, now)
+}
+
+async fn session_page(web: &Web, now: i64, q: &SessionQuery) -> Result<Html<String>, PageError> {
+    let store = &web.ctx.store;
+    let Some(s) = store.session(&q.stream, &q.id).await? else {
+        return Err(PageError::NotFound(format!(
+            "No session {:?} in stream {:?}.",
+            q.id, q.stream
+        )));
+    };
+    let events = store
+        .session_events(&q.stream, &q.id, super::session_view::PAGE_EVENTS)
+        .await?;
+    let mut ctx = context(&format!("Session {}", q.id), now);
+    ctx.insert("v", &super::session_view::build_session(&s, &events));
+    web.render("session.html", &ctx)
 }
 
 pub async fn alerts(State(web): State<Web>) -> Response {

@@ -39,6 +39,8 @@ pub struct StreamData {
     /// The classifier against the judges' refusal labels in the window
     /// (`None`: not readable).
     pub refusal_agreement: Option<crate::store::RefusalAgreement>,
+    /// Hourly spend (all users) over the chart period (`rollup_spend`).
+    pub spend: Vec<crate::store::SpendHour>,
 }
 
 /// One detector verdict as a table row.
@@ -176,6 +178,7 @@ pub struct StreamView {
     pub refusal_chart: ChartView,
     pub length_chart: ChartView,
     pub embedding_chart: ChartView,
+    pub spend_chart: ChartView,
     pub events: Vec<EventView>,
     /// Latest first.
     pub annotations: Vec<AnnotationRow>,
@@ -502,6 +505,7 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
             None,
         ),
     );
+    let spend_chart = spend_chart(&d.spend, p, &line);
     StreamView {
         name: d.stream.clone(),
         health: HealthCell::of(latest(&health)),
@@ -510,6 +514,7 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
         refusal_chart,
         length_chart,
         embedding_chart,
+        spend_chart,
         events: d
             .events
             .iter()
@@ -560,4 +565,52 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
             .sum(),
         period: format!("{} – {}", fmt_time(p.chart_from_ms), fmt_time(p.end_ms)),
     }
+}
+
+/// The stream page's chart builder: (title, y range, format, series, band).
+type LineFn<'a> =
+    dyn Fn(String, Option<(f64, f64)>, YFormat, Vec<Series>, Option<Band>) -> LineChart + 'a;
+
+/// Spend over time: estimated cost per hour, or tokens per hour when no
+/// record of the period had a price (cost would be a flat zero).
+fn spend_chart(spend: &[crate::store::SpendHour], p: &Periods, line: &LineFn<'_>) -> ChartView {
+    let by_cost = spend.iter().any(|h| h.cost_usd > 0.0);
+    let points = p
+        .chart_hours()
+        .map(|h| {
+            let v = spend
+                .iter()
+                .find(|s| s.hour_ms == h)
+                .map(|s| if by_cost { s.cost_usd } else { s.tokens as f64 });
+            (h, v.or(Some(0.0)))
+        })
+        .collect();
+    let (calls, tokens, cost) = spend.iter().fold((0, 0, 0.0), |(c, t, u), h| {
+        (c + h.calls, t + h.tokens, u + h.cost_usd)
+    });
+    let (label, caption) = if by_cost {
+        (
+            "cost (USD) per hour",
+            "Estimated cost per hour (the application's cost_usd, else the model's prices)",
+        )
+    } else {
+        (
+            "tokens per hour",
+            "Tokens per hour (no price known for these models)",
+        )
+    };
+    ChartView::line(
+        "Spend",
+        format!("{caption}; {calls} calls, {tokens} tokens, ${cost:.2} in the period."),
+        &line(
+            label.into(),
+            None,
+            YFormat::Number,
+            vec![Series {
+                label: label.into(),
+                points,
+            }],
+            None,
+        ),
+    )
 }

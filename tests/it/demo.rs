@@ -1,6 +1,9 @@
 //! `canaryd demo` end to end: the real binary stages a silent model update
 //! and must detect it, record the model change and deliver email and Slack
-//! notifications to its capture servers.
+//! notifications to its capture servers; after the update its agent pair
+//! falls into a clarification loop that must fire `tool_call_loop` and call
+//! the kill-switch hook, while the same pair's session before the update
+//! (answered in one turn) fires nothing.
 
 use std::process::Command;
 
@@ -69,6 +72,30 @@ fn demo_detects_the_staged_update_and_captures_notifications() {
         "the stream's model change: {summary:#}"
     );
 
+    // The agent pair's clarification loop after the update, stopped from outside.
+    assert_eq!(summary["session_loop_stopped"], true, "{summary:#}");
+    assert!(
+        alerts.iter().any(|a| a["rule"] == "tool_call_loop"
+            && a["stream"] == "order-agents"
+            && a["dimension"] == "orders-after-update"),
+        "{summary:#}"
+    );
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| a["dimension"] == "orders-before-update"),
+        "the session answered in one turn fires nothing: {summary:#}"
+    );
+    assert!(
+        stdout.contains("session orders-before-update answered in 1 turn"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("agent loop detected"), "{stdout}");
+    assert!(
+        stdout.contains("the agent pair's clarification loop fired tool_call_loop"),
+        "{stdout}"
+    );
+
     // The daemon's real delivery code reached the capture servers.
     let files = |sub: &str| -> Vec<std::path::PathBuf> {
         let mut v: Vec<_> = std::fs::read_dir(dir.join("captured").join(sub))
@@ -110,6 +137,16 @@ fn demo_detects_the_staged_update_and_captures_notifications() {
     assert!(
         payload["text"].as_str().unwrap().contains("FIRING"),
         "{payload:#}"
+    );
+    let hook: Vec<serde_json::Value> = files("hook")
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect();
+    assert!(
+        hook.iter().any(|h| h["rule"] == "tool_call_loop"
+            && h["session_id"] == "orders-after-update"
+            && h["stream"] == "order-agents"),
+        "the kill-switch hook was called for the loop: {hook:#?}"
     );
     for path in mails.iter().chain(&slack) {
         assert!(

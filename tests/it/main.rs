@@ -43,6 +43,7 @@ mod real_model;
 mod schema_parity;
 mod sessions_json;
 mod sessions_otlp;
+mod sessions_page;
 mod sessions_spend;
 mod sessions_store;
 mod sim;

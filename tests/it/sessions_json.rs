@@ -196,11 +196,10 @@ async fn json_loop_and_budget_fire_the_signed_hook_and_healthy_sessions_do_not()
                 .contains("get_weather called 5×"),
             "{b}: {l}"
         );
-        assert!(
-            l["evidence_url"]
-                .as_str()
-                .unwrap()
-                .starts_with("https://canaryd.example.com/")
+        assert_eq!(
+            l["evidence_url"],
+            "https://canaryd.example.com/sessions?stream=support-agent&id=loop-1",
+            "{b}: the hook links the session's page"
         );
         let s = &by_rule["session_budget"];
         assert_eq!(s["session_id"], "budget-1", "{b}");

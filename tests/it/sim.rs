@@ -888,3 +888,70 @@ async fn streams_are_paced_when_the_profile_says_so() {
         "first chunk at {first:?}, done at {total:?}"
     );
 }
+
+/// `clarify_rate`: a model offered the clarification tool asks for
+/// clarification (a tool call, the same arguments every time, JSON and SSE);
+/// without the tool, or before the phase, it answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_offered_the_tool_falls_into_a_clarification_loop() {
+    let (sim, _dir) = start_sim(
+        r#"
+phases:
+  - name: loop
+    models:
+      agent: { clarify_rate: 1.0 }
+"#,
+        &[],
+    );
+    let base = &sim.base_url;
+    let tools = json!([{"type": "function", "function": {"name": "ask_agent", "parameters": {"type": "object"}}}]);
+    let ask = |n: usize, tools: &Value, stream: bool| {
+        json!({"model": "agent", "stream": stream, "tools": tools,
+               "messages": [{"role": "user", "content": format!("Where is order {n}?")}]})
+    };
+    let (s, _, v) = post(base, "/v1/chat/completions", ask(0, &tools, false)).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["choices"][0]["finish_reason"], "stop",
+        "baseline answers: {v}"
+    );
+    assert!(
+        v["choices"][0]["message"].get("tool_calls").is_none(),
+        "{v}"
+    );
+    post(base, "/_sim/phase", json!({"phase": "loop"})).await;
+    let mut args = Vec::new();
+    for n in 1..4 {
+        let (_, _, v) = post(base, "/v1/chat/completions", ask(n, &tools, false)).await;
+        let c = &v["choices"][0];
+        assert_eq!(c["finish_reason"], "tool_calls", "{v}");
+        let call = &c["message"]["tool_calls"][0];
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "ask_agent");
+        assert!(
+            c["message"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("clarify")
+        );
+        args.push(call["function"]["arguments"].as_str().unwrap().to_string());
+    }
+    assert!(args.windows(2).all(|w| w[0] == w[1]), "{args:?}");
+    // Not offered the tool: an ordinary answer.
+    let (_, _, v) = post(base, "/v1/chat/completions", ask(5, &json!([]), false)).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    // Streamed: the call arrives as a delta with its index.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&ask(6, &tools, true))
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(r#""tool_calls":[{"#) && text.contains(r#""finish_reason":"tool_calls""#),
+        "{text}"
+    );
+    let (_, stats) = get(base, "/_sim/stats").await;
+    assert_eq!(stats["models"]["agent"]["clarify"], 4, "{stats}");
+}
