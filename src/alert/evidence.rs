@@ -202,7 +202,8 @@ pub async fn examples(
         Rule::ToolCallLoop | Rule::SessionBudget => {
             session_timeline(store, stream, dim, max).await?
         }
-        Rule::ModelChange | Rule::SpendRate => Vec::new(),
+        // The logprob finding's summary carries its evidence (probes, tokens, before/after).
+        Rule::ModelChange | Rule::SpendRate | Rule::LogprobShift => Vec::new(),
     };
     Ok(out)
 }

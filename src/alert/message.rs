@@ -129,6 +129,7 @@ fn rule_label(rule: &str) -> &str {
         Some(Rule::ToolCallLoop) => "tool-call loop",
         Some(Rule::SessionBudget) => "session budget",
         Some(Rule::SpendRate) => "spend rate",
+        Some(Rule::LogprobShift) => "logprob shift",
         None => rule,
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod agree;
 pub mod expect;
+pub mod cost;
 pub mod load;
+pub mod probe;
 pub mod prompt;
 pub mod refusal;
 pub mod report;

@@ -77,6 +77,8 @@ pub fn build(
             seed: d.seed,
             response_format: case.response_format.clone(),
             stream: case.stream.or(d.stream).unwrap_or(false),
+            logprobs: None,
+            top_logprobs: None,
         },
         input,
     ))
@@ -109,6 +111,7 @@ mod tests {
             concurrency: None,
             timeout_secs: None,
             cases: vec![],
+            logprob_probe: None,
             content_hash: String::new(),
             path: Default::default(),
         }

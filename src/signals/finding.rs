@@ -17,10 +17,11 @@ pub enum Rule {
     ToolCallLoop,
     SessionBudget,
     SpendRate,
+    LogprobShift,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::JudgeScoreDrop,
         Rule::RefusalRateShift,
         Rule::LengthDrift,
@@ -31,6 +32,7 @@ impl Rule {
         Rule::ToolCallLoop,
         Rule::SessionBudget,
         Rule::SpendRate,
+        Rule::LogprobShift,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Rule {
             Rule::ToolCallLoop => "tool_call_loop",
             Rule::SessionBudget => "session_budget",
             Rule::SpendRate => "spend_rate",
+            Rule::LogprobShift => "logprob_shift",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod finding;
 pub mod health;
 pub mod judge_drop;
 pub mod length;
+pub mod logprob_shift;
 pub mod model_change;
 pub mod rates;
 pub mod report;

@@ -123,6 +123,13 @@ pub struct Profile {
     pub embedding_salt: u64,
     /// Later layers first.
     pub answers: Arc<[AnswerRule]>,
+    /// Return `logprobs` when asked (`false`: a provider without them).
+    pub logprobs: bool,
+    /// Moves the first-token logits by this sd (nats) along a fixed
+    /// direction: a quiet swap that leaves the text alone.
+    pub logprob_shift: f64,
+    /// Per-request jitter of the logits (sd, nats).
+    pub logprob_noise: f64,
 }
 
 impl Default for Profile {
@@ -160,6 +167,9 @@ impl Default for Profile {
             embedding_dims: 256,
             embedding_salt: 0,
             answers: Arc::from(Vec::new()),
+            logprobs: true,
+            logprob_shift: 0.0,
+            logprob_noise: 0.0,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod charts;
 pub mod detail;
 pub mod fmt;
 mod pages;
+pub mod spend;
 pub mod stream_view;
 pub mod view;
 
