@@ -2,8 +2,8 @@
 //! schedule against pinned and live models.
 
 pub mod agree;
-pub mod expect;
 pub mod cost;
+pub mod expect;
 pub mod load;
 pub mod probe;
 pub mod prompt;

@@ -162,8 +162,9 @@ pub fn parse_logprobs(v: &serde_json::Value) -> Option<Vec<TokenLogprob>> {
             .iter()
             .filter_map(|t| {
                 let p = num(t.get("prob"))?;
+                let token = text(t.get("tok_str"))?;
                 (p > 0.0).then(|| TopLogprob {
-                    token: text(t.get("tok_str"))?,
+                    token,
                     logprob: p.ln(),
                 })
             })

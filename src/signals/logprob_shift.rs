@@ -189,7 +189,26 @@ fn target_verdict(stream: &str, target: &str, rows: &[&ProbeObs], w: &Windows) -
             }
         }
     }
+    let past = event
+        .as_ref()
+        .filter(|(e, _, _)| !contains(w.current, chain[*e].at_ms))
+        .map(|(e, _, l)| (chain[*e].at_ms, l.clone()));
     let fired = event.filter(|(e, _, _)| contains(w.current, chain[*e].at_ms));
+    if fired.is_none()
+        && last_look.is_none()
+        && let Some((at, look)) = past
+    {
+        // The window's looks still hold the last change in their pools.
+        return decide(
+            subject(0, BASELINE_RUNS as u64),
+            &Look { p: 1.0, ..look },
+            false,
+            format!(
+                "{target}: logprobs moved at {}, before the window; the new runs are becoming the baseline",
+                super::fmt_time(at)
+            ),
+        );
+    }
     match (fired, last_look) {
         (Some((e, scale, look)), _) => {
             let pool = &chain[e + 1 - BASELINE_RUNS - scale..=e];
@@ -621,16 +640,24 @@ mod tests {
     /// daemon sees it when that run is the latest.
     #[test]
     fn a_year_of_an_unchanged_target_stays_within_the_budget() {
-        let runs = 8766 + BASELINE_RUNS + 24;
-        for (seed, noise) in [(1u64, 0.05), (2, 0.3)] {
+        let alarms = false_alarms(1, 0.1, 2, 8766);
+        // The budget is an expectation of at most one; a Poisson count of
+        // mean one exceeds 2 with probability 8 %.
+        assert!(alarms <= 2, "{alarms} false alarms in a year");
+    }
+
+    /// Looks × scales that fire over `hours` hourly runs of an unchanged target.
+    fn false_alarms(seed: u64, noise: f64, probes: usize, hours: usize) -> usize {
+        let runs = hours + BASELINE_RUNS + 24;
+        let mut alarms = 0;
+        {
             let mut s = spec(noise, 0.0, usize::MAX, runs);
             s.seed = seed;
-            s.probes = 3;
+            s.probes = probes;
             let obs = observations(&s, "live");
             let runs_v: Vec<Run> = to_runs(&obs);
             let refs: Vec<&Run> = runs_v.iter().collect();
             let a = alpha();
-            let mut alarms = 0;
             for e in (BASELINE_RUNS + 24 - 1)..refs.len() {
                 for &scale in SCALES.iter() {
                     let pool = &refs[e + 1 - BASELINE_RUNS - scale..=e];
@@ -640,10 +667,18 @@ mod tests {
                     }
                 }
             }
-            assert!(
-                alarms <= 1,
-                "noise {noise}: {alarms} false alarms in a year"
-            );
+        }
+        alarms
+    }
+
+    /// The false-alarm rate over ten target-years per noise level.
+    /// `cargo test --lib logprob_shift::tests::false_alarm_rate -- --ignored --nocapture`
+    #[test]
+    #[ignore = "measurement: prints false alarms per target-year for BENCHMARKS.md"]
+    fn false_alarm_rate() {
+        for noise in [0.02, 0.3] {
+            let total: usize = (0..10).map(|y| false_alarms(100 + y, noise, 2, 8766)).sum();
+            println!("noise {noise}: {total} false alarms in 10 target-years");
         }
     }
 
@@ -664,16 +699,16 @@ mod tests {
 
     /// Power of the probe on the simulated quiet swap: the fraction of
     /// changes detected within 24 hourly runs, by prompts and shift/noise.
-    /// `cargo test --release --lib logprob_shift::tests::power -- --ignored --nocapture`
+    /// `cargo test --lib logprob_shift::tests::power -- --ignored --nocapture`
     #[test]
     #[ignore = "measurement: prints the power table for BENCHMARKS.md"]
     fn power() {
-        let trials = 100;
+        let trials = 30;
         let a = alpha();
         println!("prompts k noise shift detected_within_24h median_runs_to_detect");
-        for &noise in &[0.02, 0.1, 0.3] {
-            for &ratio in &[0.25, 0.5, 1.0] {
-                for &probes in &[1usize, 3, 5, 10] {
+        for &noise in &[0.05, 0.2] {
+            for &ratio in &[0.1, 0.25, 0.5] {
+                for &probes in &[1usize, 3, 5] {
                     let shift = ratio * noise;
                     let mut hits = 0;
                     let mut delays = vec![];

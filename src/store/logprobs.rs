@@ -144,10 +144,10 @@ impl Store {
     /// (`canary_results`) and its logprob probes, per target.
     pub async fn suite_spend(&self, suite: &str, from_ms: i64) -> Result<Vec<SuiteSpend>> {
         let rows: Vec<(String, String, i64, Option<i64>, Option<i64>)> = on_db!(self.db(), pool => sqlx::query_as(
-            "SELECT 'cases', target, COUNT(*), SUM(input_tokens), SUM(output_tokens) FROM canary_results \
+            "SELECT 'cases', target, COUNT(*), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT) FROM canary_results \
              WHERE suite = $1 AND created_ms >= $2 GROUP BY target \
              UNION ALL \
-             SELECT 'logprob_probe', target, COUNT(*), SUM(input_tokens), SUM(output_tokens) FROM logprob_probes \
+             SELECT 'logprob_probe', target, COUNT(*), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT) FROM logprob_probes \
              WHERE suite = $1 AND at_ms >= $2 GROUP BY target",
         )
         .bind(suite)

@@ -11,12 +11,18 @@ use crate::support::{TestDaemon, TestDb, run_cli, wait_until};
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// `pinned` and `live` answer the same; the `swap` phase shifts `live`'s
-/// logprobs (sd 0.3 nats) and changes nothing else. Per-request jitter as
-/// batched serving gives.
+/// `pinned` and `live` answer the same, scripted so that no phase re-words
+/// them; the `swap` phase shifts `live`'s logprobs (sd 0.3 nats) and changes
+/// nothing else. Per-request jitter as batched serving gives.
 const SCENARIO: &str = r#"
 seed: 11
-default: { logprob_noise: 0.02 }
+default:
+  logprob_noise: 0.02
+  answers:
+    - { match: "capital of France", answer: "Paris is the capital of France." }
+    - { match: "refund after 30 days", answer: "No, refunds are accepted within 30 days of delivery." }
+    - { match: "hello", answer: "Hello! How can I help you today?" }
+    - { match: "ask for a refund", answer: "You have 30 days from delivery to ask for a refund." }
 phases:
   - name: swap
     models:
@@ -62,9 +68,11 @@ async fn quiet_swap_is_found_by_the_logprob_probe_and_not_by_verdicts() {
     let dir = project(sim.url(), &[("quiet.yaml", SUITE)]);
     let scratch = TestDb::sqlite().await;
     let mut runs = 0;
-    for phase in ["baseline", "swap"] {
+    // 52 runs like before the swap, then 4 after it, each with its own
+    // per-request noise.
+    for (phase, n) in [("baseline", 52), ("swap", 4)] {
         sim.set_phase(phase).await;
-        for _ in 0..3 {
+        for _ in 0..n {
             let (code, report, err) = run_json(dir.path(), "quiet", &[], &scratch.url);
             runs += 1;
             assert_eq!(code, 0, "{err}");
@@ -92,7 +100,8 @@ async fn quiet_swap_is_found_by_the_logprob_probe_and_not_by_verdicts() {
     assert_eq!(real.len(), runs * 6);
     let run_ids: std::collections::BTreeSet<i64> = real.iter().map(|r| r.run_id).collect();
     let ids: Vec<i64> = run_ids.into_iter().collect();
-    let (before, after) = ids.split_at(3);
+    assert_eq!(ids.len(), 56);
+    let (before, after) = ids.split_at(52);
     for t in ["pinned", "live"] {
         let of = |run: i64| {
             let mut v: Vec<_> = real
@@ -110,19 +119,17 @@ async fn quiet_swap_is_found_by_the_logprob_probe_and_not_by_verdicts() {
         );
     }
 
-    // Two days of hourly history from those runs: 52 hours like before the
-    // swap, then 4 hours like after it (the daemon's clock is the wall clock,
-    // so the history is laid out behind it).
+    // The same runs as two days of hourly history: the daemon's clock is the
+    // wall clock, so the runs are laid out behind it, an hour apart.
     for db in TestDb::all().await {
         let (code, _, err) = run_cli(&["migrate", "--database", &db.url], dir.path(), &[]);
         assert_eq!(code, 0, "{err}");
         let s = store(&db.url).await;
         let mut rows = Vec::new();
-        let hours: Vec<(i64, i64)> = (0..56)
-            .map(|i| {
-                let src = if i < 52 { before[i % 3] } else { after[i % 3] };
-                (src, now - (56 - i as i64) * HOUR_MS + HOUR_MS / 2)
-            })
+        let hours: Vec<(i64, i64)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, src)| (*src, now - (56 - i as i64) * HOUR_MS + HOUR_MS / 2))
             .collect();
         for (i, (src, at)) in hours.iter().enumerate() {
             for r in real.iter().filter(|r| r.run_id == *src) {

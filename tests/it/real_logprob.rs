@@ -43,7 +43,7 @@ async fn the_probe_sees_a_real_configuration_change_of_the_llama_server() {
         ("judges/.keep", ""),
     ]);
     let scratch = TestDb::sqlite().await;
-    let mut run = |label: &str| {
+    let run = |label: &str| {
         let (code, report, err) = run_json(dir.path(), "fp", &[], &scratch.url);
         assert_eq!(code, 0, "{label}: {err}\n{report:#}");
         let probes = report["logprob_probes"].as_array().unwrap().clone();
