@@ -394,7 +394,7 @@ pub fn evidence(pool: &[&Run], w: usize, max_probes: usize) -> String {
         let len = rows.len().max(1) as f64;
         rows.map(|i| x[i][d]).sum::<f64>() / len
     };
-    let mut per_probe: BTreeMap<&str, Vec<(&str, f64, f64)>> = BTreeMap::new();
+    let mut per_probe: BTreeMap<&str, Vec<Moved<'_>>> = BTreeMap::new();
     for (d, (p, tok)) in dims.iter().enumerate() {
         per_probe.entry(p.as_str()).or_default().push((
             tok.as_str(),
@@ -402,7 +402,7 @@ pub fn evidence(pool: &[&Run], w: usize, max_probes: usize) -> String {
             mean(n - w..n, d),
         ));
     }
-    let mut moved: Vec<(&str, f64, Vec<(&str, f64, f64)>)> = per_probe
+    let mut moved: Vec<(&str, f64, Vec<Moved<'_>>)> = per_probe
         .into_iter()
         .map(|(p, toks)| {
             let m = toks.iter().map(|t| (t.2 - t.1).abs()).fold(0.0, f64::max);
@@ -427,7 +427,7 @@ pub fn evidence(pool: &[&Run], w: usize, max_probes: usize) -> String {
                 t.sort_by(|a, b| b.1.total_cmp(&a.1));
                 t.iter()
                     .take(3)
-                    .map(|(tok, v)| format!("{} {v:.2}", q(*tok)))
+                    .map(|(tok, v)| format!("{} {v:.2}", q(tok)))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -443,6 +443,9 @@ pub fn evidence(pool: &[&Run], w: usize, max_probes: usize) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// A token with its mean logprob before and after.
+type Moved<'a> = (&'a str, f64, f64);
 
 /// A tiny deterministic generator: the permutations of a look replay exactly.
 struct SplitMix(u64);
@@ -703,11 +706,11 @@ mod tests {
     #[test]
     #[ignore = "measurement: prints the power table for BENCHMARKS.md"]
     fn power() {
-        let trials = 30;
+        let trials = 20;
         let a = alpha();
         println!("prompts k noise shift detected_within_24h median_runs_to_detect");
         for &noise in &[0.05, 0.2] {
-            for &ratio in &[0.1, 0.25, 0.5] {
+            for &ratio in &[0.5, 1.0, 2.0] {
                 for &probes in &[1usize, 3, 5] {
                     let shift = ratio * noise;
                     let mut hits = 0;

@@ -143,7 +143,8 @@ impl Store {
     /// Model calls and tokens a suite spent since `from_ms`: its cases
     /// (`canary_results`) and its logprob probes, per target.
     pub async fn suite_spend(&self, suite: &str, from_ms: i64) -> Result<Vec<SuiteSpend>> {
-        let rows: Vec<(String, String, i64, Option<i64>, Option<i64>)> = on_db!(self.db(), pool => sqlx::query_as(
+        type Row = (String, String, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT 'cases', target, COUNT(*), CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT) FROM canary_results \
              WHERE suite = $1 AND created_ms >= $2 GROUP BY target \
              UNION ALL \
