@@ -12,11 +12,13 @@ pub struct Report {
     pub diagnostics: Diagnostics,
     pub suites: usize,
     pub judges: usize,
+    /// What each valid suite costs per day.
+    pub costs: Vec<canary::cost::SuiteCost>,
 }
 
 /// Checks the config at `path` and the suite and judge directories it names.
 /// A broken config still lets the suites and judges be checked on their own.
-pub async fn check_all(path: &Path) -> Report {
+pub async fn check_all(path: &Path, now_ms: i64) -> Report {
     let mut report = Report::default();
     let loaded = match config::load(path) {
         Ok(l) => Some(l),
@@ -44,6 +46,16 @@ pub async fn check_all(path: &Path) -> Report {
     };
     let suites = canary::load::load_dir(&canaries_dir, &ctx);
     report.suites = suites.suites.len() + suites.failed.len();
+    let prices = |model: &str| {
+        let m = cfg?.models.get(model)?;
+        (m.value.input_cost_per_mtok > 0.0 || m.value.output_cost_per_mtok > 0.0)
+            .then_some((m.value.input_cost_per_mtok, m.value.output_cost_per_mtok))
+    };
+    report.costs = suites
+        .suites
+        .iter()
+        .map(|s| canary::cost::suite_cost(s, now_ms, &prices))
+        .collect();
     report.diagnostics.extend(suites.diagnostics);
     if let Some(c) = cfg {
         // `load` keeps only errors; the warnings of a valid config count too.

@@ -236,7 +236,8 @@ pub async fn examples(
                     .collect(),
             }
         }
-        Rule::ModelChange | Rule::SpendRate | Rule::JudgeDrift => Vec::new(),
+        // The logprob finding's summary carries its evidence (probes, tokens, before/after).
+        Rule::ModelChange | Rule::SpendRate | Rule::JudgeDrift | Rule::LogprobShift => Vec::new(),
     };
     Ok(out)
 }

@@ -135,6 +135,7 @@ pub(crate) fn rule_label(rule: &str) -> &str {
         Some(Rule::SpendRate) => "spend rate",
         Some(Rule::JudgeDrift) => "judge drift",
         Some(Rule::ModelDrift) => "answer distribution",
+        Some(Rule::LogprobShift) => "logprob shift",
         None => rule,
     }
 }

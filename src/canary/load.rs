@@ -10,7 +10,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::suite::{Case, Defaults, Expectation, Message, SuiteFile};
+use super::suite::{Case, Defaults, Expectation, LogprobProbe, Message, SuiteFile};
 use crate::config::{Config, Diagnostic, Diagnostics, yaml};
 
 /// A validated suite, free of source positions, ready to run.
@@ -34,6 +34,9 @@ pub struct Suite {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub equality: Option<crate::equality::Plan>,
     pub cases: Vec<SuiteCase>,
+    /// Absent stays out of the content hash (no existing suite's hash moved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprob_probe: Option<LogprobProbe>,
     /// sha256 of the normalised content; differs whenever the meaning may.
     #[serde(skip)]
     pub content_hash: String,
@@ -226,6 +229,9 @@ fn validate(path: &Path, f: &SuiteFile, ctx: &Context<'_>, d: &mut Diagnostics) 
     for case in &f.cases {
         validate_case(path, case, f, ctx, &mut ids, d);
     }
+    if let Some(p) = &f.logprob_probe {
+        super::probe::validate(path, p, f, d);
+    }
     validate_equality(path, f, d);
 }
 
@@ -408,6 +414,7 @@ fn normalise(path: &Path, f: SuiteFile) -> Suite {
                 }
             })
             .collect(),
+        logprob_probe: f.logprob_probe.map(|p| p.value),
         content_hash: String::new(),
         path: path.to_path_buf(),
     };

@@ -2,8 +2,10 @@
 //! schedule against pinned and live models.
 
 pub mod agree;
+pub mod cost;
 pub mod expect;
 pub mod load;
+pub mod probe;
 pub mod prompt;
 pub mod refusal;
 pub mod report;

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::expect::Status;
+use super::probe::ProbeStatus;
 use super::runner::{Outcome, RunReport, RunStatus};
 
 /// The human report of a run.
@@ -123,6 +124,38 @@ pub fn table(r: &RunReport) -> String {
                 ev.old_fingerprint.as_deref().unwrap_or("?"),
                 ev.new_fingerprint.as_deref().unwrap_or("?"),
             );
+        }
+    }
+    if !r.logprob_probes.is_empty() {
+        out.push_str("\nlogprob probe (not pass/fail):\n");
+        let mut targets: Vec<&str> = Vec::new();
+        for p in &r.logprob_probes {
+            if !targets.contains(&p.target.as_str()) {
+                targets.push(&p.target);
+            }
+        }
+        for t in targets {
+            let of = |s: ProbeStatus| {
+                r.logprob_probes
+                    .iter()
+                    .filter(|p| p.target == t && p.status == s)
+                    .count()
+            };
+            let (ok, unsupported, errors) = (
+                of(ProbeStatus::Ok),
+                of(ProbeStatus::Unsupported),
+                of(ProbeStatus::ProviderError),
+            );
+            let mut parts = vec![format!("{ok} recorded")];
+            if unsupported > 0 {
+                parts.push(format!(
+                    "{unsupported} logprobs unsupported by the provider"
+                ));
+            }
+            if errors > 0 {
+                parts.push(format!("{errors} provider errors"));
+            }
+            let _ = writeln!(out, "  {t}: {}", parts.join(", "));
         }
     }
     let _ = writeln!(

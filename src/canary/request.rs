@@ -77,6 +77,8 @@ pub fn build(
             seed: d.seed,
             response_format: case.response_format.clone(),
             stream: case.stream.or(d.stream).unwrap_or(false),
+            logprobs: None,
+            top_logprobs: None,
         },
         input,
     ))
@@ -110,6 +112,7 @@ mod tests {
             timeout_secs: None,
             equality: None,
             cases: vec![],
+            logprob_probe: None,
             content_hash: String::new(),
             path: Default::default(),
         }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::agree;
 use super::expect::{self, Answer, Evaluator, Status, Verdict};
 use super::load::Suite;
+use super::probe::{self, ProbeJob, ProbeResult};
 use super::request;
 use crate::clock::Clock;
 use crate::provider::{ChatRequest, ProviderError, Usage};
@@ -114,6 +115,9 @@ pub struct RunReport {
     /// Equality sampling and tests, for suites with an `equality:` block.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub equality: Option<super::sampling::Sampled>,
+    /// The suite's logprob probe, if it has one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logprob_probes: Vec<ProbeResult>,
 }
 
 /// What asking for a run led to.
@@ -192,6 +196,26 @@ impl Runner {
                 });
             }
         }
+        let mut probe_jobs = Vec::new();
+        if let Some(p) = &suite.logprob_probe {
+            let cases = probe::probe_cases(suite, p);
+            for target in probe::probe_targets(p, &targets) {
+                let (_, model) = self
+                    .eval
+                    .providers
+                    .resolve(target)
+                    .map_err(|e| invalid(e.to_string()))?;
+                for case in &cases {
+                    let request = probe::probe_request(suite, p, case, &model.model)
+                        .map_err(|e| invalid(format!("logprob probe `{}`: {e}", case.id)))?;
+                    probe_jobs.push(ProbeJob {
+                        target: target.clone(),
+                        probe_id: case.id.clone(),
+                        request,
+                    });
+                }
+            }
+        }
         let started_ms = self.clock.now_ms();
         let body = serde_json::to_string(&**suite).expect("suite serialises");
         self.store
@@ -218,7 +242,7 @@ impl Runner {
         else {
             return Ok(Started::TickTaken);
         };
-        tracing::info!(suite = %suite.name, run_id, trigger = spec.trigger.as_str(), calls = jobs.len(), "canary run started");
+        tracing::info!(suite = %suite.name, run_id, trigger = spec.trigger.as_str(), calls = jobs.len(), probes = probe_jobs.len(), "canary run started");
 
         let n = jobs.len();
         let concurrency = suite.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1);
@@ -233,17 +257,28 @@ impl Runner {
         let mut slots: Vec<Option<CaseResult>> = vec![None; n];
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let cancelled_because = loop {
+        let timed_out = || format!("timed out after {}s", timeout.as_secs_f64());
+        let mut cancelled_because = loop {
             tokio::select! {
                 next = stream.next() => match next {
                     Some((i, r)) => slots[i] = Some(r),
                     None => break None,
                 },
-                _ = &mut deadline => break Some(format!("timed out after {}s", timeout.as_secs_f64())),
+                _ = &mut deadline => break Some(timed_out()),
                 _ = spec.cancel.cancelled() => break Some("cancelled by shutdown".to_string()),
             }
         };
         drop(stream);
+        // The probe runs after the cases, under the same deadline: a run is
+        // whole or cancelled.
+        let mut probes = Vec::new();
+        if cancelled_because.is_none() && !probe_jobs.is_empty() {
+            tokio::select! {
+                r = probe::run(&self.eval.providers, probe_jobs, concurrency, &self.clock) => probes = r,
+                _ = &mut deadline => cancelled_because = Some(timed_out()),
+                _ = spec.cancel.cancelled() => cancelled_because = Some("cancelled by shutdown".to_string()),
+            }
+        }
 
         let mut report = RunReport {
             run_id,
@@ -264,6 +299,7 @@ impl Runner {
             results: vec![],
             model_events: vec![],
             equality: None,
+            logprob_probes: vec![],
         };
         if let Some(why) = cancelled_because {
             let now = self.clock.now_ms();
@@ -295,6 +331,12 @@ impl Runner {
         self.store
             .finish_run(run_id, "completed", &rows, now)
             .await?;
+        let probe_rows: Vec<_> = probes
+            .iter()
+            .map(|p| probe::to_row(&suite.name, run_id, p))
+            .collect();
+        self.store.insert_logprob_probes(&probe_rows).await?;
+        report.logprob_probes = probes;
         report.passed = results
             .iter()
             .filter(|r| r.outcome == Outcome::Pass)

@@ -45,6 +45,48 @@ pub struct SuiteFile {
     #[serde(default)]
     pub equality: Option<Spanned<crate::equality::spec::EqualityFile>>,
     pub cases: Vec<Spanned<Case>>,
+    /// Next-token log-probabilities of fixed prompts, tracked for a quiet
+    /// model swap (`signals::logprob_shift`); see `canary::probe`.
+    #[serde(default)]
+    pub logprob_probe: Option<Spanned<LogprobProbe>>,
+}
+
+/// The `logprob_probe:` block: cheap fixed prompts (one token each at
+/// temperature 0) whose top-k next-token log-probabilities are stored and
+/// tested against the target's own history.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogprobProbe {
+    /// Probe prompts; empty means the suite's cases (their prompts, context
+    /// and system message), sent with the probe's own parameters.
+    #[serde(default)]
+    pub prompts: Vec<ProbePrompt>,
+    /// Alternatives per token (1–20, OpenAI's range); default 5.
+    #[serde(default = "default_top_logprobs")]
+    pub top_logprobs: u32,
+    /// Tokens generated per probe; only the first position is tested.
+    /// Default 1.
+    #[serde(default = "default_probe_max_tokens")]
+    pub max_tokens: u32,
+    /// Targets probed; empty means all of the suite's.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+/// One probe prompt: a Tera template over the suite's `vars`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbePrompt {
+    pub id: String,
+    pub prompt: String,
+}
+
+fn default_top_logprobs() -> u32 {
+    5
+}
+
+fn default_probe_max_tokens() -> u32 {
+    1
 }
 
 /// Request parameters applied to every case unless the case overrides them.

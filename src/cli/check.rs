@@ -8,7 +8,11 @@ pub struct Args {}
 
 pub async fn run(config_flag: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode> {
     let path = crate::config::resolve_path(config_flag);
-    let report = crate::check::check_all(&path).await;
+    let now = crate::clock::Clock::system().now_ms();
+    let report = crate::check::check_all(&path, now).await;
+    if !report.costs.is_empty() {
+        print!("{}", crate::canary::cost::render(&report.costs));
+    }
     for d in &report.diagnostics.0 {
         eprintln!("{d}");
     }

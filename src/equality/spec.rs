@@ -152,33 +152,16 @@ pub fn calls_per_run(plan: &Plan, cases: &[Option<&CasePlan>], targets: usize) -
 }
 
 /// Runs a day of a normalised 6-field cron in `tz`, counted over one week
-/// from a fixed instant (so weekday-only schedules average right); `None`
-/// schedule counts as [`UNSCHEDULED_RUNS_PER_DAY`]. At most 100,000 ticks
-/// are walked; a denser schedule is extrapolated from them.
+/// from a fixed Monday (so weekday-only schedules average right and the
+/// budget check does not depend on the day `check` runs); no or an
+/// unparseable schedule counts as [`UNSCHEDULED_RUNS_PER_DAY`].
 pub fn runs_per_day(schedule: Option<&str>, tz: Option<&str>) -> f64 {
-    let Some(expr) = schedule else {
-        return UNSCHEDULED_RUNS_PER_DAY;
-    };
-    let Ok(cron) = crate::canary::ticks::parse(expr) else {
-        return UNSCHEDULED_RUNS_PER_DAY;
-    };
-    let tz = crate::canary::ticks::zone(tz);
     // Monday 2026-01-05T00:00:00Z.
-    let start = 1_767_571_200_000_i64;
-    let week = 7 * 86_400_000_i64;
-    // From just before the start: a tick at the start counts.
-    let mut t = start - 1;
-    let mut n = 0u64;
-    while n < 100_000 {
-        match crate::canary::ticks::next_tick(&cron, tz, t) {
-            Some(next) if next < start + week => {
-                n += 1;
-                t = next;
-            }
-            _ => return n as f64 / 7.0,
-        }
+    const MONDAY_MS: i64 = 1_767_571_200_000;
+    match schedule.filter(|s| crate::canary::ticks::parse(s).is_ok()) {
+        None => UNSCHEDULED_RUNS_PER_DAY,
+        Some(s) => crate::canary::cost::runs_per_day(Some(s), tz, MONDAY_MS),
     }
-    n as f64 / ((t - start + 1).max(1) as f64 / 86_400_000.0)
 }
 
 /// Validates the suite-level block; `targets` are the suite's.

@@ -141,6 +141,10 @@ impl Provider {
             usage: wire.usage,
             latency_ms: latency.as_millis() as u64,
             attempts,
+            logprobs: choice
+                .logprobs
+                .as_ref()
+                .and_then(super::types::parse_logprobs),
         })
     }
 
@@ -171,6 +175,7 @@ impl Provider {
                     usage: None,
                     latency_ms: 0,
                     attempts: 0,
+                    logprobs: None,
                 };
                 let mut chunks = 0usize;
                 while let Some(event) = events.next().await {
@@ -188,6 +193,13 @@ impl Provider {
                             a.content.push_str(
                                 d.content.as_deref().or(d.refusal.as_deref()).unwrap_or(""),
                             );
+                        }
+                        if let Some(lp) = choice
+                            .logprobs
+                            .as_ref()
+                            .and_then(super::types::parse_logprobs)
+                        {
+                            a.logprobs.get_or_insert_with(Vec::new).extend(lp);
                         }
                         if let Some(f) = choice.finish_reason.filter(|f| !f.is_empty()) {
                             a.finish_reason = Some(f);

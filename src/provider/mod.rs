@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 pub use client::{AttemptHook, Provider};
 pub use error::ProviderError;
 pub use retry::RetryPolicy;
-pub use types::{ChatRequest, ChatResponse, Message, Usage};
+pub use types::{
+    ChatRequest, ChatResponse, Message, TokenLogprob, TopLogprob, Usage, parse_logprobs,
+};
 
 use crate::config::{Config, ModelRef};
 

@@ -39,6 +39,14 @@ pub struct ChatRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<serde_json::Value>,
     pub stream: bool,
+    /// Ask for the log-probabilities of the answer's tokens (the logprob
+    /// probe). Absent from the body unless asked, so no other request
+    /// changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// Alternatives returned per token with `logprobs` (OpenAI allows 0–20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u32>,
 }
 
 /// Token usage as reported by the provider.
@@ -64,6 +72,25 @@ pub struct ChatResponse {
     pub latency_ms: u64,
     /// Attempts made, including the successful one.
     pub attempts: u32,
+    /// Per answer token, when asked for and returned; `None` when the
+    /// provider sent none (it does not support them: not an error).
+    pub logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// One answer token with its log-probability and the top alternatives at
+/// its position (the chosen token usually among them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f64,
+    #[serde(default)]
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f64,
 }
 
 /// The wire format, lenient on purpose.
@@ -86,6 +113,114 @@ pub(crate) struct WireChoice {
     pub message: Option<WireMessage>,
     #[serde(default)]
     pub finish_reason: Option<String>,
+    /// Kept raw: servers differ in shape (see [`parse_logprobs`]).
+    #[serde(default)]
+    pub logprobs: Option<serde_json::Value>,
+}
+
+/// The token log-probabilities of a choice, in the shapes servers send:
+/// OpenAI and vLLM `{"content": [{"token", "logprob", "top_logprobs":
+/// [{"token", "logprob"}]}]}`; llama.cpp's server the same, with `bytes`
+/// and, in some versions, `id` fields, or (older, `n_probs`) a
+/// `completion_probabilities` list of `{"content", "probs": [{"tok_str",
+/// "prob"}]}` that some proxies forward as the choice's `logprobs`; the
+/// legacy completions shape `{"tokens": [...], "token_logprobs": [...],
+/// "top_logprobs": [{token: logprob}]}`. `None` when there are none —
+/// `null`, absent, an empty list, or a shape nobody sends — so a provider
+/// without logprobs is "unsupported", never a malformed answer.
+pub fn parse_logprobs(v: &serde_json::Value) -> Option<Vec<TokenLogprob>> {
+    use serde_json::Value;
+    let num = |v: Option<&Value>| v.and_then(Value::as_f64).filter(|x| x.is_finite());
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let entry = |e: &Value| -> Option<TokenLogprob> {
+        // OpenAI / vLLM / llama.cpp (new).
+        if let (Some(token), Some(logprob)) = (text(e.get("token")), num(e.get("logprob"))) {
+            let top = e
+                .get("top_logprobs")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| {
+                            Some(TopLogprob {
+                                token: text(t.get("token"))?,
+                                logprob: num(t.get("logprob"))?,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Some(TokenLogprob {
+                token,
+                logprob,
+                top_logprobs: top,
+            });
+        }
+        // llama.cpp (old): probabilities, not logs.
+        let token = text(e.get("content"))?;
+        let probs = e.get("probs").and_then(Value::as_array)?;
+        let top: Vec<TopLogprob> = probs
+            .iter()
+            .filter_map(|t| {
+                let p = num(t.get("prob"))?;
+                let token = text(t.get("tok_str"))?;
+                (p > 0.0).then(|| TopLogprob {
+                    token,
+                    logprob: p.ln(),
+                })
+            })
+            .collect();
+        let logprob = top.iter().find(|t| t.token == token)?.logprob;
+        Some(TokenLogprob {
+            token,
+            logprob,
+            top_logprobs: top,
+        })
+    };
+    let list = |a: &Vec<Value>| -> Option<Vec<TokenLogprob>> {
+        let out: Vec<TokenLogprob> = a.iter().filter_map(entry).collect();
+        (!out.is_empty()).then_some(out)
+    };
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(a)) = m.get("content") {
+                return list(a);
+            }
+            // Legacy completions shape.
+            let tokens = m.get("tokens")?.as_array()?;
+            let lps = m.get("token_logprobs")?.as_array()?;
+            let tops = m.get("top_logprobs").and_then(Value::as_array);
+            let out: Vec<TokenLogprob> = tokens
+                .iter()
+                .zip(lps)
+                .enumerate()
+                .filter_map(|(i, (t, lp))| {
+                    let mut top: Vec<TopLogprob> = tops
+                        .and_then(|a| a.get(i))
+                        .and_then(Value::as_object)
+                        .map(|o| {
+                            o.iter()
+                                .filter_map(|(k, v)| {
+                                    Some(TopLogprob {
+                                        token: k.clone(),
+                                        logprob: num(Some(v))?,
+                                    })
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    top.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+                    Some(TokenLogprob {
+                        token: t.as_str()?.to_string(),
+                        logprob: num(Some(lp))?,
+                        top_logprobs: top,
+                    })
+                })
+                .collect();
+            (!out.is_empty()).then_some(out)
+        }
+        Value::Array(a) => list(a),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +254,8 @@ pub(crate) struct WireChunkChoice {
     pub delta: Option<WireMessage>,
     #[serde(default)]
     pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub logprobs: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,4 +268,49 @@ pub(crate) struct WireEmbedding {
     #[serde(default)]
     pub index: Option<usize>,
     pub embedding: Vec<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn openai_vllm_and_llama_cpp_logprobs_parse_alike() {
+        let openai = json!({"content": [{"token": "Paris", "logprob": -0.1, "bytes": [80],
+            "top_logprobs": [{"token": "Paris", "logprob": -0.1, "bytes": [80]}, {"token": "Lyon", "logprob": -2.5}]}],
+            "refusal": null});
+        let a = parse_logprobs(&openai).unwrap();
+        assert_eq!(a[0].token, "Paris");
+        assert_eq!(a[0].top_logprobs.len(), 2);
+        assert_eq!(a[0].top_logprobs[1].logprob, -2.5);
+        // llama.cpp adds `id`; the same entries otherwise.
+        let llama = json!({"content": [{"id": 12, "token": " The", "logprob": -0.7, "bytes": [32],
+            "top_logprobs": [{"id": 12, "token": " The", "logprob": -0.7, "bytes": [32]}]}]});
+        assert_eq!(parse_logprobs(&llama).unwrap()[0].token, " The");
+        // Old llama.cpp probabilities.
+        let old = json!([{"content": "Hi", "probs": [{"tok_str": "Hi", "prob": 0.5}, {"tok_str": "Hello", "prob": 0.25}]}]);
+        let o = parse_logprobs(&old).unwrap();
+        assert!((o[0].logprob - 0.5f64.ln()).abs() < 1e-12);
+        assert_eq!(o[0].top_logprobs[1].token, "Hello");
+        // Legacy completions.
+        let legacy = json!({"tokens": ["A"], "token_logprobs": [-0.2], "top_logprobs": [{"A": -0.2, "B": -1.9}]});
+        let l = parse_logprobs(&legacy).unwrap();
+        assert_eq!(l[0].top_logprobs[0].token, "A");
+        assert_eq!(l[0].top_logprobs[1].token, "B");
+    }
+
+    #[test]
+    fn absent_or_empty_logprobs_are_none_not_an_error() {
+        for v in [
+            json!(null),
+            json!({}),
+            json!({"content": null}),
+            json!({"content": []}),
+            json!("x"),
+            json!({"content": [{"token": 3}]}),
+        ] {
+            assert_eq!(parse_logprobs(&v), None, "{v}");
+        }
+    }
 }

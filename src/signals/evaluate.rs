@@ -12,6 +12,7 @@ use super::finding::{Finding, Rule, Severity, Status};
 use super::judge_drift::{JudgeCanaryObs, judge_drift, judge_suspect};
 use super::judge_drop::judge_score_drop;
 use super::length::length_drift;
+use super::logprob_shift::{ProbeObs, logprob_shift};
 use super::model_change::ModelEvent;
 use super::model_change::model_change;
 use super::rates::rate_shift;
@@ -34,6 +35,8 @@ pub struct Snapshot {
     pub judge_canaries: BTreeMap<String, Vec<JudgeCanaryObs>>,
     /// suite → equality tests (`model_drift`).
     pub equality: BTreeMap<String, Vec<super::model_drift::EqualityObs>>,
+    /// suite → logprob probe results (the latest runs of each target).
+    pub logprobs: BTreeMap<String, Vec<ProbeObs>>,
     /// Spans in which an alert on a signal was open: left out of that
     /// signal's baseline (see [`quiet_span`]).
     pub quiet: BTreeMap<QuietKey, Vec<(i64, i64)>>,
@@ -96,6 +99,9 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
     for (suite, obs) in &snap.suites {
         verdicts.extend(canary_regression(suite, obs, &w, cfg));
     }
+    for (suite, obs) in &snap.logprobs {
+        verdicts.extend(logprob_shift(suite, obs, &w));
+    }
     let subjects: Vec<String> = snap
         .streams
         .keys()
@@ -125,6 +131,8 @@ pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> 
         .filter(|&i| {
             verdicts[i].finding.status != Status::InsufficientData
                 && verdicts[i].finding.p_value.is_some()
+                // Its own per-look level over a year of looks, not a window test.
+                && verdicts[i].finding.rule != Rule::LogprobShift
         })
         .collect();
     let p: Vec<f64> = tested

@@ -19,10 +19,11 @@ pub enum Rule {
     SpendRate,
     JudgeDrift,
     ModelDrift,
+    LogprobShift,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::JudgeScoreDrop,
         Rule::RefusalRateShift,
         Rule::LengthDrift,
@@ -35,6 +36,7 @@ impl Rule {
         Rule::SpendRate,
         Rule::JudgeDrift,
         Rule::ModelDrift,
+        Rule::LogprobShift,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Rule {
             Rule::SpendRate => "spend_rate",
             Rule::JudgeDrift => "judge_drift",
             Rule::ModelDrift => "model_drift",
+            Rule::LogprobShift => "logprob_shift",
         }
     }
 

@@ -15,6 +15,7 @@ pub mod health;
 pub mod judge_drift;
 pub mod judge_drop;
 pub mod length;
+pub mod logprob_shift;
 pub mod model_change;
 pub mod model_drift;
 pub mod rates;

@@ -275,7 +275,8 @@ impl HealthWeights {
             LengthDrift => self.length_drift,
             EmbeddingDrift => self.embedding_drift,
             CanaryRegression => self.canary_regression,
-            ModelChange => self.model_change,
+            // A quiet swap is a model change the provider did not report.
+            ModelChange | LogprobShift => self.model_change,
             TruncationRate => self.truncation_rate,
             ModelDrift => self.model_drift,
             // Session alerts are about one session, not the stream's health.

@@ -32,6 +32,10 @@ struct ChatBody {
     /// Tools offered to the model (only their function names are read).
     #[serde(default)]
     tools: Vec<serde_json::Value>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,7 +102,7 @@ fn offers_tool(tools: &[serde_json::Value], name: &str) -> bool {
 struct ChoiceOut<'a> {
     index: u32,
     message: MessageOut<'a>,
-    logprobs: Option<()>,
+    logprobs: Option<serde_json::Value>,
     finish_reason: &'a str,
 }
 
@@ -284,6 +288,34 @@ pub(super) async fn chat(State(st): St, req: Request) -> Response {
     let fingerprint = (!profile.omit_fingerprint).then_some(profile.system_fingerprint.as_str());
     let id = completion_id(&st, content_hash);
     let created = now_secs();
+    // OpenAI's shape, for the first token only (all a probe reads).
+    let logprobs =
+        (body.logprobs == Some(true) && profile.logprobs && !content.is_empty()).then(|| {
+            let first = super::logprobs::first_token(&content);
+            let top = super::logprobs::first_position(
+                st.scenario.seed,
+                content_hash,
+                first,
+                body.top_logprobs.unwrap_or(0).max(1) as usize,
+                profile.logprob_shift,
+                profile.logprob_noise,
+                occ.index,
+            );
+            let own = top
+                .iter()
+                .find(|t| t.0 == first)
+                .map_or(top.last().map_or(0.0, |t| t.1), |t| t.1);
+            let alternatives: Vec<serde_json::Value> = top
+                .iter()
+                .take(body.top_logprobs.unwrap_or(0) as usize)
+                .map(
+                    |(t, l)| serde_json::json!({ "token": t, "logprob": l, "bytes": t.as_bytes() }),
+                )
+                .collect();
+            serde_json::json!({ "content": [{
+            "token": first, "logprob": own, "bytes": first.as_bytes(), "top_logprobs": alternatives
+        }], "refusal": null })
+        });
     let out = Reply {
         id: &id,
         created,
@@ -293,6 +325,7 @@ pub(super) async fn chat(State(st): St, req: Request) -> Response {
         finish_reason,
         usage,
         tool_calls: tool_calls.as_ref(),
+        logprobs,
     };
     if stream {
         let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
@@ -311,6 +344,7 @@ struct Reply<'a> {
     finish_reason: &'a str,
     usage: Option<UsageOut>,
     tool_calls: Option<&'a serde_json::Value>,
+    logprobs: Option<serde_json::Value>,
 }
 
 fn json_reply(r: Reply<'_>) -> Response {
@@ -327,7 +361,7 @@ fn json_reply(r: Reply<'_>) -> Response {
                 refusal: None,
                 tool_calls: r.tool_calls,
             },
-            logprobs: None,
+            logprobs: r.logprobs,
             finish_reason: r.finish_reason,
         }],
         usage: r.usage,

@@ -75,6 +75,9 @@ pub(crate) struct ProfilePatch {
     answers: Option<Vec<Spanned<AnswerFile>>>,
     clarify_rate: Option<Spanned<f64>>,
     clarify_tool: Option<String>,
+    logprobs: Option<bool>,
+    logprob_shift: Option<Spanned<f64>>,
+    logprob_noise: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -324,6 +327,24 @@ fn apply(path: &Path, p: &mut Profile, patch: &ProfilePatch, errors: &mut Vec<Di
             ));
         }
         p.embedding_dims = d.value.clamp(8, 8192);
+    }
+    if let Some(v) = patch.logprobs {
+        p.logprobs = v;
+    }
+    for (slot, v, key) in [
+        (&mut p.logprob_shift, &patch.logprob_shift, "logprob_shift"),
+        (&mut p.logprob_noise, &patch.logprob_noise, "logprob_noise"),
+    ] {
+        if let Some(s) = v {
+            if !(s.value.is_finite() && (0.0..=5.0).contains(&s.value)) {
+                errors.push(Diagnostic::at(
+                    path,
+                    s,
+                    format!("`{key}` is a standard deviation in nats: between 0 and 5"),
+                ));
+            }
+            *slot = s.value.clamp(0.0, 5.0);
+        }
     }
     if let Some(s) = &patch.embedding_salt {
         p.embedding_salt = super::rng::hash_str(0, s);

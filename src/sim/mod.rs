@@ -29,6 +29,7 @@ pub mod faults;
 mod filler;
 pub mod judge;
 mod layers;
+pub mod logprobs;
 pub mod prompt;
 pub mod reword;
 mod rng;

@@ -131,6 +131,13 @@ pub struct Profile {
     /// clarification loop.
     pub clarify_rate: f64,
     pub clarify_tool: String,
+    /// Return `logprobs` when asked (`false`: a provider without them).
+    pub logprobs: bool,
+    /// Moves the first-token logits by this sd (nats) along a fixed
+    /// direction: a quiet swap that leaves the text alone.
+    pub logprob_shift: f64,
+    /// Per-request jitter of the logits (sd, nats).
+    pub logprob_noise: f64,
 }
 
 impl Default for Profile {
@@ -171,6 +178,9 @@ impl Default for Profile {
             answers: Arc::from(Vec::new()),
             clarify_rate: 0.0,
             clarify_tool: "ask_agent".into(),
+            logprobs: true,
+            logprob_shift: 0.0,
+            logprob_noise: 0.0,
         }
     }
 }

@@ -129,6 +129,7 @@ impl Store {
     pub async fn detector_snapshot(&self, now_ms: i64, cfg: &DetectorConfig) -> Result<Snapshot> {
         let (from, to) = Windows::new(now_ms, cfg).span();
         let mut snap = self.load_snapshot(from, to.max(now_ms + 1)).await?;
+        snap.logprobs = self.logprob_snapshot(now_ms).await?;
         // Episodes from the history: opened by `pending` (or a reopening
         // `firing` after `resolved`), closed by `resolved`.
         let rows: Vec<(String, String, String, String, i64)> = on_db!(self.db(), pool => sqlx::query_as(

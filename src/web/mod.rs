@@ -16,6 +16,7 @@ pub mod fmt;
 mod pages;
 pub mod refusal_view;
 pub mod session_view;
+pub mod spend;
 pub mod stream_view;
 pub mod view;
 

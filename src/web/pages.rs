@@ -304,6 +304,23 @@ async fn suite_page(
     };
     let mut ctx = context(suite, now);
     ctx.insert("v", &detail::build_suite(&data, &p));
+    let prices: std::collections::BTreeMap<String, (f64, f64)> = web
+        .ctx
+        .live
+        .current()
+        .config
+        .models
+        .iter()
+        .filter(|(_, m)| m.value.input_cost_per_mtok > 0.0 || m.value.output_cost_per_mtok > 0.0)
+        .map(|(k, m)| {
+            (
+                k.clone(),
+                (m.value.input_cost_per_mtok, m.value.output_cost_per_mtok),
+            )
+        })
+        .collect();
+    let spend = store.suite_spend(suite, now - 86_400_000).await?;
+    ctx.insert("spend", &super::spend::lines(&spend, &prices));
     web.render("suite.html", &ctx)
 }
 
