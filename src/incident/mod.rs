@@ -124,6 +124,41 @@ pub fn targets_for(inc: &Incident, models: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// The alert's triage section (`alert::triage`) over the records of its
+/// window as it fired: from its start to its resolution (or `end`). A
+/// resolved alert is read as the firing alert it was, so the lines answer
+/// what its notification would have. Canary suites have no production
+/// records: none.
+async fn triage_lines(
+    store: &Store,
+    alert: &AlertRow,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<String>, IncidentError> {
+    use crate::alert::triage;
+    if alert.stream.starts_with("suite:") {
+        return Ok(Vec::new());
+    }
+    let as_fired = [AlertRow {
+        state: "firing".into(),
+        ..alert.clone()
+    }];
+    let (baseline_from_ms, window_from_ms, to_ms) = triage::periods(start_ms, end_ms);
+    let q = crate::store::TriageQuery {
+        stream: alert.stream.clone(),
+        baseline_from_ms,
+        window_from_ms,
+        to_ms,
+        judges: triage::judges_of(&as_fired),
+        limit: triage::ROW_LIMIT,
+    };
+    let data = store.triage_data(&q).await?;
+    Ok(triage::lines(&data, &as_fired)
+        .into_iter()
+        .map(|l| l.text)
+        .collect())
+}
+
 /// Reads what the post-mortem of alert `id` shows, at `now_ms` (the case's
 /// `targets` are left empty: see [`targets_for`]).
 pub async fn gather(store: &Store, id: i64, now_ms: i64) -> Result<Incident, IncidentError> {
@@ -157,6 +192,7 @@ pub async fn gather(store: &Store, id: i64, now_ms: i64) -> Result<Incident, Inc
         })
         .collect();
     model_events.sort_by_key(|e| (e.at_ms, e.id));
+    let triage = triage_lines(store, &alert, start, end).await?;
     let (how, judge) = pick(&alert);
     let ids = store
         .evidence_ids(&alert.stream, judge, how, from, end, MAX_RECORDS)
@@ -185,7 +221,7 @@ pub async fn gather(store: &Store, id: i64, now_ms: i64) -> Result<Incident, Inc
         model_events,
         records,
         healthy,
-        triage: Vec::new(),
+        triage,
         targets: Vec::new(),
         generated_ms: now_ms,
     })
