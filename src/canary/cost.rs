@@ -338,7 +338,7 @@ mod tests {
     fn equality_samples_are_counted_per_case_and_target() {
         let mut s = suite();
         s.logprob_probe = None;
-        s.equality = Some(crate::equality::Plan {
+        s.equality = Some(crate::canary::equality::Plan {
             samples: 10,
             temperature: 0.7,
             max_tokens: Some(50),
@@ -352,7 +352,7 @@ mod tests {
         assert!(eq.iter().all(|p| p.calls == 10 && p.output_tokens == 500));
         // 1 case + 10 samples, on each of 2 targets, each hour.
         assert_eq!(c.calls_per_day, 24.0 * 22.0);
-        s.cases[0].equality = Some(crate::equality::CasePlan {
+        s.cases[0].equality = Some(crate::canary::equality::CasePlan {
             samples: Some(0),
             temperature: None,
         });

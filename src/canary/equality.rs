@@ -158,9 +158,9 @@ pub fn calls_per_run(plan: &Plan, cases: &[Option<&CasePlan>], targets: usize) -
 pub fn runs_per_day(schedule: Option<&str>, tz: Option<&str>) -> f64 {
     // Monday 2026-01-05T00:00:00Z.
     const MONDAY_MS: i64 = 1_767_571_200_000;
-    match schedule.filter(|s| crate::canary::ticks::parse(s).is_ok()) {
+    match schedule.filter(|s| super::ticks::parse(s).is_ok()) {
         None => UNSCHEDULED_RUNS_PER_DAY,
-        Some(s) => crate::canary::cost::runs_per_day(Some(s), tz, MONDAY_MS),
+        Some(s) => super::cost::runs_per_day(Some(s), tz, MONDAY_MS),
     }
 }
 

@@ -32,7 +32,7 @@ pub struct Suite {
     pub concurrency: Option<usize>,
     pub timeout_secs: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub equality: Option<crate::equality::Plan>,
+    pub equality: Option<super::equality::Plan>,
     pub cases: Vec<SuiteCase>,
     /// Absent stays out of the content hash (no existing suite's hash moved).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,7 +61,7 @@ pub struct SuiteCase {
     pub response_format: Option<serde_json::Value>,
     pub expect: Vec<Expectation>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub equality: Option<crate::equality::CasePlan>,
+    pub equality: Option<super::equality::CasePlan>,
 }
 
 /// What a directory held.
@@ -237,7 +237,7 @@ fn validate(path: &Path, f: &SuiteFile, ctx: &Context<'_>, d: &mut Diagnostics) 
 
 /// The `equality:` blocks, and the suite's daily cost against its budget.
 fn validate_equality(path: &Path, f: &SuiteFile, d: &mut Diagnostics) {
-    use crate::equality::spec;
+    use super::equality as spec;
     for c in &f.cases {
         if let Some(e) = &c.value.equality {
             spec::validate_case(path, e, &c.value.id, d);
@@ -389,9 +389,7 @@ fn normalise(path: &Path, f: SuiteFile) -> Suite {
         vars: f.vars,
         concurrency: f.concurrency,
         timeout_secs: f.timeout_secs,
-        equality: f
-            .equality
-            .map(|e| crate::equality::spec::normalise(e.value)),
+        equality: f.equality.map(|e| super::equality::normalise(e.value)),
         cases: f
             .cases
             .into_iter()
@@ -408,9 +406,7 @@ fn normalise(path: &Path, f: SuiteFile) -> Suite {
                     stream: c.stream,
                     response_format: c.response_format,
                     expect: c.expect.into_iter().map(|e| e.value).collect(),
-                    equality: c
-                        .equality
-                        .map(|e| crate::equality::spec::normalise_case(e.value)),
+                    equality: c.equality.map(|e| super::equality::normalise_case(e.value)),
                 }
             })
             .collect(),

@@ -3,6 +3,7 @@
 
 pub mod agree;
 pub mod cost;
+pub mod equality;
 pub mod expect;
 pub mod load;
 pub mod probe;

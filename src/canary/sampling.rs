@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::equality::{self as spec, Reference};
 use super::load::Suite;
 use super::request;
 use super::runner::{DEFAULT_CONCURRENCY, Runner};
+use crate::equality;
 use crate::equality::mmd::{self, CaseSamples};
-use crate::equality::{self, Reference, spec};
 use crate::store::{NewEqualityTest, NewSample, StoreError};
 
 /// Reference answers used per case and test, at most this many times the
@@ -53,7 +54,7 @@ impl Runner {
         };
         let cases: Vec<Option<&spec::CasePlan>> =
             suite.cases.iter().map(|c| c.equality.as_ref()).collect();
-        let calls = equality::calls_per_run(plan, &cases, targets.len());
+        let calls = spec::calls_per_run(plan, &cases, targets.len());
         let now = self.clock.now_ms();
         if let Some(max) = plan.max_calls_per_day {
             let used = self

@@ -43,7 +43,7 @@ pub struct SuiteFile {
     /// Equality sampling (`crate::equality`): extra answers per case for
     /// the `model_drift` test.
     #[serde(default)]
-    pub equality: Option<Spanned<crate::equality::spec::EqualityFile>>,
+    pub equality: Option<Spanned<super::equality::EqualityFile>>,
     pub cases: Vec<Spanned<Case>>,
     /// Next-token log-probabilities of fixed prompts, tracked for a quiet
     /// model swap (`signals::logprob_shift`); see `canary::probe`.
@@ -133,7 +133,7 @@ pub struct Case {
     pub expect: Vec<Spanned<Expectation>>,
     /// Overrides the suite's `equality:` samples or temperature.
     #[serde(default)]
-    pub equality: Option<Spanned<crate::equality::spec::EqualityFile>>,
+    pub equality: Option<Spanned<super::equality::EqualityFile>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

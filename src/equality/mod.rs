@@ -3,7 +3,9 @@
 //! name and fingerprint.
 //!
 //! A suite's `equality:` block asks for `samples` answers per case, target
-//! and run at a temperature above 0 (`spec.rs`: format, validation, cost).
+//! and run at a temperature above 0 (`canary/equality.rs`: format,
+//! validation, cost). This module is the statistics alone, imported by the
+//! detector (`signals/model_drift.rs`), so it names nothing above itself.
 //! After each run, every target is tested against its references (another
 //! target's samples of the same run, and/or its own recent history) with a
 //! per-case permutation MMD under a character n-gram kernel, combined across
@@ -14,9 +16,6 @@
 
 pub mod kernel;
 pub mod mmd;
-pub mod spec;
-
-pub use spec::{CasePlan, Plan, Reference, calls_per_run, runs_per_day};
 
 /// Runs a year assumed for the false-alarm budget: the budget is one false
 /// `model_drift` per target per year of runs, so the alarm's threshold is
