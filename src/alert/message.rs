@@ -316,16 +316,7 @@ pub fn build(input: Input<'_>) -> Message {
         .model_events
         .iter()
         .map(|e| {
-            let old = e
-                .old_model
-                .clone()
-                .or(e.old_fingerprint.clone())
-                .unwrap_or_else(|| "?".into());
-            let new = e
-                .new_model
-                .clone()
-                .or(e.new_fingerprint.clone())
-                .unwrap_or_else(|| "?".into());
+            let (old, new) = (e.before(), e.after());
             let change = if e.old_model == e.new_model {
                 format!(
                     "{old} (fingerprint {} → {})",

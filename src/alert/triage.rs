@@ -235,16 +235,7 @@ fn model_line(d: &TriageData, start: i64) -> Option<TriageLine> {
         ));
     }
     if let Some(e) = d.model_events.last() {
-        let old = e
-            .old_model
-            .clone()
-            .or(e.old_fingerprint.clone())
-            .unwrap_or_else(|| "?".into());
-        let new = e
-            .new_model
-            .clone()
-            .or(e.new_fingerprint.clone())
-            .unwrap_or_else(|| "?".into());
+        let (old, new) = (e.before(), e.after());
         text.push_str(&format!(
             "; change event {} → {} ({})",
             truncate(&one_line(&old), 60),

@@ -22,6 +22,26 @@ pub struct ModelEvent {
     pub new_fingerprint: Option<String>,
 }
 
+impl ModelEvent {
+    /// What answered before the change, as a person names it: the model,
+    /// else its fingerprint, else `?`.
+    pub fn before(&self) -> String {
+        identity(&self.old_model, &self.old_fingerprint)
+    }
+
+    /// What answers after the change (see [`ModelEvent::before`]).
+    pub fn after(&self) -> String {
+        identity(&self.new_model, &self.new_fingerprint)
+    }
+}
+
+fn identity(model: &Option<String>, fingerprint: &Option<String>) -> String {
+    model
+        .clone()
+        .or_else(|| fingerprint.clone())
+        .unwrap_or_else(|| "?".into())
+}
+
 /// The stream a model-event scope belongs to: `stream:<name>` → `<name>`,
 /// `suite:<suite>:<target>` → `suite:<suite>` (dimension: the target).
 pub fn scope_subject(scope: &str, requested_model: &str) -> (String, String) {

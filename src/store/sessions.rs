@@ -643,15 +643,7 @@ impl Store {
              CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM rollup_spend \
              WHERE stream = $1 AND hour_ms >= $2 AND hour_ms < $3 GROUP BY hour_ms ORDER BY hour_ms",
         ).bind(stream).bind(from_ms).bind(to_ms).fetch_all(pool).await)?;
-        Ok(rows
-            .into_iter()
-            .map(|(hour_ms, calls, tokens, cost_usd)| SpendHour {
-                hour_ms,
-                calls,
-                tokens,
-                cost_usd,
-            })
-            .collect())
+        Ok(spend_hours(rows))
     }
 
     /// Hourly spend of one user of a stream from `from_ms`.
@@ -665,15 +657,7 @@ impl Store {
             "SELECT hour_ms, n, tokens, cost_usd FROM rollup_spend \
              WHERE stream = $1 AND user_id = $2 AND hour_ms >= $3 ORDER BY hour_ms",
         ).bind(stream).bind(user).bind(from_ms).fetch_all(pool).await)?;
-        Ok(rows
-            .into_iter()
-            .map(|(hour_ms, calls, tokens, cost_usd)| SpendHour {
-                hour_ms,
-                calls,
-                tokens,
-                cost_usd,
-            })
-            .collect())
+        Ok(spend_hours(rows))
     }
 
     /// Spend since `from_ms`: per stream (`key` none), and the `top` users
@@ -803,4 +787,16 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// `(hour_ms, calls, tokens, cost_usd)` rows of `rollup_spend` reads.
+fn spend_hours(rows: Vec<(i64, i64, i64, f64)>) -> Vec<SpendHour> {
+    rows.into_iter()
+        .map(|(hour_ms, calls, tokens, cost_usd)| SpendHour {
+            hour_ms,
+            calls,
+            tokens,
+            cost_usd,
+        })
+        .collect()
 }
