@@ -137,10 +137,18 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
             Duration::from_millis(500),
             async || {
                 let s = scrape(daemon.url()).await;
-                if value(&s, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.0 {
+                // The gauges are refreshed every few seconds, possibly
+                // between two of the batches above: wait for a refresh
+                // after the last one (its session), not just any spend.
+                let app = value(
+                    &s,
+                    "canaryd_session_spend_usd",
+                    &[("stream", "steady"), ("session", "s-app")],
+                );
+                if value(&s, "canaryd_spend_usd_24h", &[("stream", "agents")]) > 0.0 && app > 0.0 {
                     Ok(s)
                 } else {
-                    Err("no spend yet".to_string())
+                    Err("no spend of the last batch yet".to_string())
                 }
             },
         )
