@@ -28,7 +28,6 @@ logprob_probe:
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "written at the deadline of issue 17 and not yet run: cargo test --test it real_logprob:: -- --ignored"]
 async fn the_probe_sees_a_real_configuration_change_of_the_llama_server() {
     let Some(py) = llama::python_or_skip("the_probe_sees_a_real_configuration_change") else {
         return;
