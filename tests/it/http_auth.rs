@@ -116,6 +116,7 @@ async fn every_route_asks_for_the_credential_of_its_class() {
         "/responses/1",
         "/alerts",
         "/alerts/1/postmortem.md",
+        "/sessions?stream=s&id=x",
         "/suites/x",
     ] {
         let r = http.get(format!("{base}{p}")).send().await.unwrap();
