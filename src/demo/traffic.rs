@@ -98,6 +98,20 @@ pub struct Counters {
 }
 
 impl App {
+    /// One chat completion from the simulator, as the application asks it.
+    async fn chat(&self, body: Value) -> Result<Value, String> {
+        self.http
+            .post(format!("http://{}/v1/chat/completions", self.sim))
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("simulator: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("simulator: {e}"))
+    }
+
     pub fn new(sim: SocketAddr, daemon: SocketAddr) -> App {
         App {
             http: reqwest::Client::builder()
@@ -119,10 +133,8 @@ impl App {
             system.push_str(p);
         }
         let started = std::time::Instant::now();
-        let reply: Value = self
-            .http
-            .post(format!("http://{}/v1/chat/completions", self.sim))
-            .json(&json!({
+        let reply = self
+            .chat(json!({
                 "model": LIVE_MODEL,
                 "messages": [
                     {"role": "system", "content": system},
@@ -130,13 +142,7 @@ impl App {
                 ],
                 "max_tokens": 300,
             }))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("simulator: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("simulator: {e}"))?;
+            .await?;
         let choice = &reply["choices"][0];
         Ok(json!({
             "id": id,
@@ -248,10 +254,8 @@ impl App {
             let system = format!(
                 "You are the {agent} agent of Acme's order desk. Use ask_agent when you need the other agent.\nContext:\n- Standard shipping takes 5 business days within the EU."
             );
-            let reply: Value = self
-                .http
-                .post(format!("http://{}/v1/chat/completions", self.sim))
-                .json(&json!({
+            let reply = self
+                .chat(json!({
                     "model": LIVE_MODEL,
                     "messages": [
                         {"role": "system", "content": system},
@@ -260,13 +264,7 @@ impl App {
                     "tools": tools,
                     "max_tokens": 200,
                 }))
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| format!("simulator: {e}"))?
-                .json()
-                .await
-                .map_err(|e| format!("simulator: {e}"))?;
+                .await?;
             let choice = &reply["choices"][0];
             let calls = choice["message"]["tool_calls"]
                 .as_array()
