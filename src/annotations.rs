@@ -100,7 +100,7 @@ pub fn model_change_text(requested: &str, old: Option<&str>, new: Option<&str>) 
         old.unwrap_or("?"),
         new.unwrap_or("?")
     );
-    crate::alert::message::truncate(&t, MAX_TEXT_BYTES / 4)
+    crate::text::truncate(&t, MAX_TEXT_BYTES / 4)
 }
 
 /// The text of the annotation recorded by itself when a stream's traffic
@@ -118,7 +118,7 @@ pub fn prompt_version_text(version: &str, previous: &str) -> String {
         clean(version),
         clean(previous)
     );
-    crate::alert::message::truncate(&t, MAX_TEXT_BYTES / 4)
+    crate::text::truncate(&t, MAX_TEXT_BYTES / 4)
 }
 
 /// True for the annotations the daemon records itself for a model change:
@@ -133,7 +133,7 @@ pub fn is_auto_model(a: &Annotation) -> bool {
 /// future are refused: they are a typo, and would be cited by nothing.
 pub fn parse_at(s: &str, now_ms: i64) -> Result<i64, Invalid> {
     let s = s.trim();
-    let at = if let Some(d) = crate::alert::settings::parse_duration(s) {
+    let at = if let Some(d) = crate::duration::parse_duration(s) {
         i64::try_from(d.as_millis())
             .ok()
             .map(|d| now_ms.saturating_sub(d))

@@ -36,7 +36,7 @@ pub async fn check_all(path: &Path, now_ms: i64) -> Report {
         Some(c) => (c.canaries.clone(), c.judges.clone()),
         None => (base.join("canaries"), base.join("judges")),
     };
-    let judges = judge::load::load_dir(&judges_dir, cfg);
+    let judges = judge::load::load_dir(&judges_dir, cfg.map(|c| &c.models));
     let names = judges.names();
     report.judges = judges.judges.len() + judges.failed.len();
     report.diagnostics.extend(judges.diagnostics);

@@ -13,9 +13,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::judge::Judge;
 use crate::provider::Providers;
+use crate::secret::Secret;
 
 /// One version of the reloadable settings.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! Text every subsystem formats the same way: error chains and timestamps
-//! for people.
+//! Text every subsystem formats the same way: error chains, timestamps
+//! for people and marked truncation.
 
 /// `outer: cause: root cause`: an error with every `source()` below it, for
 /// messages that must say why, not only what.
@@ -20,6 +20,20 @@ pub fn fmt_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| ms.to_string())
+}
+
+/// Cuts `s` to at most `max` characters at a word boundary when one is
+/// near, marking the cut with `…` so nobody mistakes it for the whole text.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    let at = cut
+        .rfind(char::is_whitespace)
+        .filter(|&i| i * 5 >= cut.len() * 4)
+        .unwrap_or(cut.len());
+    format!("{}…", cut[..at].trim_end())
 }
 
 /// Tera 1 registers `get_env` everywhere; a template must never read the

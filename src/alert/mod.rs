@@ -46,13 +46,3 @@ pub fn open_states(rows: &[crate::store::AlertRow]) -> crate::signals::report::O
         })
         .collect()
 }
-
-/// The alert settings with the top-level `base_url` as the fallback for links.
-pub fn settings_for(config: &crate::config::Config) -> AlertsConfig {
-    let mut cfg = config.alerts.clone();
-    if cfg.base_url.is_none() {
-        cfg.base_url = config.base_url.clone();
-    }
-    cfg.hook = config.sessions.hook.clone();
-    cfg
-}

@@ -20,55 +20,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use crate::config::{Diagnostic, Diagnostics, SecretRef};
-
-/// A duration written as `90s`, `15m`, `4h`, `2d` or `250ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s).map(HumanDuration).ok_or_else(|| {
-            serde::de::Error::custom(format!("invalid duration {s:?}: use e.g. 30s, 15m, 4h, 2d"))
-        })
-    }
-}
-
-/// Parses `250ms`, `30s`, `15m`, `4h`, `2d`, or a sum such as `1h30m`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60)?),
-            "h" => Duration::from_secs(n.checked_mul(3600)?),
-            "d" => Duration::from_secs(n.checked_mul(86_400)?),
-            _ => return None,
-        };
-        total = total.checked_add(d)?;
-    }
-    Some(total)
-}
+use crate::diag::{Diagnostic, Diagnostics};
+pub use crate::duration::{HumanDuration, parse_duration};
+use crate::secret::SecretRef;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -339,8 +295,7 @@ impl AlertsConfig {
             }
             for c in &route.channels {
                 if !self.channels.contains_key(c) {
-                    let hint =
-                        crate::config::yaml::hint(c, self.channels.keys().map(String::as_str));
+                    let hint = crate::yaml::hint(c, self.channels.keys().map(String::as_str));
                     err(format!(
                         "route {} sends to unknown channel `{c}`{hint}",
                         i + 1
@@ -431,17 +386,6 @@ impl AlertsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("4h"), Some(Duration::from_secs(14_400)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5_400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
-        for bad in ["", "h", "4", "4x", "-1h", "1.5h"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn config_parses_and_validates() {

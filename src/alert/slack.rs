@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::message::{AlertView, Message};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Slack's limit on a section's text.
 const SECTION_MAX: usize = 3000;

@@ -1,6 +1,8 @@
 //! Text helpers of every alert channel and of the evidence: numbers at a
 //! readable precision, one-line sanitising and truncation.
 
+pub use crate::text::truncate;
+
 /// Numbers at a precision a person reads: `4.22`, `0.113`, `1840`.
 pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
@@ -34,18 +36,4 @@ pub fn one_line(s: &str) -> String {
         }
     }
     out.trim().to_string()
-}
-
-/// Cuts `s` to at most `max` characters at a word boundary when one is
-/// near, marking the cut with `…` so nobody mistakes it for the whole text.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let cut: String = s.chars().take(max.saturating_sub(1)).collect();
-    let at = cut
-        .rfind(char::is_whitespace)
-        .filter(|&i| i * 5 >= cut.len() * 4)
-        .unwrap_or(cut.len());
-    format!("{}…", cut[..at].trim_end())
 }

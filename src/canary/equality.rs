@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::config::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics};
 
 /// Temperature of the equality samples when the block does not say: the
 /// test compares answer *distributions*, which temperature 0 collapses.
@@ -291,7 +291,7 @@ fn check_common(
 
 /// `7d`, `36h` → milliseconds, between one hour and [`MAX_HISTORY_DAYS`].
 pub fn history_ms(s: &str) -> Result<i64, String> {
-    let d = crate::alert::settings::parse_duration(s).ok_or_else(|| {
+    let d = crate::duration::parse_duration(s).ok_or_else(|| {
         format!("equality.reference.history: found `{s}`, expected a duration such as 7d or 36h")
     })?;
     let ms = d.as_millis() as i64;

@@ -11,7 +11,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::suite::{Case, Defaults, Expectation, LogprobProbe, Message, SuiteFile};
-use crate::config::{Config, Diagnostic, Diagnostics, yaml};
+use crate::config::Config;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::yaml;
 
 /// A validated suite, free of source positions, ready to run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -81,7 +83,7 @@ pub struct Context<'a> {
     pub judges: Option<&'a BTreeSet<String>>,
 }
 
-use crate::config::yaml::yaml_files;
+use crate::yaml::yaml_files;
 
 /// Loads every suite file in `dir`.
 pub fn load_dir(dir: &Path, ctx: &Context<'_>) -> Loaded {

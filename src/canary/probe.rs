@@ -24,7 +24,7 @@ use super::load::{Suite, SuiteCase};
 use super::request;
 use super::suite::{LogprobProbe, SuiteFile};
 use crate::clock::Clock;
-use crate::config::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::provider::{ChatRequest, ChatResponse, ProviderError, Providers, TopLogprob};
 use crate::store::ProbeRow;
 

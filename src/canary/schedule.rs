@@ -497,7 +497,7 @@ fn job_key(suite: &Suite, now: i64) -> Option<JobKey> {
 /// A digest of every suite file's name and content: any edit changes it.
 fn dir_digest(dir: &std::path::Path) -> std::io::Result<Vec<u8>> {
     let mut h = Sha256::new();
-    for path in crate::config::yaml::yaml_files(dir)? {
+    for path in crate::yaml::yaml_files(dir)? {
         h.update(path.to_string_lossy().as_bytes());
         h.update([0]);
         h.update(std::fs::read(&path).unwrap_or_default());

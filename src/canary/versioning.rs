@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::load::Suite;
-use crate::config::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::store::Store;
 
 /// Warnings for suites whose content changed while `version` did not.

@@ -48,7 +48,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
     };
     crate::cli::init_logging(&loaded.config.log);
     let config = loaded.config;
-    let judges = crate::judge::load::load_dir(&config.judges, Some(&config));
+    let judges = crate::judge::load::load_dir(&config.judges, Some(&config.models));
     let names = judges.names();
     let ctx = load::Context {
         config: Some(&config),
@@ -61,7 +61,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
             return Ok(ExitCode::from(INVALID));
         }
     };
-    let providers = match Providers::from_config(&config) {
+    let providers = match Providers::from_config(&config.providers, &config.models) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,16 +1,15 @@
 //! Loading and validating `canaryd.yaml`.
 
-pub mod diag;
 mod model;
-mod report;
-pub mod secret;
-pub mod yaml;
 
 use std::path::{Path, PathBuf};
 
-pub use diag::{Diagnostic, Diagnostics, Severity};
+// The building blocks below every settings section, re-exported for the
+// callers above `config` (the CLI, the daemon, the tests).
+pub use crate::diag::{self, Diagnostic, Diagnostics, Severity};
+pub use crate::secret::{self, Secret, SecretError, SecretRef, redact_url};
+pub use crate::yaml;
 pub use model::*;
-pub use secret::{Secret, SecretError, SecretRef, api_tokens, ingest_tokens};
 
 /// Environment variable that overrides the `database` key.
 pub const DATABASE_URL_ENV: &str = "CANARYD_DATABASE_URL";
@@ -362,18 +361,24 @@ pub fn locate(diags: &mut Diagnostics, text: &str) {
     }
 }
 
-/// Hides a password in a database URL so it can be logged.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+/// The bearer tokens for writing records (`ingest.tokens`).
+pub fn ingest_tokens(config: &Config) -> Result<Vec<Secret>, String> {
+    crate::secret::resolve_all(&config.ingest.tokens, "ingest.tokens")
+}
+
+/// The bearer tokens for reading or changing state (`api.tokens`).
+pub fn api_tokens(config: &Config) -> Result<Vec<Secret>, String> {
+    crate::secret::resolve_all(&config.api.tokens, "api.tokens")
+}
+
+/// The alert settings with the top-level `base_url` as the fallback for links.
+pub fn alert_settings(config: &Config) -> crate::alert::AlertsConfig {
+    let mut cfg = config.alerts.clone();
+    if cfg.base_url.is_none() {
+        cfg.base_url = config.base_url.clone();
     }
+    cfg.hook = config.sessions.hook.clone();
+    cfg
 }
 
 #[cfg(test)]

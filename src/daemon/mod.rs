@@ -6,6 +6,7 @@
 mod app;
 mod reload;
 mod router;
+mod sessions;
 
 use anyhow::Context;
 use axum::extract::FromRef;
@@ -70,7 +71,7 @@ pub async fn run_until(
     let canaries = start_canaries(&app, shutdown.clone()).await?;
     tokio::spawn(detectors_loop(app.clone(), shutdown.clone()));
     let live = app.live.clone();
-    tokio::spawn(crate::sessions::monitor::run(
+    tokio::spawn(sessions::run(
         store.clone(),
         app.instance_id.clone(),
         move || live.current().config.clone(),
@@ -88,7 +89,7 @@ pub async fn run_until(
     let live = app.live.clone();
     let notifier = tokio::spawn(crate::alert::notifier::run(
         store.clone(),
-        move || crate::alert::settings_for(&live.current().config),
+        move || crate::config::alert_settings(&live.current().config),
         clock.clone(),
         std::time::Duration::from_secs(5),
         shutdown.clone(),
@@ -118,7 +119,7 @@ async fn start_canaries(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use crate::canary::{runner, schedule};
     // Fail at start on what `App::new` could only log (a missing API key).
-    crate::provider::Providers::from_config(&app.config)?;
+    crate::provider::Providers::from_config(&app.config.providers, &app.config.models)?;
     let runner = runner::Runner {
         store: app.store.clone(),
         eval: {
@@ -251,7 +252,7 @@ async fn detectors_loop(app: App, shutdown: CancellationToken) {
                     .count();
                 tracing::info!(findings = findings.len(), firing, "detectors evaluated");
                 crate::telemetry::record_findings(&findings);
-                let alerts = crate::alert::settings_for(&live.config);
+                let alerts = crate::config::alert_settings(&live.config);
                 if let Err(e) = crate::alert::process(&app.store, &findings, now, &alerts).await {
                     tracing::warn!("alert processing failed: {e}");
                 }

@@ -35,7 +35,7 @@ pub fn initial(config: Config) -> (Live, Option<crate::provider::ProviderError>)
     for d in judges.diagnostics.0.iter().filter(|d| d.is_error()) {
         tracing::error!("{d}");
     }
-    let (providers, error) = match Providers::from_config(&config) {
+    let (providers, error) = match Providers::from_config(&config.providers, &config.models) {
         Ok(p) => (hooked(p), None),
         Err(e) => (Providers::default(), Some(e)),
     };
@@ -82,7 +82,8 @@ pub fn next(current: &Live, path: &Path) -> Result<Live, Rejected> {
     if !errors.0.is_empty() {
         return Err(Rejected::Invalid(errors));
     }
-    let providers = Providers::from_config(&config).map_err(|e| Rejected::Setup(e.to_string()))?;
+    let providers = Providers::from_config(&config.providers, &config.models)
+        .map_err(|e| Rejected::Setup(e.to_string()))?;
     let ingest_tokens = config::ingest_tokens(&config).map_err(Rejected::Setup)?;
     let api_tokens = config::api_tokens(&config).map_err(Rejected::Setup)?;
     for field in restart_only_changes(&current.config, &config) {
@@ -154,7 +155,7 @@ pub async fn watch_sighup(
 /// A missing judges directory means no judges, not an error.
 fn load_judges(config: &Config) -> crate::judge::load::Loaded {
     if config.judges.is_dir() {
-        crate::judge::load::load_dir(&config.judges, Some(config))
+        crate::judge::load::load_dir(&config.judges, Some(&config.models))
     } else {
         Default::default()
     }

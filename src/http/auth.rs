@@ -34,8 +34,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Secret, SecretRef};
 use crate::live::Shared;
+use crate::secret::{Secret, SecretRef};
 
 /// The `api:` section of the config.
 #[derive(Debug, Clone, Default, Deserialize)]

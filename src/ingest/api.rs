@@ -98,7 +98,11 @@ pub async fn store_records(
     let for_rows = live.clone();
     let rows: Vec<ResponseRow> = tokio::task::spawn_blocking(move || {
         let mut rows = prepare(&records, now_ms, &for_rows.config.judging);
-        crate::sessions::cost::Prices::from_config(&for_rows.config).apply(&mut rows);
+        crate::sessions::cost::Prices::from_config(
+            &for_rows.config.models,
+            &for_rows.config.prices,
+        )
+        .apply(&mut rows);
         if plan {
             for r in &mut rows {
                 r.judges = super::state::judges_for(&for_rows.judges, r);

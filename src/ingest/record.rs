@@ -338,7 +338,7 @@ pub fn from_value(index: usize, v: Value) -> Result<Record, RecordError> {
         ));
     };
     if let Some(unknown) = m.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        let hint = crate::config::yaml::hint(unknown, FIELDS.iter().copied());
+        let hint = crate::yaml::hint(unknown, FIELDS.iter().copied());
         return Err(err(unknown, format!("unknown field{hint}")));
     }
     let stream = label(&mut m, "stream", index)?.ok_or_else(|| err("stream", "required".into()))?;

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::SecretRef;
+use crate::secret::SecretRef;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

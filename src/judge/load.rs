@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::spec::{AppliesWhen, JudgeCanary, JudgeFile, Scale};
-use crate::config::yaml::yaml_files;
-use crate::config::{Config, Diagnostic, Diagnostics, yaml};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::provider::ModelRef;
+use crate::yaml;
+use crate::yaml::yaml_files;
 
 /// A validated judge.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -38,7 +40,9 @@ impl Loaded {
     }
 }
 
-pub fn load_dir(dir: &Path, config: Option<&Config>) -> Loaded {
+/// `models` are the config's named models (`None` when loading without a
+/// config, as `check` does on a broken one): a judge must name one of them.
+pub fn load_dir(dir: &Path, models: Option<&Models>) -> Loaded {
     let mut out = Loaded::default();
     let files = match yaml_files(dir) {
         Ok(f) => f,
@@ -53,7 +57,7 @@ pub fn load_dir(dir: &Path, config: Option<&Config>) -> Loaded {
         }
     };
     for path in files {
-        match load_file(&path, config) {
+        match load_file(&path, models) {
             Ok(j) if out.judges.iter().any(|o| o.name == j.name) => {
                 out.diagnostics.push(Diagnostic::error(
                     &path,
@@ -73,14 +77,17 @@ pub fn load_dir(dir: &Path, config: Option<&Config>) -> Loaded {
     out
 }
 
-pub fn load_file(path: &Path, config: Option<&Config>) -> Result<Judge, Diagnostics> {
+/// The config's named models (`models:`), which judges refer to.
+pub type Models = std::collections::BTreeMap<String, serde_saphyr::Spanned<ModelRef>>;
+
+pub fn load_file(path: &Path, models: Option<&Models>) -> Result<Judge, Diagnostics> {
     let f: JudgeFile = yaml::parse_file_all(path)?;
     let mut d = Diagnostics::default();
     d.check_name_version(path, "judge", &f.name, &f.version);
-    if let Some(config) = config
-        && !config.models.contains_key(&f.model.value)
+    if let Some(models) = models
+        && !models.contains_key(&f.model.value)
     {
-        let hint = yaml::hint(&f.model.value, config.models.keys().map(String::as_str));
+        let hint = yaml::hint(&f.model.value, models.keys().map(String::as_str));
         let (line, col) = (f.model.referenced.line(), f.model.referenced.column());
         d.push(Diagnostic::error(
             path,

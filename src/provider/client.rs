@@ -16,8 +16,9 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::error::ProviderError;
 use super::retry::{RetryPolicy, parse_retry_after};
+use super::settings::ProviderConfig;
 use super::types::{ChatRequest, ChatResponse, WireChatResponse, WireChunk, WireEmbeddingResponse};
-use crate::config::{ProviderConfig, Secret};
+use crate::secret::Secret;
 
 tokio::task_local! {
     /// `Retry-After` of the latest error response of the current call.

@@ -4,6 +4,7 @@
 mod client;
 mod error;
 pub mod retry;
+mod settings;
 mod types;
 
 use std::collections::BTreeMap;
@@ -11,11 +12,12 @@ use std::collections::BTreeMap;
 pub use client::{AttemptHook, Provider};
 pub use error::ProviderError;
 pub use retry::RetryPolicy;
+pub use settings::{ModelRef, ProviderConfig};
 pub use types::{
     ChatRequest, ChatResponse, Message, TokenLogprob, TopLogprob, Usage, parse_logprobs,
 };
 
-use crate::config::{Config, ModelRef};
+use serde_saphyr::Spanned;
 
 /// Every configured provider, and the model names that resolve to them.
 #[derive(Debug, Clone, Default)]
@@ -27,9 +29,12 @@ pub struct Providers {
 impl Providers {
     /// Builds one client per provider, reading API keys now so a missing key
     /// is reported at start, not at the first scheduled run.
-    pub fn from_config(config: &Config) -> Result<Providers, ProviderError> {
+    pub fn from_config(
+        config_providers: &BTreeMap<String, Spanned<ProviderConfig>>,
+        config_models: &BTreeMap<String, Spanned<ModelRef>>,
+    ) -> Result<Providers, ProviderError> {
         let mut providers = BTreeMap::new();
-        for (name, p) in &config.providers {
+        for (name, p) in config_providers {
             let key = p
                 .value
                 .api_key_ref()
@@ -40,8 +45,7 @@ impl Providers {
                 })?;
             providers.insert(name.clone(), Provider::new(name, &p.value, key)?);
         }
-        let models = config
-            .models
+        let models = config_models
             .iter()
             .map(|(k, v)| (k.clone(), v.value.clone()))
             .collect();

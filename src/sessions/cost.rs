@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::Config;
+use crate::provider::ModelRef;
 use crate::store::ResponseRow;
 
 /// USD per million tokens.
@@ -26,9 +26,14 @@ pub struct Price {
 pub struct Prices(BTreeMap<String, Price>);
 
 impl Prices {
-    pub fn from_config(c: &Config) -> Prices {
+    /// From the config's `models:` entries, then its `prices:` map (which
+    /// wins).
+    pub fn from_config(
+        models: &BTreeMap<String, serde_saphyr::Spanned<ModelRef>>,
+        prices: &BTreeMap<String, Price>,
+    ) -> Prices {
         let mut m = BTreeMap::new();
-        for (name, r) in &c.models {
+        for (name, r) in models {
             let r = &r.value;
             let p = Price {
                 input_cost_per_mtok: r.input_cost_per_mtok,
@@ -39,7 +44,7 @@ impl Prices {
                 m.insert(name.clone(), p);
             }
         }
-        for (model, p) in &c.prices {
+        for (model, p) in prices {
             m.insert(model.clone(), *p);
         }
         Prices(m)

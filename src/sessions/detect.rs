@@ -450,7 +450,7 @@ mod tests {
             max_calls: 10,
             max_tokens: 1000,
             max_cost_usd: 1.0,
-            max_duration: Some(crate::alert::settings::HumanDuration(
+            max_duration: Some(crate::duration::HumanDuration(
                 std::time::Duration::from_secs(120),
             )),
         };

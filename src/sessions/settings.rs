@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::alert::settings::HumanDuration;
-use crate::config::SecretRef;
+use crate::duration::HumanDuration;
+use crate::secret::SecretRef;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 
 use super::SimError;
 use super::scenario::{AnswerRule, FinishStyle, Matcher, Phase, Profile, Scenario, Trigger, Voice};
-use crate::config::Diagnostic;
+use crate::diag::Diagnostic;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

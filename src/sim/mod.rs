@@ -57,7 +57,7 @@ pub use scenario::{Profile, Scenario};
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("{0}")]
-    Scenario(crate::config::Diagnostic),
+    Scenario(crate::diag::Diagnostic),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -226,13 +226,13 @@ impl Default for Scenario {
 impl Scenario {
     /// Reads and validates a scenario file; errors carry `path:line:column`.
     pub fn from_file(path: &Path) -> Result<Scenario, SimError> {
-        let file = crate::config::yaml::parse_file(path).map_err(SimError::Scenario)?;
+        let file = crate::yaml::parse_file(path).map_err(SimError::Scenario)?;
         super::layers::resolve(path, file)
     }
 
     /// Parses scenario YAML given as text (`path` only labels errors).
     pub fn from_yaml(path: &Path, text: &str) -> Result<Scenario, SimError> {
-        let file = crate::config::yaml::parse(path, text).map_err(SimError::Scenario)?;
+        let file = crate::yaml::parse(path, text).map_err(SimError::Scenario)?;
         super::layers::resolve(path, file)
     }
 

@@ -140,7 +140,7 @@ impl Store {
     /// Opens the database named by `url`, creating a SQLite file if needed.
     /// Does not migrate: call [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Store> {
-        let redacted = crate::config::redact_url(url);
+        let redacted = crate::secret::redact_url(url);
         let connect_err = |source| StoreError::Connect {
             url: redacted.clone(),
             source,

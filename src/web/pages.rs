@@ -378,7 +378,7 @@ pub async fn alerts(State(web): State<Web>) -> Response {
 async fn alerts_page(web: &Web, now: i64) -> Result<Html<String>, PageError> {
     let rows = web.alert_rows(500).await?;
     // Evidence (the worst examples) for the open alerts: one query each, so bounded.
-    let cfg = crate::alert::settings_for(&web.ctx.live.current().config);
+    let cfg = crate::config::alert_settings(&web.ctx.live.current().config);
     let mut examples = BTreeMap::new();
     let open = rows
         .iter()

@@ -55,8 +55,8 @@ async fn faithful_answers_score_higher_and_malformed_judges_give_errors() {
         "  bad: { provider: sim, model: judge-bad }\n",
     );
     let config = canaryd::config::from_str(&path, &text).expect("config");
-    let providers = Providers::from_config(&config).unwrap();
-    let judges = canaryd::judge::load::load_dir(Path::new(&judges_dir()), Some(&config));
+    let providers = Providers::from_config(&config.providers, &config.models).unwrap();
+    let judges = canaryd::judge::load::load_dir(Path::new(&judges_dir()), Some(&config.models));
     assert!(judges.diagnostics.0.is_empty(), "{}", judges.diagnostics);
     let g = judges
         .judges

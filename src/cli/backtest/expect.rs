@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::score::Expectation;
-use crate::config::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::signals::Rule;
 
 #[derive(Debug, Deserialize)]
@@ -44,7 +44,7 @@ struct Change {
 
 /// Reads `path` into expectations, or every problem found in it.
 pub fn load(path: &Path) -> Result<Vec<Expectation>, Diagnostics> {
-    let file: File = crate::config::yaml::parse_file_all(path)?;
+    let file: File = crate::yaml::parse_file_all(path)?;
     let mut diags = Diagnostics::default();
     let mut out = Vec::new();
     let time = |s: &Spanned<String>, field: &str, diags: &mut Diagnostics| {

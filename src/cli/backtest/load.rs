@@ -171,7 +171,7 @@ pub async fn run(
     store.close().await;
     let first = floor_hour(min_ts) + every_ms.max(HOUR_MS);
     let last = ceil_hour(max_ts);
-    let alerts = crate::alert::settings_for(config);
+    let alerts = crate::config::alert_settings(config);
     let events = replay(snap, (first, last, every_ms), cfg, &alerts, |_, _| {
         summary.steps += 1
     });

@@ -230,7 +230,7 @@ pub fn load(dir: &Path, text: &str) -> canaryd::alert::AlertsConfig {
     let path = dir.join("canaryd.yaml");
     std::fs::write(&path, text).unwrap();
     let loaded = canaryd::config::load(&path).unwrap_or_else(|d| panic!("config: {d}"));
-    canaryd::alert::settings_for(&loaded.config)
+    canaryd::config::alert_settings(&loaded.config)
 }
 
 /// The raw header block of a received mail (up to the first blank line).

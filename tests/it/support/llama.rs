@@ -287,9 +287,10 @@ pub fn providers_and_judge(
     let path = Path::new("canaryd.yaml");
     let config = canaryd::config::from_str(path, &config(&server.url, &server.url))
         .unwrap_or_else(|d| panic!("config: {d:?}"));
-    let providers = canaryd::provider::Providers::from_config(&config).expect("providers");
+    let providers = canaryd::provider::Providers::from_config(&config.providers, &config.models)
+        .expect("providers");
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("judges/{name}.yaml"));
-    let judge = canaryd::judge::load::load_file(&file, Some(&config))
+    let judge = canaryd::judge::load::load_file(&file, Some(&config.models))
         .unwrap_or_else(|d| panic!("judge {name}: {d:?}"));
     (providers, judge)
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics};
+
+mod report;
 
 /// Parses `text` (read from `path`) into `T`, reporting the first error.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostic> {
@@ -20,7 +22,7 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnost
 /// hint when a known key is close. YAML 1.1 booleans (`yes`, `no`, `on`)
 /// are rejected so that `refusal: no` is not a silent bool.
 pub fn parse_all<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Diagnostics> {
-    attempt::<T>(text).map_err(|first| super::report::every_error::<T>(path, text, first))
+    attempt::<T>(text).map_err(|first| report::every_error::<T>(path, text, first))
 }
 
 /// One failed parse: where, in which field (`None` at the root or for a

@@ -125,14 +125,18 @@ pub fn resolve_all(refs: &[SecretRef], field: &str) -> Result<Vec<Secret>, Strin
     Ok(out)
 }
 
-/// The bearer tokens for writing records (`ingest.tokens`).
-pub fn ingest_tokens(config: &super::Config) -> Result<Vec<Secret>, String> {
-    resolve_all(&config.ingest.tokens, "ingest.tokens")
-}
-
-/// The bearer tokens for reading or changing state (`api.tokens`).
-pub fn api_tokens(config: &super::Config) -> Result<Vec<Secret>, String> {
-    resolve_all(&config.api.tokens, "api.tokens")
+/// Hides a password in a database URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 #[cfg(test)]

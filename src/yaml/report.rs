@@ -14,8 +14,8 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::diag::{Diagnostic, Diagnostics};
-use super::yaml::{Failure, attempt, humanize};
+use super::{Failure, attempt, humanize};
+use crate::diag::{Diagnostic, Diagnostics};
 
 /// Beyond this many parts a file is not re-parsed part by part (each part
 /// costs a parse of the whole text).
