@@ -7,8 +7,6 @@
 //! same input with the same words. What "near" means for an alert is here
 //! too, as a pure function.
 
-use crate::store::Annotation;
-
 /// Longest text accepted, in bytes: enough for a commit subject and a
 /// link, small enough that a page of them stays cheap to render and mail.
 pub const MAX_TEXT_BYTES: usize = 1024;
@@ -31,6 +29,20 @@ pub const MAX_CITED: usize = 5;
 pub const KINDS: [&str; 5] = ["deploy", "prompt", "index", "tool", "model"];
 /// Who recorded it.
 pub const SOURCES: [&str; 3] = ["api", "cli", "auto"];
+
+/// One stored annotation. The store reads and writes it as it is (this
+/// module is below the store, which imports the domain types it stores).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct Annotation {
+    pub id: i64,
+    /// A stream name, or `*` for every stream.
+    pub stream: String,
+    pub kind: String,
+    pub text: String,
+    pub ts_ms: i64,
+    pub source: String,
+    pub created_ms: i64,
+}
 
 /// Why an annotation was refused; the message is shown to the client as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

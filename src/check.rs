@@ -41,7 +41,7 @@ pub async fn check_all(path: &Path, now_ms: i64) -> Report {
     report.judges = judges.judges.len() + judges.failed.len();
     report.diagnostics.extend(judges.diagnostics);
     let ctx = canary::load::Context {
-        config: cfg,
+        models: cfg.map(|c| &c.models),
         judges: Some(&names),
     };
     let suites = canary::load::load_dir(&canaries_dir, &ctx);

@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::current::Current;
 use crate::judge::Judge;
 use crate::provider::Providers;
 use crate::secret::Secret;
@@ -59,8 +60,63 @@ impl Shared {
         self.0.subscribe()
     }
 
+    /// The current version as one subsystem's view of it (a trait that
+    /// [`Live`] implements, such as `ingest::Settings`).
+    pub fn view<T: ?Sized + 'static>(&self, as_view: fn(Arc<Live>) -> Arc<T>) -> Current<T> {
+        let shared = self.clone();
+        Current::new(move || as_view(shared.current()))
+    }
+
     /// Installs the next version.
     pub fn replace(&self, next: Live) {
         self.0.send_replace(Arc::new(next));
+    }
+}
+
+/// The view of the ingest handlers.
+impl crate::ingest::Settings for Live {
+    fn ingest(&self) -> &crate::ingest::IngestConfig {
+        &self.config.ingest
+    }
+    fn judging(&self) -> &crate::judge::JudgingConfig {
+        &self.config.judging
+    }
+    fn judges(&self) -> &[Judge] {
+        &self.judges
+    }
+    fn prices(&self) -> crate::sessions::cost::Prices {
+        crate::sessions::cost::Prices::from_config(&self.config.models, &self.config.prices)
+    }
+}
+
+/// The view of the daemon's own endpoints and the access check.
+impl crate::http::Settings for Live {
+    fn ingest_tokens(&self) -> &[Secret] {
+        &self.ingest_tokens
+    }
+    fn api_tokens(&self) -> &[Secret] {
+        &self.api_tokens
+    }
+    fn api(&self) -> &crate::http::auth::ApiConfig {
+        &self.config.api
+    }
+    fn base_url(&self) -> Option<&str> {
+        self.config.base_url.as_deref()
+    }
+    fn detectors(&self) -> &crate::signals::DetectorConfig {
+        &self.config.detectors
+    }
+}
+
+/// The view of the judge worker.
+impl crate::judge::worker::Settings for Live {
+    fn judging(&self) -> &crate::judge::JudgingConfig {
+        &self.config.judging
+    }
+    fn judges(&self) -> &[Judge] {
+        &self.judges
+    }
+    fn providers(&self) -> &Providers {
+        &self.providers
     }
 }

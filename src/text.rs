@@ -36,6 +36,41 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{}…", cut[..at].trim_end())
 }
 
+/// The text a judge reads of chat messages: `role: content` lines (the
+/// record's `input` when it is a message list).
+pub fn messages_text(msgs: &[serde_json::Value]) -> String {
+    msgs.iter()
+        .map(|m| {
+            let role = m
+                .get("role")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("user");
+            format!("{role}: {}", content_text(m.get("content")))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Text of a chat `content`: a string, or the `text` of content parts.
+pub fn content_text(content: Option<&serde_json::Value>) -> String {
+    match content {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| match p {
+                serde_json::Value::String(s) => Some(s.as_str()),
+                p => p
+                    .get("text")
+                    .or_else(|| p.get("content"))
+                    .and_then(serde_json::Value::as_str),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
 /// Tera 1 registers `get_env` everywhere; a template must never read the
 /// daemon's environment (API keys live there). Every `Tera` canaryd builds
 /// goes through this.

@@ -401,10 +401,10 @@ async fn flush(
         if cfg.hook.is_some() {
             for a in rows.iter().filter(|a| {
                 promoted.contains(&a.id)
-                    && crate::sessions::hook::applies(&a.rule)
+                    && super::hook::applies(&a.rule)
                     && silence::find(&silences, labels(a), now_ms).is_none()
             }) {
-                notifications.push(crate::sessions::hook::notification(
+                notifications.push(super::hook::notification(
                     a,
                     cfg.base_url.as_deref(),
                     now_ms,

@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod evidence;
+pub mod hook;
 pub mod lifecycle;
 pub mod message;
 pub mod notifier;

@@ -88,7 +88,7 @@ async fn send_with_retries(
     cfg: &AlertsConfig,
     n: &NotificationRow,
 ) -> (u32, Result<(), String>) {
-    let hook = (n.kind == crate::sessions::hook::KIND).then_some(cfg.hook.as_ref());
+    let hook = (n.kind == super::hook::KIND).then_some(cfg.hook.as_ref());
     if matches!(hook, Some(None)) {
         return (
             0,
@@ -110,9 +110,7 @@ async fn send_with_retries(
     let mut last = String::new();
     for i in 1..=attempts {
         let sent = match (hook.flatten(), channel) {
-            (Some(h), _) => {
-                crate::sessions::hook::send(client, h, &n.body, Duration::from_secs(10)).await
-            }
+            (Some(h), _) => super::hook::send(client, h, &n.body, Duration::from_secs(10)).await,
             (None, Some(c)) => send_once(client, c, &n.body).await,
             (None, None) => unreachable!("checked above"),
         };

@@ -11,7 +11,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::suite::{Case, Defaults, Expectation, LogprobProbe, Message, SuiteFile};
-use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::yaml;
 
@@ -77,8 +76,9 @@ pub struct Loaded {
 
 /// Names the validator needs from outside the suite.
 pub struct Context<'a> {
-    /// `None` when the config itself is broken: cross-checks are skipped.
-    pub config: Option<&'a Config>,
+    /// The config's named models; `None` when the config itself is broken:
+    /// cross-checks are skipped.
+    pub models: Option<&'a crate::judge::load::Models>,
     /// Judge names known to exist; `None` skips the check.
     pub judges: Option<&'a BTreeSet<String>>,
 }
@@ -184,8 +184,8 @@ fn validate(path: &Path, f: &SuiteFile, ctx: &Context<'_>, d: &mut Diagnostics) 
             "targets must name at least one model",
         ));
     }
-    for t in f.targets.value.iter().filter(|_| ctx.config.is_some()) {
-        let models = &ctx.config.expect("filtered").models;
+    for t in f.targets.value.iter().filter(|_| ctx.models.is_some()) {
+        let models = ctx.models.expect("filtered");
         if !models.contains_key(t) {
             let hint = yaml::hint(t, models.keys().map(String::as_str));
             d.push(Diagnostic::at(
@@ -361,8 +361,8 @@ fn validate_case(
                 .map(|e| format!("json_schema: {e}")),
             Expectation::Similar(_)
                 if ctx
-                    .config
-                    .is_some_and(|c| !c.models.contains_key(super::expect::EMBEDDER_MODEL)) =>
+                    .models
+                    .is_some_and(|m| !m.contains_key(super::expect::EMBEDDER_MODEL)) =>
             {
                 Some(format!(
                     "`similar` needs an embedding model named `{}` under `models:` in the config",

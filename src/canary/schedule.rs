@@ -197,7 +197,7 @@ impl Scheduler {
         self.dir_digest = Some(digest);
         let judge_names = self.live.judge_names();
         let ctx = load::Context {
-            config: Some(&self.live.config),
+            models: Some(&self.live.config.models),
             judges: Some(&judge_names),
         };
         let loaded = load::load_dir(&dir, &ctx);

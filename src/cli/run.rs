@@ -51,7 +51,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
     let judges = crate::judge::load::load_dir(&config.judges, Some(&config.models));
     let names = judges.names();
     let ctx = load::Context {
-        config: Some(&config),
+        models: Some(&config.models),
         judges: Some(&names),
     };
     let suite = match find_suite(&config.canaries, &args.suite, &ctx) {

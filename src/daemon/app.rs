@@ -52,7 +52,7 @@ impl App {
 impl FromRef<App> for crate::ingest::Ctx {
     fn from_ref(app: &App) -> Self {
         crate::ingest::Ctx {
-            live: app.live.clone(),
+            live: app.live.view(|l| l as Arc<dyn crate::ingest::Settings>),
             writer: app.writer.clone(),
             clock: app.clock.clone(),
             store: app.store.clone(),
@@ -64,7 +64,7 @@ impl FromRef<App> for crate::http::Ctx {
     fn from_ref(app: &App) -> Self {
         crate::http::Ctx {
             store: app.store.clone(),
-            live: app.live.clone(),
+            live: app.live.view(|l| l as Arc<dyn crate::http::Settings>),
             clock: app.clock.clone(),
         }
     }
@@ -85,7 +85,9 @@ impl FromRef<App> for crate::judge::worker::Ctx {
         crate::judge::worker::Ctx {
             store: app.store.clone(),
             owner: app.instance_id.clone(),
-            live: app.live.clone(),
+            live: app
+                .live
+                .view(|l| l as Arc<dyn crate::judge::worker::Settings>),
             clock: app.clock.clone(),
         }
     }

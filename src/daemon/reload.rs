@@ -70,7 +70,7 @@ pub fn next(current: &Live, path: &Path) -> Result<Live, Rejected> {
         let suites = crate::canary::load::load_dir(
             &config.canaries,
             &crate::canary::load::Context {
-                config: Some(&config),
+                models: Some(&config.models),
                 judges: Some(&names),
             },
         );

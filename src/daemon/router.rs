@@ -16,7 +16,8 @@ pub fn router(app: App) -> Router {
         .with_state(app.clone())
         .merge(pages)
         .layer(axum::middleware::from_fn_with_state(
-            app.live,
+            app.live
+                .view(|l| l as std::sync::Arc<dyn crate::http::Settings>),
             crate::http::auth::guard,
         ))
 }

@@ -34,7 +34,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::live::Shared;
+use crate::current::Current;
 use crate::secret::{Secret, SecretRef};
 
 /// The `api:` section of the config.
@@ -171,13 +171,17 @@ fn session_value(token: &Secret) -> String {
 }
 
 /// The middleware in front of every route.
-pub async fn guard(State(live): State<Shared>, req: Request, next: Next) -> Response {
+pub async fn guard(
+    State(live): State<Current<dyn super::Settings>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let class = classify(req.method(), req.uri().path());
     let live = live.current();
     let access = Access {
-        ingest: &live.ingest_tokens,
-        api: &live.api_tokens,
-        open_metrics: live.config.api.open_metrics,
+        ingest: live.ingest_tokens(),
+        api: live.api_tokens(),
+        open_metrics: live.api().open_metrics,
     };
     match access.decide(class, req.headers()) {
         Ok(()) => next.run(req).await,
@@ -258,17 +262,13 @@ pub async fn login(State(ctx): State<super::Ctx>, Form(f): Form<LoginForm>) -> R
     let next = safe_next(f.next.as_deref()).to_string();
     let token = f.token.trim();
     if token.is_empty()
-        || !matches_any(&live.api_tokens, token.as_bytes(), |t| {
+        || !matches_any(live.api_tokens(), token.as_bytes(), |t| {
             t.expose().as_bytes().to_vec()
         })
     {
         return (StatusCode::UNAUTHORIZED, Html(login_html(&next, true))).into_response();
     }
-    let secure = live
-        .config
-        .base_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"));
+    let secure = live.base_url().is_some_and(|u| u.starts_with("https://"));
     let cookie = format!(
         "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={COOKIE_MAX_AGE}{}",
         session_value(&Secret::new(token)),

@@ -15,15 +15,29 @@ use axum::routing::{get, post};
 use axum::extract::FromRef;
 
 use crate::clock::Clock;
-use crate::live::Shared;
+use crate::current::Current;
+use crate::secret::Secret;
 use crate::store::Store;
 
 /// What these endpoints need from the daemon.
 #[derive(Clone, Debug)]
 pub struct Ctx {
     pub store: Store,
-    pub live: Shared,
+    pub live: Current<dyn Settings>,
     pub clock: Clock,
+}
+
+/// What these endpoints read of the reloadable settings (`live::Live`
+/// provides it; `http` names neither it nor the config).
+pub trait Settings: Send + Sync {
+    /// Bearer tokens for writing records (`ingest.tokens`).
+    fn ingest_tokens(&self) -> &[Secret];
+    /// Tokens for reading or changing state (`api.tokens`).
+    fn api_tokens(&self) -> &[Secret];
+    fn api(&self) -> &auth::ApiConfig;
+    /// The public URL (`base_url`), which decides the cookie's `Secure`.
+    fn base_url(&self) -> Option<&str>;
+    fn detectors(&self) -> &crate::signals::DetectorConfig;
 }
 
 /// Health, readiness, metrics, status and alerts routes, for any daemon

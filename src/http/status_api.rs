@@ -22,7 +22,7 @@ where
 async fn status(State(ctx): State<Ctx>) -> Response {
     let now = ctx.clock.now_ms();
     let live = ctx.live.current();
-    let cfg = &live.config.detectors;
+    let cfg = live.detectors();
     let read = async {
         let snap = ctx.store.detector_snapshot(now, cfg).await?;
         let open = ctx.store.open_alerts().await?;

@@ -63,7 +63,7 @@ pub async fn post_responses(
     // The ingest token is checked by `http::auth::guard` before the body is read.
     let started = std::time::Instant::now();
     let stored = async {
-        let max = ctx.live.current().config.ingest.max_records;
+        let max = ctx.live.current().ingest().max_records;
         let records =
             tokio::task::spawn_blocking(move || super::record::parse_body_limited(&body, max))
                 .await
@@ -94,26 +94,19 @@ pub async fn store_records(
         return Ok(InsertOutcome::default());
     }
     let live = ctx.live.current();
-    let plan = live.config.judging.enabled && !live.judges.is_empty();
+    let plan = live.judging().enabled && !live.judges().is_empty();
     let for_rows = live.clone();
     let rows: Vec<ResponseRow> = tokio::task::spawn_blocking(move || {
-        let mut rows = prepare(&records, now_ms, &for_rows.config.judging);
-        crate::sessions::cost::Prices::from_config(
-            &for_rows.config.models,
-            &for_rows.config.prices,
-        )
-        .apply(&mut rows);
+        let mut rows = prepare(&records, now_ms, for_rows.judging());
+        for_rows.prices().apply(&mut rows);
         if plan {
             for r in &mut rows {
-                r.judges = super::state::judges_for(&for_rows.judges, r);
+                r.judges = super::state::judges_for(for_rows.judges(), r);
             }
         }
         rows
     })
     .await
     .map_err(|e| IngestError::BadRequest(format!("signal task failed: {e}")))?;
-    Ok(ctx
-        .writer
-        .write(rows, live.config.clone(), plan, now_ms)
-        .await?)
+    Ok(ctx.writer.write(rows, live, plan, now_ms).await?)
 }

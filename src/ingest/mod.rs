@@ -10,25 +10,36 @@ pub mod record;
 pub mod refusal;
 mod settings;
 mod state;
-pub mod tokens;
 pub mod writer;
 
 use sha2::{Digest, Sha256};
 
+/// The tokenizer, a leaf below ingest (the judge worker counts with it too).
+pub use crate::tokens;
 pub use record::{Input, Record, RecordError, parse_body, parse_one};
 pub use refusal::is_refusal;
 pub use settings::IngestConfig;
 pub use writer::Writer;
 
 /// What the ingest handlers need from the daemon: the live settings
-/// (tokens, judges, sampling), the group-commit writer and the clock.
+/// (limits, judges, sampling, prices), the group-commit writer and the clock.
 #[derive(Clone, Debug)]
 pub struct Ctx {
-    pub live: crate::live::Shared,
+    pub live: crate::current::Current<dyn Settings>,
     pub writer: Writer,
     pub clock: crate::clock::Clock,
     /// For joining OTLP log events to stored records (`otlp_logs`).
     pub store: crate::store::Store,
+}
+
+/// What ingest reads of the reloadable settings (`live::Live` provides it;
+/// ingest names neither it nor the config).
+pub trait Settings: Send + Sync {
+    fn ingest(&self) -> &IngestConfig;
+    fn judging(&self) -> &JudgingConfig;
+    fn judges(&self) -> &[crate::judge::Judge];
+    /// The prices of records without `cost_usd` (`models:` and `prices:`).
+    fn prices(&self) -> crate::sessions::cost::Prices;
 }
 
 /// The ingest routes, with the body limit (applied after gzip decoding, so

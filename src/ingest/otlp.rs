@@ -39,9 +39,9 @@ pub async fn post_traces(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes
     };
     let started = std::time::Instant::now();
     let live = ctx.live.current();
-    let (mut records, rejected) = checked_records(&request, &live.config.ingest.stream_attribute);
+    let (mut records, rejected) = checked_records(&request, &live.ingest().stream_attribute);
     drop(request);
-    let max = live.config.ingest.max_records;
+    let max = live.ingest().max_records;
     if records.len() > max {
         return IngestError::TooLarge {
             message: format!(

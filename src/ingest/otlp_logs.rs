@@ -52,11 +52,11 @@ pub async fn post_logs(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) 
     let live = ctx.live.current();
     let (events, rejected) = checked_events(
         &request,
-        &live.config.ingest.stream_attribute,
+        &live.ingest().stream_attribute,
         ctx.clock.now_ms(),
     );
     drop(request);
-    let max = live.config.ingest.max_records;
+    let max = live.ingest().max_records;
     if events.len() > max {
         return IngestError::TooLarge {
             message: format!(

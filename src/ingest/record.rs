@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use crate::text::content_text;
+
 /// Longest accepted `id`, `stream` and other short labels.
 const MAX_LABEL: usize = 512;
 /// Most embedding dimensions accepted.
@@ -39,35 +41,8 @@ impl Input {
     pub fn to_text(&self) -> String {
         match self {
             Input::Text(t) => t.clone(),
-            Input::Messages(msgs) => msgs
-                .iter()
-                .map(|m| {
-                    let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-                    format!("{role}: {}", content_text(m.get("content")))
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Input::Messages(msgs) => crate::text::messages_text(msgs),
         }
-    }
-}
-
-/// Text of a chat `content`: a string, or the `text` of content parts.
-pub fn content_text(content: Option<&Value>) -> String {
-    match content {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| match p {
-                Value::String(s) => Some(s.as_str()),
-                p => p
-                    .get("text")
-                    .or_else(|| p.get("content"))
-                    .and_then(Value::as_str),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
     }
 }
 

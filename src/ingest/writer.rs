@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::config::Config;
+use super::Settings;
 use crate::store::{
     Backend, InsertOutcome, JobPlan, ModelIdentity, ResponseRow, Store, StoreError,
 };
@@ -34,7 +34,7 @@ const IDENTITY_REFRESH_MS: i64 = 60_000;
 struct Job {
     rows: Vec<ResponseRow>,
     /// The judging settings in force when the request arrived.
-    config: Arc<Config>,
+    config: Arc<dyn Settings>,
     /// Whether judge jobs are enqueued for this request's records.
     plan: bool,
     now_ms: i64,
@@ -71,7 +71,7 @@ impl Writer {
     pub async fn write(
         &self,
         rows: Vec<ResponseRow>,
-        config: Arc<Config>,
+        config: Arc<dyn Settings>,
         plan: bool,
         now_ms: i64,
     ) -> Result<InsertOutcome, StoreError> {
@@ -140,7 +140,7 @@ async fn write_group(store: &Store, group: Vec<Job>, identities: &Mutex<Identity
             r
         }));
     }
-    let judging = &config.judging;
+    let judging = config.judging();
     let floor_cap = |s: &str| judging.floor_cap(s);
     let plan = JobPlan {
         floor_cap: &floor_cap,

@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::JudgingConfig;
 use super::call::{JudgeError, score};
 use super::load::Judge;
 use super::template::{JudgeInput, render};
 use crate::clock::Clock;
-use crate::live::{Live, Shared};
+use crate::current::Current;
 use crate::provider::Providers;
 use crate::store::{JudgeJob, JudgeOutcome, ResponseRow, Store};
 
@@ -26,8 +27,16 @@ pub struct Ctx {
     pub store: Store,
     /// This replica, as the holder of job and canary leases.
     pub owner: std::sync::Arc<str>,
-    pub live: Shared,
+    pub live: Current<dyn Settings>,
     pub clock: Clock,
+}
+
+/// What the worker reads of the reloadable settings (`live::Live`
+/// provides it; the worker names neither it nor the config).
+pub trait Settings: Send + Sync {
+    fn judging(&self) -> &JudgingConfig;
+    fn judges(&self) -> &[Judge];
+    fn providers(&self) -> &Providers;
 }
 
 /// Output tokens a judge answer may use (what `call::score` asks for).
@@ -51,10 +60,10 @@ async fn queue_loop(ctx: Ctx, shutdown: CancellationToken) {
             return;
         }
         let live = ctx.live.current();
-        let cfg = &live.config.judging;
+        let cfg = live.judging();
         let lease_ms = (cfg.lease_secs.max(1) * 1000) as i64;
         let now = ctx.clock.now_ms();
-        let jobs = if !cfg.enabled || live.judges.is_empty() {
+        let jobs = if !cfg.enabled || live.judges().is_empty() {
             Vec::new()
         } else {
             match ctx
@@ -90,7 +99,7 @@ async fn queue_loop(ctx: Ctx, shutdown: CancellationToken) {
         // A heartbeat renews their leases while the calls are in flight, so
         // a call slower than the lease is not taken over (and paid for) by
         // another worker; only a dead or stalled worker's leases expire.
-        let work = futures::future::join_all(jobs.iter().map(|j| process(&ctx, &live, j)));
+        let work = futures::future::join_all(jobs.iter().map(|j| process(&ctx, &*live, j)));
         let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
         heartbeat(&ctx, &ids, lease_ms, work).await;
     }
@@ -130,7 +139,7 @@ pub fn judge_input(row: &ResponseRow, max_bytes: usize) -> JudgeInput {
         .as_deref()
         .map(|s| match serde_json::from_str::<serde_json::Value>(s) {
             Ok(serde_json::Value::String(t)) => t,
-            Ok(serde_json::Value::Array(msgs)) => crate::ingest::Input::Messages(msgs).to_text(),
+            Ok(serde_json::Value::Array(msgs)) => crate::text::messages_text(&msgs),
             _ => s.to_string(),
         });
     let context: Vec<String> = row
@@ -176,20 +185,20 @@ pub fn cap(text: &str, max: usize) -> String {
 /// retry on a malformed answer), each the prompt plus a full answer, with
 /// a margin for tokenizer differences between providers.
 fn estimate(prompt: &str, input_price: f64, output_price: f64) -> (i64, f64) {
-    let prompt_tokens = crate::ingest::tokens::count(prompt) * 11 / 10 + 50;
+    let prompt_tokens = crate::tokens::count(prompt) * 11 / 10 + 50;
     let tokens = 2 * (prompt_tokens + ANSWER_TOKENS);
     let usd =
         2.0 * (prompt_tokens as f64 * input_price + ANSWER_TOKENS as f64 * output_price) / 1e6;
     (tokens, usd)
 }
 
-async fn process(ctx: &Ctx, live: &Live, job: &JudgeJob) {
+async fn process(ctx: &Ctx, live: &dyn Settings, job: &JudgeJob) {
     let owner = &ctx.owner;
-    let cfg = &live.config.judging;
-    let providers = &live.providers;
+    let cfg = live.judging();
+    let providers = live.providers();
     let now = ctx.clock.now_ms();
     let result = async {
-        let Some(judge) = live.judges.iter().find(|j| j.name == job.judge) else {
+        let Some(judge) = live.judges().iter().find(|j| j.name == job.judge) else {
             count(&job.judge, "judge_not_loaded");
             let out = JudgeOutcome {
                 error: Some(format!("judge `{}` is not loaded", job.judge)),
@@ -329,7 +338,7 @@ async fn canary_loop(ctx: Ctx, shutdown: CancellationToken) {
     let mut last_try: Option<tokio::time::Instant> = None;
     loop {
         let live = ctx.live.current();
-        let cfg = &live.config.judging;
+        let cfg = live.judging();
         let period = Duration::from_secs(cfg.canary_interval_secs);
         let due = last_try.is_none_or(|t| t.elapsed() >= period);
         if cfg.canary_interval_secs > 0 && cfg.enabled && due {
@@ -344,7 +353,7 @@ async fn canary_loop(ctx: Ctx, shutdown: CancellationToken) {
                     .await,
                 Ok(true)
             ) {
-                run_canaries(&ctx, &live.providers, &live.judges, now).await;
+                run_canaries(&ctx, live.providers(), live.judges(), now).await;
             }
         }
         let wait = if period.is_zero() {
@@ -426,10 +435,10 @@ async fn embed_loop(ctx: Ctx, shutdown: CancellationToken) {
     let mut reported: Option<String> = None;
     loop {
         let live = ctx.live.current();
-        let judging = &live.config.judging;
+        let judging = live.judging();
         let wanted = judging.embedder.as_deref().filter(|_| judging.enabled);
         let resolved = wanted.map(|name| {
-            live.providers
+            live.providers()
                 .resolve(name)
                 .map(|(p, m)| (p.clone(), m.model.clone()))
         });

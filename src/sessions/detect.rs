@@ -20,37 +20,7 @@ use std::collections::{HashMap, HashSet};
 use super::settings::{BudgetConfig, LoopConfig};
 use super::tools::ToolCall;
 use crate::signals::{Finding, Rule, Severity, Status};
-
-/// One stored event of a session, oldest first.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct SessionEvent {
-    pub ts_ms: i64,
-    /// `inference` (a model call), `tool` (an executed tool) or `agent` (an
-    /// agent invocation span).
-    pub kind: String,
-    pub agent: Option<String>,
-    pub tools: Vec<ToolCall>,
-    pub tokens: i64,
-    pub cost_usd: f64,
-}
-
-/// A session's stored summary.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct SessionSummary {
-    pub stream: String,
-    pub session_id: String,
-    pub first_ms: i64,
-    pub last_ms: i64,
-    pub seen_ms: i64,
-    pub calls: i64,
-    pub tokens: i64,
-    pub cost_usd: f64,
-    pub user_id: Option<String>,
-    pub state: String,
-    pub version: i64,
-    /// Rules that fired for this session.
-    pub fired: Vec<String>,
-}
+pub use crate::store::sessions::{SessionEvent, SessionSummary};
 
 /// How often each (tool, argument hash) of a session occurred (a call id
 /// seen before is not counted again).

@@ -15,14 +15,12 @@
 
 pub mod cost;
 pub mod detect;
-pub mod hook;
 pub mod monitor;
 pub mod settings;
-pub mod tools;
 
+pub use crate::tool_calls::{self as tools, ToolCall, parse_tool_calls};
 pub use detect::{SessionEvent, SessionSummary};
 pub use settings::SessionsConfig;
-pub use tools::{ToolCall, parse_tool_calls};
 
 /// How many users and sessions `/metrics` and `canaryd status` show.
 pub const TOP_SPENDERS: usize = 10;

@@ -1,23 +1,10 @@
 //! Change annotations (see `crate::annotations` for what they are and how
 //! they are validated; this file only stores and reads them).
 
-use serde::Serialize;
-
 use super::{Result, Store};
 use crate::on_db;
 
-/// One stored annotation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct Annotation {
-    pub id: i64,
-    /// A stream name, or `*` for every stream.
-    pub stream: String,
-    pub kind: String,
-    pub text: String,
-    pub ts_ms: i64,
-    pub source: String,
-    pub created_ms: i64,
-}
+pub use crate::annotations::Annotation;
 
 impl Store {
     /// Stores an annotation (fields already validated) and returns its id.

@@ -66,7 +66,7 @@ pub struct ResponseRow {
     /// Parsed `tool_calls` (name and argument hash) for the session detectors.
     #[sqlx(skip)]
     #[serde(skip)]
-    pub tools: Vec<crate::sessions::ToolCall>,
+    pub tools: Vec<crate::tool_calls::ToolCall>,
     /// An agent or tool span: stored as a session event, not as a response.
     #[sqlx(skip)]
     #[serde(skip)]

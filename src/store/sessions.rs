@@ -13,7 +13,38 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::{BeginWrite, ResponseRow, Result, Store};
 use crate::on_db;
-use crate::sessions::{SessionEvent, SessionSummary, ToolCall};
+use crate::tool_calls::ToolCall;
+
+/// One stored event of a session, oldest first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionEvent {
+    pub ts_ms: i64,
+    /// `inference` (a model call), `tool` (an executed tool) or `agent` (an
+    /// agent invocation span).
+    pub kind: String,
+    pub agent: Option<String>,
+    pub tools: Vec<ToolCall>,
+    pub tokens: i64,
+    pub cost_usd: f64,
+}
+
+/// A session's stored summary.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionSummary {
+    pub stream: String,
+    pub session_id: String,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub seen_ms: i64,
+    pub calls: i64,
+    pub tokens: i64,
+    pub cost_usd: f64,
+    pub user_id: Option<String>,
+    pub state: String,
+    pub version: i64,
+    /// Rules that fired for this session.
+    pub fired: Vec<String>,
+}
 
 /// One event to store, built from a row of the ingest batch.
 #[derive(Debug, Clone)]

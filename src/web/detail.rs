@@ -510,7 +510,7 @@ pub fn build_alerts_with(
                 stream: a.stream.clone(),
                 stream_href: subject_href(&a.stream),
                 dimension: a.dimension.clone(),
-                session_href: (crate::sessions::hook::applies(&a.rule) && !a.dimension.is_empty())
+                session_href: (crate::alert::hook::applies(&a.rule) && !a.dimension.is_empty())
                     .then(|| super::session_view::session_href(&a.stream, &a.dimension)),
                 state: a.state.clone(),
                 severity: a.severity.clone(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::alerts::HttpReceiver;
 use crate::support::{TestDaemon, TestDb, wait_until, write_tree};
-use canaryd::sessions::hook::{SIGNATURE_HEADER, signature};
+use canaryd::alert::hook::{SIGNATURE_HEADER, signature};
 use canaryd::store::Store;
 use serde_json::{Value, json};
 

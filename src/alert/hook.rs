@@ -102,7 +102,7 @@ pub fn signature(secret: &[u8], body: &str) -> String {
 /// One delivery attempt of a stored hook call.
 pub async fn send(
     client: &reqwest::Client,
-    cfg: &super::settings::HookConfig,
+    cfg: &crate::sessions::settings::HookConfig,
     body: &str,
     timeout: std::time::Duration,
 ) -> Result<(), String> {
@@ -115,7 +115,7 @@ pub async fn send(
         SIGNATURE_HEADER.to_string(),
         signature(secret.expose().as_bytes(), body),
     )];
-    crate::alert::post::post(client, &cfg.url, &headers, body, timeout, false).await
+    super::post::post(client, &cfg.url, &headers, body, timeout, false).await
 }
 
 #[cfg(test)]
