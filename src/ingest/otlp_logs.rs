@@ -42,8 +42,9 @@ use super::otlp::{
     answer, as_json, as_string, attr_map, decode, is_json, joined, messages, record_id,
 };
 use super::{Ctx, Input, Record};
-use crate::store::log_events::LogEvents;
+use crate::store::log_events::{LateJudging, LogEvents};
 use crate::store::rollups::Signals;
+use crate::store::{JobPlan, ResponseRow};
 
 /// Most bytes of a `gen_ai.evaluation.explanation` kept; the rest is cut.
 const MAX_EXPLANATION_BYTES: usize = 4096;
@@ -74,10 +75,27 @@ pub async fn post_logs(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) 
         }
         .into_response();
     }
-    if !events.is_empty()
-        && let Err(e) = ctx.store.attach_log_events(&events).await
-    {
-        return IngestError::Store(e).into_response();
+    if !events.is_empty() {
+        let judging = &live.config.judging;
+        let floor_cap = |s: &str| judging.floor_cap(s);
+        let judges = |row: &ResponseRow| super::state::judges_for(&live.judges, row);
+        let plan = JobPlan {
+            floor_cap: &floor_cap,
+            now_ms: ctx.clock.now_ms(),
+        };
+        let late = LateJudging {
+            plan: &plan,
+            judges: &judges,
+        };
+        let on = judging.enabled && !live.judges.is_empty();
+        match ctx
+            .store
+            .attach_log_events(&events, on.then_some(&late))
+            .await
+        {
+            Ok(done) => metrics::counter!("canaryd_judge_jobs_enqueued_total").increment(done.jobs),
+            Err(e) => return IngestError::Store(e).into_response(),
+        }
     }
     answer(
         json,

@@ -88,6 +88,14 @@ pub struct InsertOutcome {
     pub jobs: u64,
 }
 
+/// Whether a record the rate sampled (`by_rate`) or not is judged when
+/// its stream's hour has already had `n` records judged: the rate's choice
+/// up to the hourly `cap`, and every record while the hour is under its
+/// `floor` (so a quiet stream still gets scores).
+pub(crate) fn judged_by_sample(by_rate: bool, n: i64, floor: i64, cap: i64) -> bool {
+    (by_rate && n < cap) || n < floor.min(cap)
+}
+
 /// Which judge jobs a batch enqueues: each row's `judges` names the judges
 /// that apply to it; `floor_cap` gives a stream's hourly (floor, cap) of
 /// records chosen for judging.
@@ -293,7 +301,7 @@ impl Store {
                     let before = n;
                     for (i, id, judges) in members {
                         let by_rate = rows[*i].sampled;
-                        let take = (by_rate && n < cap) || n < floor.min(cap);
+                        let take = judged_by_sample(by_rate, n, floor, cap);
                         if take {
                             n += 1;
                             for j in judges {

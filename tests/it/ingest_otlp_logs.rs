@@ -427,3 +427,103 @@ async fn a_late_output_recomputes_its_records_signals_and_explanations_are_kept(
         drop(daemon);
     }
 }
+
+/// (judge, source) of the judge scores of a record, once the worker is done.
+async fn judged(store: &Store, ext_id: &str) -> Vec<(String, String)> {
+    on_db!(store.db(), pool => sqlx::query_as(
+        "SELECT s.judge, s.source FROM judge_scores s JOIN responses r ON r.id = s.response_id \
+         WHERE r.ext_id = $1 AND s.score IS NOT NULL ORDER BY s.judge")
+        .bind(ext_id).fetch_all(pool).await.unwrap())
+}
+
+/// At ingest a record with an empty output gets no judge. Its output
+/// arriving later as events must not leave it unjudged: it is sampled then,
+/// under the same floor and cap, and judged by the real worker through the
+/// real provider client (against `canaryd sim`), once.
+#[tokio::test]
+async fn a_record_whose_output_arrives_late_is_judged() {
+    const T: &str = "7af7651916cd43dd8448eb211c80319c";
+    const S: &str = "d7ad6b7169203331";
+    let sim = crate::support::canary::Sim::start("seed: 1\n");
+    let config = format!(
+        "listen: 127.0.0.1:0\njudges: {}/judges\ndetectors: {{ every_secs: 0 }}\n\
+         ingest:\n  tokens: [{{ env: OTLP_TEST_TOKEN }}]\n\
+         providers:\n  sim: {{ base_url: \"{}/v1\", max_retries: 1, backoff_ms: 10 }}\n\
+         models:\n  judge: {{ provider: sim, model: judge-model }}\n\
+         judging: {{ sample_rate: 1.0, canary_interval_secs: 0 }}\n",
+        env!("CARGO_MANIFEST_DIR"),
+        sim.proc.base_url
+    );
+    let user = format!(
+        r#"{{"traceId": "{T}", "spanId": "{S}", "eventName": "gen_ai.user.message",
+            "body": {{"kvlistValue": {{"values": [{{"key": "content", "value": {{"stringValue": "Where is my order?"}}}}]}}}}}}"#
+    );
+    let choice = format!(
+        r#"{{"traceId": "{T}", "spanId": "{S}", "eventName": "gen_ai.choice",
+            "body": {{"kvlistValue": {{"values": [{{"key": "message", "value": {{"kvlistValue": {{"values": [{{"key": "content", "value": {{"stringValue": "Your order shipped on Monday."}}}}]}}}}}}]}}}}}}"#
+    );
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[("canaryd.yaml", &config)]);
+        let daemon = TestDaemon::start(
+            dir.path(),
+            &[],
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("OTLP_TEST_TOKEN", TOKEN),
+            ],
+        );
+        let store = Store::connect(&db.url).await.unwrap();
+        let traces = format!("{}/v1/traces", daemon.base_url);
+        let url = format!("{}/v1/logs", daemon.base_url);
+        assert_eq!(
+            post_json(&traces, Some(TOKEN), span(T, S)).await.0,
+            200,
+            "{b}"
+        );
+        let id = format!("otel:{T}:{S}");
+        let jobs = || async {
+            let n: (i64,) = on_db!(store.db(), pool => sqlx::query_as(
+                "SELECT COUNT(*) FROM judge_jobs j JOIN responses r ON r.id = j.response_id WHERE r.ext_id = $1")
+                .bind(&id).fetch_one(pool).await.unwrap());
+            n.0
+        };
+        assert_eq!(jobs().await, 0, "{b}: an empty output is not judged");
+
+        let body = logs(&format!("{user}, {choice}"));
+        assert_eq!(
+            post_json(&url, Some(TOKEN), body.clone()).await.0,
+            200,
+            "{b}"
+        );
+        // completion (it has input now) and consistency; groundedness needs context.
+        assert_eq!(jobs().await, 2, "{b}");
+        crate::support::wait_until(
+            "the late record to be judged",
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_millis(100),
+            async || {
+                let got = judged(&store, &id).await;
+                if got.len() == 2 {
+                    Ok(got)
+                } else {
+                    Err(format!("{got:?}"))
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            judged(&store, &id).await,
+            [
+                ("completion".to_string(), "judge".to_string()),
+                ("consistency".to_string(), "judge".to_string())
+            ],
+            "{b}"
+        );
+        // The same events again: the output is no longer empty, no new job.
+        assert_eq!(post_json(&url, Some(TOKEN), body).await.0, 200, "{b}");
+        assert_eq!(jobs().await, 2, "{b}");
+        store.close().await;
+        drop(daemon);
+    }
+}
