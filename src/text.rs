@@ -1,5 +1,5 @@
 //! Text every subsystem formats the same way: error chains, timestamps
-//! for people and marked truncation.
+//! for people, marked truncation and cutting text at a byte bound.
 
 /// `outer: cause: root cause`: an error with every `source()` below it, for
 /// messages that must say why, not only what.
@@ -12,6 +12,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+/// The largest index at or below `max` that is a character boundary of
+/// `s` (`s.len()` when `s` is shorter): where a byte bound may cut text.
+/// `str::floor_char_boundary` is newer than the crate's MSRV.
+pub fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if max >= s.len() {
+        return s.len();
+    }
+    let mut i = max;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// `2026-11-23 23:40 UTC` for a UTC millisecond timestamp (the raw number

@@ -39,7 +39,7 @@ pub fn count(text: &str) -> i64 {
     if text.is_empty() {
         return 0;
     }
-    let head = &text[..floor_char_boundary(text, EXACT_BYTES)];
+    let head = &text[..crate::text::floor_char_boundary(text, EXACT_BYTES)];
     let n = count_bounded(head);
     if head.len() == text.len() {
         n as i64
@@ -70,17 +70,6 @@ fn count_bounded(text: &str) -> usize {
         }
     }
     total + bpe().encode_ordinary(&text[start..]).len()
-}
-
-fn floor_char_boundary(s: &str, max: usize) -> usize {
-    if max >= s.len() {
-        return s.len();
-    }
-    let mut i = max;
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 #[cfg(test)]

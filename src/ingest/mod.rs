@@ -121,6 +121,7 @@ pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) ->
                 sampled,
                 embedding: r.embedding.as_deref().map(crate::store::embedding_bytes),
                 scores: r.scores.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                explanations: r.explanations.clone(),
                 judges: Vec::new(),
             }
         })

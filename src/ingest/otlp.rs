@@ -502,6 +502,7 @@ fn span_record(
         cost_usd: None,
         session_only,
         scores: Default::default(),
+        explanations: Default::default(),
         embedding: None,
     })
 }

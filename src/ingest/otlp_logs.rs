@@ -7,13 +7,17 @@
 //! `gen_ai.choice`), `gen_ai.client.inference.operation.details` with
 //! `gen_ai.input.messages` / `gen_ai.output.messages`, and
 //! `gen_ai.evaluation.result` (`gen_ai.evaluation.name`, numeric
-//! `gen_ai.evaluation.score.value`). Other log records are ignored, as
+//! `gen_ai.evaluation.score.value`, optional `gen_ai.evaluation.explanation`
+//! kept as the score's reasoning). Other log records are ignored, as
 //! non-GenAI spans are.
 //!
 //! Events are joined to their span's record by trace and span id (the
 //! record id `otel:<trace>:<span>`): content fills an input or output the
 //! span did not carry, an evaluation becomes a `precomputed` judge score.
-//! The span may come first (the stored record is completed) or later: the
+//! The span may come first: the stored record is completed, and an output
+//! it lacked recomputes its refusal flag and token count (and its place in
+//! the roll-ups), since instrumentations that record content only as
+//! events send spans whose output is empty. Or the span comes later: the
 //! events then wait in the store and the span's record takes them when it
 //! is ingested, before its signals are computed. A span that never arrives
 //! leaves its events stored and pending; a log record is never a record of
@@ -38,7 +42,12 @@ use super::otlp::{
     answer, as_json, as_string, attr_map, decode, is_json, joined, messages, record_id,
 };
 use super::{Ctx, Input, Record};
-use crate::store::log_events::LogEvents;
+use crate::store::log_events::{LateJudging, LogEvents};
+use crate::store::rollups::Signals;
+use crate::store::{JobPlan, ResponseRow};
+
+/// Most bytes of a `gen_ai.evaluation.explanation` kept; the rest is cut.
+const MAX_EXPLANATION_BYTES: usize = 4096;
 
 pub async fn post_logs(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Response {
     let json = is_json(&headers);
@@ -66,10 +75,27 @@ pub async fn post_logs(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) 
         }
         .into_response();
     }
-    if !events.is_empty()
-        && let Err(e) = ctx.store.attach_log_events(&events).await
-    {
-        return IngestError::Store(e).into_response();
+    if !events.is_empty() {
+        let judging = live.judging();
+        let floor_cap = |s: &str| judging.floor_cap(s);
+        let judges = |row: &ResponseRow| super::state::judges_for(live.judges(), row);
+        let plan = JobPlan {
+            floor_cap: &floor_cap,
+            now_ms: ctx.clock.now_ms(),
+        };
+        let late = LateJudging {
+            plan: &plan,
+            judges: &judges,
+        };
+        let on = judging.enabled && !live.judges().is_empty();
+        match ctx
+            .store
+            .attach_log_events(&events, on.then_some(&late))
+            .await
+        {
+            Ok(done) => metrics::counter!("canaryd_judge_jobs_enqueued_total").increment(done.jobs),
+            Err(e) => return IngestError::Store(e).into_response(),
+        }
     }
     answer(
         json,
@@ -103,6 +129,7 @@ struct Part {
     input: Vec<Value>,
     output: Option<String>,
     score: Option<(String, f64)>,
+    explanation: Option<String>,
 }
 
 /// The events of one span, gathered over the export.
@@ -112,6 +139,7 @@ struct Gathered {
     input: Vec<Value>,
     output: Option<String>,
     scores: BTreeMap<String, f64>,
+    explanations: BTreeMap<String, String>,
     logs: i64,
     first_at: String,
 }
@@ -176,6 +204,10 @@ pub fn checked_events(
                     g.output = part.output;
                 }
                 if let Some((judge, score)) = part.score {
+                    match part.explanation {
+                        Some(e) => g.explanations.insert(judge.clone(), e),
+                        None => g.explanations.remove(&judge),
+                    };
                     g.scores.insert(judge, score);
                 }
             }
@@ -203,8 +235,13 @@ pub fn checked_events(
                 .input
                 .as_ref()
                 .map(|i| serde_json::to_string(i).expect("JSON values serialize")),
+            output_signals: g.output.as_deref().map(|o| Signals {
+                refusal: super::is_refusal(o),
+                tokens: super::tokens::count(o),
+            }),
             output: g.output,
             scores: record.scores,
+            explanations: g.explanations,
             received_ms,
         });
     }
@@ -276,6 +313,15 @@ fn read_event(
                 Ok(s) => part.score = Some((judge, s)),
                 Err(e) => return Some(Err(e)),
             }
+            part.explanation = field("gen_ai.evaluation.explanation")
+                .and_then(|v| v.as_str().map(str::trim).map(str::to_string))
+                .filter(|e| !e.is_empty())
+                .map(|mut e| {
+                    // Reasoning shown beside a score, not a document: bounded
+                    // like a judge's own reasoning.
+                    e.truncate(crate::text::floor_char_boundary(&e, MAX_EXPLANATION_BYTES));
+                    e
+                });
         }
         _ => return None,
     }
@@ -315,7 +361,12 @@ pub async fn take_pending(ctx: &Ctx, records: &mut [Record]) -> Result<Vec<i64>,
             r.output = o.clone();
         }
         for (judge, score) in &ev.scores {
-            r.scores.entry(judge.clone()).or_insert(*score);
+            if !r.scores.contains_key(judge) {
+                r.scores.insert(judge.clone(), *score);
+                if let Some(e) = ev.explanations.get(judge) {
+                    r.explanations.insert(judge.clone(), e.clone());
+                }
+            }
         }
     }
     Ok(pending.iter().map(|e| e.id).collect())
@@ -364,5 +415,36 @@ mod tests {
         assert!(rejected.first.unwrap().starts_with(
             "resourceLogs[0].scopeLogs[0].logRecords[3]: gen_ai.evaluation.score.value"
         ));
+        // The output's own signals travel with it, for a record already stored.
+        assert_eq!(
+            e.output_signals,
+            Some(Signals {
+                refusal: false,
+                tokens: crate::ingest::tokens::count("It shipped.")
+            })
+        );
+    }
+
+    #[test]
+    fn an_explanation_is_kept_bounded_and_follows_its_score() {
+        let eval = |score: f64, explanation: &str| {
+            format!(
+                r#"{{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "eventName": "gen_ai.evaluation.result",
+                    "attributes": [{{"key": "gen_ai.evaluation.name", "value": {{"stringValue": "relevance"}}}},
+                                   {{"key": "gen_ai.evaluation.score.value", "value": {{"doubleValue": {score}}}}},
+                                   {{"key": "gen_ai.evaluation.explanation", "value": {{"stringValue": "{explanation}"}}}}]}}"#
+            )
+        };
+        let long = "é".repeat(MAX_EXPLANATION_BYTES);
+        let (events, _) = checked_events(&export(&eval(0.5, &long)), "service.name", 7);
+        let kept = &events[0].explanations["relevance"];
+        assert!(kept.len() <= MAX_EXPLANATION_BYTES && kept.len() > MAX_EXPLANATION_BYTES - 2);
+        assert!(long.starts_with(kept.as_str()));
+        // A later evaluation by the same judge without one does not keep
+        // the earlier reason beside the later score.
+        let both = format!("{}, {}", eval(0.5, "on topic"), eval(0.9, " "));
+        let (events, _) = checked_events(&export(&both), "service.name", 7);
+        assert_eq!(events[0].scores["relevance"], 0.9);
+        assert!(events[0].explanations.is_empty());
     }
 }

@@ -86,6 +86,10 @@ pub struct Record {
     pub session_only: bool,
     /// Precomputed judge scores by judge name.
     pub scores: BTreeMap<String, f64>,
+    /// Why those scores were given, by judge (OTLP
+    /// `gen_ai.evaluation.explanation`; the JSON API has no such field).
+    #[serde(skip)]
+    pub explanations: BTreeMap<String, String>,
     /// A precomputed embedding of `output`.
     pub embedding: Option<Vec<f32>>,
 }
@@ -492,6 +496,7 @@ pub fn from_value(index: usize, v: Value) -> Result<Record, RecordError> {
         cost_usd,
         session_only: false,
         scores,
+        explanations: BTreeMap::new(),
         embedding,
     };
     check(index, &r)?;

@@ -169,10 +169,7 @@ pub fn cap(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = crate::text::floor_char_boundary(text, max);
     metrics::counter!("canaryd_judge_truncated_total").increment(1);
     format!(
         "{}\n[… {} more bytes cut by canaryd: judging.max_content_bytes is {max}]",

@@ -183,11 +183,7 @@ pub(super) fn cut_at_word(s: &str, bytes: usize) -> String {
     if bytes >= s.len() {
         return s.to_string();
     }
-    let mut end = bytes;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    let head = &s[..end];
+    let head = &s[..crate::text::floor_char_boundary(s, bytes)];
     let head = match head.rfind(' ') {
         Some(i) if i > 0 => &head[..i],
         _ => head,

@@ -47,6 +47,11 @@ pub struct ResponseRow {
     #[sqlx(skip)]
     #[serde(skip)]
     pub scores: Vec<(String, f64)>,
+    /// Reasons sent with those scores (OTLP `gen_ai.evaluation.explanation`),
+    /// by judge: stored as the score's `reasoning`.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub explanations: std::collections::BTreeMap<String, String>,
     /// Judges that apply to this record, decided where the judges are known
     /// (the ingest handler), so the shared writer needs no judge state.
     #[sqlx(skip)]
@@ -81,6 +86,14 @@ pub struct InsertOutcome {
     /// Judge jobs enqueued for the accepted records.
     #[serde(skip)]
     pub jobs: u64,
+}
+
+/// Whether a record the rate sampled (`by_rate`) or not is judged when
+/// its stream's hour has already had `n` records judged: the rate's choice
+/// up to the hourly `cap`, and every record while the hour is under its
+/// `floor` (so a quiet stream still gets scores).
+pub(crate) fn judged_by_sample(by_rate: bool, n: i64, floor: i64, cap: i64) -> bool {
+    (by_rate && n < cap) || n < floor.min(cap)
 }
 
 /// Which judge jobs a batch enqueues: each row's `judges` names the judges
@@ -288,7 +301,7 @@ impl Store {
                     let before = n;
                     for (i, id, judges) in members {
                         let by_rate = rows[*i].sampled;
-                        let take = (by_rate && n < cap) || n < floor.min(cap);
+                        let take = judged_by_sample(by_rate, n, floor, cap);
                         if take {
                             n += 1;
                             for j in judges {
@@ -353,7 +366,7 @@ impl Store {
             }
             for chunk in precomputed.chunks(CHUNK) {
                 let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO judge_scores (response_id, stream, ts_ms, judge, judge_version, score, source, created_ms) ",
+                    "INSERT INTO judge_scores (response_id, stream, ts_ms, judge, judge_version, score, reasoning, source, created_ms) ",
                 );
                 qb.push_values(chunk, |mut b, (id, i, judge, score)| {
                     b.push_bind(*id)
@@ -362,43 +375,14 @@ impl Store {
                         .push_bind(*judge)
                         .push_bind(0i64)
                         .push_bind(*score)
+                        .push_bind(rows[*i].explanations.get(*judge))
                         .push_bind("precomputed")
                         .push_bind(rows[*i].received_ms);
                 });
                 qb.build().execute(&mut *tx).await?;
             }
-            let hourly: Vec<_> = roll.hourly.iter().collect();
-            for chunk in hourly.chunks(CHUNK) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO rollup_hourly (stream, hour_ms, n, refusals, truncations, tokens_sum, tokens_sumsq) ",
-                );
-                qb.push_values(chunk, |mut b, ((stream, hour), h)| {
-                    b.push_bind(stream)
-                        .push_bind(*hour)
-                        .push_bind(h.n)
-                        .push_bind(h.refusals)
-                        .push_bind(h.truncations)
-                        .push_bind(h.tokens_sum)
-                        .push_bind(h.tokens_sumsq);
-                });
-                qb.push(
-                    " ON CONFLICT (stream, hour_ms) DO UPDATE SET n = rollup_hourly.n + excluded.n, \
-                     refusals = rollup_hourly.refusals + excluded.refusals, \
-                     truncations = rollup_hourly.truncations + excluded.truncations, \
-                     tokens_sum = rollup_hourly.tokens_sum + excluded.tokens_sum, \
-                     tokens_sumsq = rollup_hourly.tokens_sumsq + excluded.tokens_sumsq",
-                );
-                qb.build().execute(&mut *tx).await?;
-            }
-            let length: Vec<_> = roll.length.iter().collect();
-            for chunk in length.chunks(CHUNK) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO rollup_length (stream, hour_ms, bin, n) ");
-                qb.push_values(chunk, |mut b, ((stream, hour, bin), n)| {
-                    b.push_bind(stream).push_bind(*hour).push_bind(*bin).push_bind(**n);
-                });
-                qb.push(" ON CONFLICT (stream, hour_ms, bin) DO UPDATE SET n = rollup_length.n + excluded.n");
-                qb.build().execute(&mut *tx).await?;
-            }
+            super::rollups::upsert_hourly_rollups!(&mut *tx, &roll.hourly);
+            super::rollups::upsert_length_rollups!(&mut *tx, &roll.length);
             super::rollups::upsert_score_rollups!(&mut *tx, &roll.scores);
             for ((stream, hour, dims), (n, sum)) in &roll.embedding {
                 sqlx::query("INSERT INTO rollup_embedding (stream, hour_ms, n, dims, sum) VALUES ($1, $2, $3, $4, $5)")

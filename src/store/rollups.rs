@@ -56,6 +56,31 @@ pub struct Moments {
     pub sumsq: f64,
 }
 
+/// The per-record signals the hourly and length roll-ups count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    pub refusal: bool,
+    pub tokens: i64,
+}
+
+impl Signals {
+    /// The signals of a stored record whose empty output is filled later
+    /// by a text with `text`'s signals. A refusal flag already set can only
+    /// have come from a filter stop (the empty output classified as
+    /// nothing), so it stays; a token count already set came from the
+    /// span's usage, which is what the provider billed, so it stays too.
+    pub fn with_output(self, text: Signals) -> Signals {
+        Signals {
+            refusal: self.refusal || text.refusal,
+            tokens: if self.tokens > 0 {
+                self.tokens
+            } else {
+                text.tokens
+            },
+        }
+    }
+}
+
 /// Everything one batch adds to the roll-ups. Keys are ordered so that
 /// concurrent writers lock rows in the same order and cannot deadlock.
 #[derive(Debug, Default)]
@@ -87,6 +112,32 @@ impl BatchRollup {
         }
         if let Some(bytes) = &r.embedding {
             self.add_embedding(&r.stream, r.ts_ms, &embedding_from_bytes(bytes));
+        }
+    }
+
+    /// Moves one already counted record of `stream` at `ts_ms` from the
+    /// signals `old` to `new`: its hour keeps its count, the refusal and
+    /// token sums and the length bins change by the difference.
+    pub fn move_response(&mut self, stream: &str, ts_ms: i64, old: Signals, new: Signals) {
+        if old == new {
+            return;
+        }
+        let hour = hour_of(ts_ms);
+        let h = self.hourly.entry((stream.to_string(), hour)).or_default();
+        h.refusals += i64::from(new.refusal) - i64::from(old.refusal);
+        let (o, n) = (old.tokens as f64, new.tokens as f64);
+        h.tokens_sum += n - o;
+        h.tokens_sumsq += n * n - o * o;
+        let (ob, nb) = (length_bin(old.tokens), length_bin(new.tokens));
+        if ob != nb {
+            *self
+                .length
+                .entry((stream.to_string(), hour, ob))
+                .or_default() -= 1;
+            *self
+                .length
+                .entry((stream.to_string(), hour, nb))
+                .or_default() += 1;
         }
     }
 
@@ -141,6 +192,55 @@ macro_rules! upsert_score_rollups {
     }};
 }
 pub(crate) use upsert_score_rollups;
+
+/// Adds `$hourly` (a `BTreeMap<(stream, hour), Hourly>`, counts that may be
+/// negative for a record moved by [`BatchRollup::move_response`]) to
+/// `rollup_hourly` on the executor `$ex`. A macro for the same reason as
+/// [`upsert_score_rollups`].
+macro_rules! upsert_hourly_rollups {
+    ($ex:expr, $hourly:expr) => {{
+        let hourly: Vec<_> = $hourly.iter().collect();
+        for chunk in hourly.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO rollup_hourly (stream, hour_ms, n, refusals, truncations, tokens_sum, tokens_sumsq) ",
+            );
+            qb.push_values(chunk, |mut b, ((stream, hour), h)| {
+                b.push_bind(stream)
+                    .push_bind(*hour)
+                    .push_bind(h.n)
+                    .push_bind(h.refusals)
+                    .push_bind(h.truncations)
+                    .push_bind(h.tokens_sum)
+                    .push_bind(h.tokens_sumsq);
+            });
+            qb.push(
+                " ON CONFLICT (stream, hour_ms) DO UPDATE SET n = rollup_hourly.n + excluded.n, \
+                 refusals = rollup_hourly.refusals + excluded.refusals, \
+                 truncations = rollup_hourly.truncations + excluded.truncations, \
+                 tokens_sum = rollup_hourly.tokens_sum + excluded.tokens_sum, \
+                 tokens_sumsq = rollup_hourly.tokens_sumsq + excluded.tokens_sumsq",
+            );
+            qb.build().execute($ex).await?;
+        }
+    }};
+}
+pub(crate) use upsert_hourly_rollups;
+
+/// Adds `$length` (a `BTreeMap<(stream, hour, bin), n>`) to `rollup_length`.
+macro_rules! upsert_length_rollups {
+    ($ex:expr, $length:expr) => {{
+        let length: Vec<_> = $length.iter().collect();
+        for chunk in length.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::new("INSERT INTO rollup_length (stream, hour_ms, bin, n) ");
+            qb.push_values(chunk, |mut b, ((stream, hour, bin), n)| {
+                b.push_bind(stream).push_bind(*hour).push_bind(*bin).push_bind(**n);
+            });
+            qb.push(" ON CONFLICT (stream, hour_ms, bin) DO UPDATE SET n = rollup_length.n + excluded.n");
+            qb.build().execute($ex).await?;
+        }
+    }};
+}
+pub(crate) use upsert_length_rollups;
 
 /// Little-endian f64 bytes, the `rollup_embedding.sum` format.
 pub fn f64_bytes(v: &[f64]) -> Vec<u8> {
@@ -205,5 +305,38 @@ mod tests {
         );
         assert_eq!(b.embedding[&("s".into(), 0, 2)], (2, vec![2.0, 4.0]));
         assert_eq!(f64_from_bytes(&f64_bytes(&[1.5, -2.0])), vec![1.5, -2.0]);
+    }
+
+    #[test]
+    fn a_record_moved_to_its_late_output_changes_only_its_differences() {
+        let empty = Signals::default();
+        let text = Signals {
+            refusal: true,
+            tokens: 60,
+        };
+        // An empty output classified as nothing takes the text's signals; a
+        // filter stop stays a refusal and billed usage stays the count.
+        assert_eq!(empty.with_output(text), text);
+        let billed = Signals {
+            refusal: false,
+            tokens: 7,
+        };
+        assert_eq!(
+            billed.with_output(text),
+            Signals {
+                refusal: true,
+                tokens: 7
+            }
+        );
+        let mut b = BatchRollup::default();
+        b.move_response("s", 10, empty, text);
+        let h = &b.hourly[&("s".to_string(), 0)];
+        assert_eq!((h.n, h.refusals, h.truncations), (0, 1, 0));
+        assert_eq!((h.tokens_sum, h.tokens_sumsq), (60.0, 3600.0));
+        assert_eq!(b.length[&("s".to_string(), 0, 0)], -1);
+        assert_eq!(b.length[&("s".to_string(), 0, 2)], 1);
+        let mut same = BatchRollup::default();
+        same.move_response("s", 10, text, text);
+        assert!(same.hourly.is_empty() && same.length.is_empty());
     }
 }

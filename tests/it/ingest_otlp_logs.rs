@@ -24,6 +24,15 @@ const TOKEN: &str = "logs-token";
 /// content goes to events), timed now: a span from years ago would be
 /// removed by the daemon's first retention sweep while the test runs.
 fn span(trace: &str, span: &str) -> String {
+    span_with(
+        trace,
+        span,
+        r#", {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "4"}}"#,
+    )
+}
+
+/// The same span with `extra` attributes after the request model.
+fn span_with(trace: &str, span: &str, extra: &str) -> String {
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -34,8 +43,7 @@ fn span(trace: &str, span: &str) -> String {
           "scopeSpans": [{{"spans": [{{"traceId": "{trace}", "spanId": "{span}", "name": "chat gpt-4o",
             "startTimeUnixNano": "{start}", "endTimeUnixNano": "{end}",
             "attributes": [{{"key": "gen_ai.operation.name", "value": {{"stringValue": "chat"}}}},
-                           {{"key": "gen_ai.request.model", "value": {{"stringValue": "gpt-4o"}}}},
-                           {{"key": "gen_ai.usage.output_tokens", "value": {{"intValue": "4"}}}}]}}]}}]}}]}}"#
+                           {{"key": "gen_ai.request.model", "value": {{"stringValue": "gpt-4o"}}}}{extra}]}}]}}]}}]}}"#
     )
 }
 
@@ -262,6 +270,259 @@ async fn genai_events_in_otlp_logs_join_their_spans_records() {
             answer["error"].as_str().unwrap().contains("OTLP logs"),
             "{b}"
         );
+        store.close().await;
+        drop(daemon);
+    }
+}
+
+/// (refusal, output_tokens) of the record with this id.
+async fn signals(store: &Store, ext_id: &str) -> (bool, i64) {
+    on_db!(store.db(), pool => sqlx::query_as("SELECT refusal, output_tokens FROM responses WHERE ext_id = $1")
+        .bind(ext_id).fetch_one(pool).await.unwrap())
+}
+
+/// The roll-ups of a stream next to what its stored records say: hourly
+/// (n, refusals, tokens_sum) and the length histogram, each both ways.
+async fn rollups_match_records(store: &Store, stream: &str) -> (String, String) {
+    let (rolled, counted): ((i64, i64, f64), (i64, i64, f64)) = on_db!(store.db(), pool => (
+        sqlx::query_as("SELECT CAST(SUM(n) AS BIGINT), CAST(SUM(refusals) AS BIGINT), CAST(SUM(tokens_sum) AS DOUBLE PRECISION) FROM rollup_hourly WHERE stream = $1")
+            .bind(stream).fetch_one(pool).await.unwrap(),
+        sqlx::query_as("SELECT COUNT(*), CAST(SUM(CASE WHEN refusal THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(output_tokens) AS DOUBLE PRECISION) FROM responses WHERE stream = $1")
+            .bind(stream).fetch_one(pool).await.unwrap(),
+    ));
+    type Bins = Vec<(i64, i64)>;
+    let bins: (Bins, Bins) = on_db!(store.db(), pool => (
+        sqlx::query_as("SELECT bin, CAST(SUM(n) AS BIGINT) FROM rollup_length WHERE stream = $1 GROUP BY bin HAVING SUM(n) <> 0 ORDER BY bin")
+            .bind(stream).fetch_all(pool).await.unwrap(),
+        sqlx::query_as("SELECT CASE WHEN output_tokens / 25 > 63 THEN 63 ELSE output_tokens / 25 END AS bin, COUNT(*) FROM responses WHERE stream = $1 GROUP BY 1 ORDER BY 1")
+            .bind(stream).fetch_all(pool).await.unwrap(),
+    ));
+    (
+        format!("hourly {rolled:?}, bins {:?}", bins.0),
+        format!("hourly {counted:?}, bins {:?}", bins.1),
+    )
+}
+
+/// (judge, reasoning) of the record's scores.
+async fn reasons(store: &Store, ext_id: &str) -> Vec<(String, Option<String>)> {
+    on_db!(store.db(), pool => sqlx::query_as(
+        "SELECT s.judge, s.reasoning FROM judge_scores s JOIN responses r ON r.id = s.response_id \
+         WHERE r.ext_id = $1 ORDER BY s.judge")
+        .bind(ext_id).fetch_all(pool).await.unwrap())
+}
+
+/// A span sent without content or usage (content capture on events only)
+/// is stored with an empty output: no refusal, no tokens. Its output
+/// arriving later as a log event recomputes both and moves the record in
+/// the roll-ups, so a refusal spike carried only by events is seen; an
+/// evaluation's explanation becomes the score's reasoning whichever
+/// arrives first.
+#[tokio::test]
+async fn a_late_output_recomputes_its_records_signals_and_explanations_are_kept() {
+    const T1: &str = "3af7651916cd43dd8448eb211c80319c";
+    const T2: &str = "4af7651916cd43dd8448eb211c80319c";
+    const T3: &str = "5af7651916cd43dd8448eb211c80319c";
+    const S: &str = "c7ad6b7169203331";
+    let refusal = "I'm sorry, but I can't help with that request.";
+    let long = "The parcel left our warehouse on Monday and is with the carrier now. ".repeat(8);
+    let choice = |trace: &str, text: &str| {
+        format!(
+            r#"{{"traceId": "{trace}", "spanId": "{S}", "eventName": "gen_ai.choice",
+                "body": {{"kvlistValue": {{"values": [{{"key": "message", "value": {{"kvlistValue": {{"values": [{{"key": "content", "value": {{"stringValue": "{text}"}}}}]}}}}}}]}}}}}}"#
+        )
+    };
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
+        let daemon = TestDaemon::start(
+            dir.path(),
+            &[],
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("OTLP_TEST_TOKEN", TOKEN),
+            ],
+        );
+        let traces = format!("{}/v1/traces", daemon.base_url);
+        let url = format!("{}/v1/logs", daemon.base_url);
+        let store = Store::connect(&db.url).await.unwrap();
+
+        // Spans first, empty: counted as 0-token non-refusals.
+        for t in [T1, T2] {
+            let (status, _) = post_json(&traces, Some(TOKEN), span_with(t, S, "")).await;
+            assert_eq!(status, 200, "{b}");
+        }
+        let (id1, id2) = (format!("otel:{T1}:{S}"), format!("otel:{T2}:{S}"));
+        assert_eq!(signals(&store, &id1).await, (false, 0), "{b}");
+
+        // Their outputs as events: a refusal and a long answer.
+        let body = logs(&format!(
+            "{}, {}, {}",
+            choice(T1, refusal),
+            choice(T2, &long),
+            evaluation(T2, S, "relevance", 0.9)
+        ));
+        let (status, answer) = post_json(&url, Some(TOKEN), body).await;
+        assert_eq!(status, 200, "{b}: {answer}");
+        assert!(signals(&store, &id1).await.0, "{b}: the refusal is seen");
+        let (refused, tokens) = signals(&store, &id2).await;
+        assert!(
+            !refused && tokens >= 100,
+            "{b}: {tokens} tokens counted from the late output"
+        );
+        let (rolled, counted) = rollups_match_records(&store, "logs-bot").await;
+        assert_eq!(
+            rolled, counted,
+            "{b}: the roll-ups follow the recomputed records"
+        );
+        assert_eq!(
+            reasons(&store, &id2).await,
+            [("relevance".into(), Some("on topic".into()))],
+            "{b}"
+        );
+
+        // The same events again change nothing (the output is no longer empty).
+        let body = logs(&format!("{}, {}", choice(T1, refusal), choice(T2, &long)));
+        assert_eq!(post_json(&url, Some(TOKEN), body).await.0, 200, "{b}");
+        assert_eq!(
+            rollups_match_records(&store, "logs-bot").await.0,
+            rolled,
+            "{b}"
+        );
+
+        // A span with usage keeps its billed count; the text still decides
+        // the refusal.
+        let usage = r#", {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "7"}}"#;
+        assert_eq!(
+            post_json(&traces, Some(TOKEN), span_with(T3, S, usage))
+                .await
+                .0,
+            200,
+            "{b}"
+        );
+        let body = logs(&choice(T3, refusal));
+        assert_eq!(post_json(&url, Some(TOKEN), body).await.0, 200, "{b}");
+        assert_eq!(
+            signals(&store, &format!("otel:{T3}:{S}")).await,
+            (true, 7),
+            "{b}"
+        );
+        let (rolled, counted) = rollups_match_records(&store, "logs-bot").await;
+        assert_eq!(rolled, counted, "{b}");
+
+        // Log first: the explanation waits with its score.
+        const T4: &str = "6af7651916cd43dd8448eb211c80319c";
+        let body = logs(&evaluation(T4, S, "groundedness", 0.4));
+        assert_eq!(post_json(&url, Some(TOKEN), body).await.0, 200, "{b}");
+        assert_eq!(
+            post_json(&traces, Some(TOKEN), span(T4, S)).await.0,
+            200,
+            "{b}"
+        );
+        assert_eq!(
+            reasons(&store, &format!("otel:{T4}:{S}")).await,
+            [("groundedness".into(), Some("on topic".into()))],
+            "{b}"
+        );
+        store.close().await;
+        drop(daemon);
+    }
+}
+
+/// (judge, source) of the judge scores of a record, once the worker is done.
+async fn judged(store: &Store, ext_id: &str) -> Vec<(String, String)> {
+    on_db!(store.db(), pool => sqlx::query_as(
+        "SELECT s.judge, s.source FROM judge_scores s JOIN responses r ON r.id = s.response_id \
+         WHERE r.ext_id = $1 AND s.score IS NOT NULL ORDER BY s.judge")
+        .bind(ext_id).fetch_all(pool).await.unwrap())
+}
+
+/// At ingest a record with an empty output gets no judge. Its output
+/// arriving later as events must not leave it unjudged: it is sampled then,
+/// under the same floor and cap, and judged by the real worker through the
+/// real provider client (against `canaryd sim`), once.
+#[tokio::test]
+async fn a_record_whose_output_arrives_late_is_judged() {
+    const T: &str = "7af7651916cd43dd8448eb211c80319c";
+    const S: &str = "d7ad6b7169203331";
+    let sim = crate::support::canary::Sim::start("seed: 1\n");
+    let config = format!(
+        "listen: 127.0.0.1:0\njudges: {}/judges\ndetectors: {{ every_secs: 0 }}\n\
+         ingest:\n  tokens: [{{ env: OTLP_TEST_TOKEN }}]\n\
+         providers:\n  sim: {{ base_url: \"{}/v1\", max_retries: 1, backoff_ms: 10 }}\n\
+         models:\n  judge: {{ provider: sim, model: judge-model }}\n\
+         judging: {{ sample_rate: 1.0, canary_interval_secs: 0 }}\n",
+        env!("CARGO_MANIFEST_DIR"),
+        sim.proc.base_url
+    );
+    let user = format!(
+        r#"{{"traceId": "{T}", "spanId": "{S}", "eventName": "gen_ai.user.message",
+            "body": {{"kvlistValue": {{"values": [{{"key": "content", "value": {{"stringValue": "Where is my order?"}}}}]}}}}}}"#
+    );
+    let choice = format!(
+        r#"{{"traceId": "{T}", "spanId": "{S}", "eventName": "gen_ai.choice",
+            "body": {{"kvlistValue": {{"values": [{{"key": "message", "value": {{"kvlistValue": {{"values": [{{"key": "content", "value": {{"stringValue": "Your order shipped on Monday."}}}}]}}}}}}]}}}}}}"#
+    );
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[("canaryd.yaml", &config)]);
+        let daemon = TestDaemon::start(
+            dir.path(),
+            &[],
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("OTLP_TEST_TOKEN", TOKEN),
+            ],
+        );
+        let store = Store::connect(&db.url).await.unwrap();
+        let traces = format!("{}/v1/traces", daemon.base_url);
+        let url = format!("{}/v1/logs", daemon.base_url);
+        assert_eq!(
+            post_json(&traces, Some(TOKEN), span(T, S)).await.0,
+            200,
+            "{b}"
+        );
+        let id = format!("otel:{T}:{S}");
+        let jobs = || async {
+            let n: (i64,) = on_db!(store.db(), pool => sqlx::query_as(
+                "SELECT COUNT(*) FROM judge_jobs j JOIN responses r ON r.id = j.response_id WHERE r.ext_id = $1")
+                .bind(&id).fetch_one(pool).await.unwrap());
+            n.0
+        };
+        assert_eq!(jobs().await, 0, "{b}: an empty output is not judged");
+
+        let body = logs(&format!("{user}, {choice}"));
+        assert_eq!(
+            post_json(&url, Some(TOKEN), body.clone()).await.0,
+            200,
+            "{b}"
+        );
+        // completion (it has input now) and consistency; groundedness needs context.
+        assert_eq!(jobs().await, 2, "{b}");
+        crate::support::wait_until(
+            "the late record to be judged",
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_millis(100),
+            async || {
+                let got = judged(&store, &id).await;
+                if got.len() == 2 {
+                    Ok(got)
+                } else {
+                    Err(format!("{got:?}"))
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            judged(&store, &id).await,
+            [
+                ("completion".to_string(), "judge".to_string()),
+                ("consistency".to_string(), "judge".to_string())
+            ],
+            "{b}"
+        );
+        // The same events again: the output is no longer empty, no new job.
+        assert_eq!(post_json(&url, Some(TOKEN), body).await.0, 200, "{b}");
+        assert_eq!(jobs().await, 2, "{b}");
         store.close().await;
         drop(daemon);
     }

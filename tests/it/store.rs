@@ -275,7 +275,10 @@ async fn retention_removes_old_raw_data_in_batches_and_keeps_recent() {
             ..Default::default()
         };
         let kept = store
-            .attach_log_events(&[pending("otel:a:1", 1_000), pending("otel:b:2", 1_000_000)])
+            .attach_log_events(
+                &[pending("otel:a:1", 1_000), pending("otel:b:2", 1_000_000)],
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(kept.pending, 2, "{backend}");
