@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::ModelEvent;
+use crate::store::{ModelEvent, TriageRow};
 
 const MIN: i64 = 60_000;
 const START: i64 = 1_800_000_000_000;
