@@ -508,3 +508,153 @@ fn the_triage_section_renders_as_reviewed_in_every_channel() {
     );
     assert_eq!(hook["triage"][2]["rule"], "refusal_rate_shift");
 }
+
+/// A session alert (`tool_call_loop` on a session whose id is hostile) and
+/// the triage line naming that session, in every channel: each links the
+/// session's page under the base URL, escaped for its channel.
+fn session_message() -> message::Message {
+    let start = NOW - 60_000;
+    let session = "s 1&<x>|y";
+    let call = r#"[{"name": "ask_clarification", "arguments": {"q": "which order?"}}]"#;
+    let (b0, w0, to) = triage::periods(start, NOW);
+    let window: Vec<TriageRow> = (0..12)
+        .map(|i| TriageRow {
+            ts_ms: start - i * 1000,
+            session_id: Some(session.into()),
+            tool_calls: Some(call.into()),
+            output_tokens: 20,
+            ..Default::default()
+        })
+        .collect();
+    let data = TriageData {
+        stream: "agents".into(),
+        baseline_from_ms: b0,
+        window_from_ms: w0,
+        to_ms: to,
+        window,
+        fired_sessions: vec![canaryd::store::FiredSession {
+            session_id: session.into(),
+            fired: "tool_call_loop".into(),
+            calls: 12,
+        }],
+        ..Default::default()
+    };
+    let firing = vec![AlertRow {
+        id: 3,
+        rule: "tool_call_loop".into(),
+        stream: "agents".into(),
+        dimension: session.into(),
+        state: "firing".into(),
+        severity: "critical".into(),
+        value: 12.0,
+        baseline: 0.0,
+        threshold: 5.0,
+        p_value: None,
+        samples: 12,
+        baseline_samples: 0,
+        summary: "ask_clarification called 12 times with the same arguments".into(),
+        pending_ms: Some(start),
+        firing_ms: Some(NOW - 30_000),
+        resolved_ms: None,
+        last_eval_ms: NOW,
+        last_notified_ms: None,
+        resolve_pending: false,
+        rev: 1,
+    }];
+    let base = Some("https://canaryd.example.com/");
+    let mut msg = message::build(Input {
+        stream: "agents",
+        firing: &firing,
+        resolved: &[],
+        examples: &BTreeMap::new(),
+        model_change: false,
+        model_events: &[],
+        annotations: &[],
+        base_url: base,
+        now_ms: NOW,
+        new_ids: &[3],
+        max_chars: 400,
+    });
+    msg.triage = message::link_triage(triage::lines(&data, &firing), base);
+    msg
+}
+
+#[test]
+fn a_session_alert_links_the_session_page_in_every_channel() {
+    let msg = session_message();
+    let url = "https://canaryd.example.com/sessions?stream=agents&id=s%201%26%3Cx%3E%7Cy";
+    assert_eq!(msg.firing[0].session_link.as_deref(), Some(url));
+    let tools = msg
+        .triage
+        .iter()
+        .find(|l| l.kind == "tool_calls")
+        .expect("tool line");
+    assert_eq!(tools.links.len(), 1, "the session once: {tools:?}");
+    assert_eq!(tools.links[0].href, url);
+
+    let r = Renderer::with_dir(None).unwrap();
+    let email = r.email(&msg).unwrap();
+    snapshot("alert_session.email.txt", &email.text);
+    snapshot("alert_session.email.html", &email.html);
+    assert!(
+        email.text.contains(&format!("Session page: {url}")),
+        "{}",
+        email.text
+    );
+    assert!(
+        email.text.contains(&format!("session s 1&<x>|y: {url}")),
+        "{}",
+        email.text
+    );
+    // HTML: the attribute escaped by the template (`&` as `&amp;`), the
+    // session id as text.
+    let href = r#"href="https:&#x2F;&#x2F;canaryd.example.com&#x2F;sessions?stream=agents&amp;id=s%201%26%3Cx%3E%7Cy""#;
+    assert_eq!(email.html.matches(href).count(), 2, "{}", email.html);
+    assert!(
+        email.html.contains(">session s 1&amp;&lt;x&gt;|y</a>"),
+        "{}",
+        email.html
+    );
+    assert!(!email.html.contains("<x>"), "escaped in HTML");
+
+    let slack: serde_json::Value = serde_json::from_str(&r.body("slack", &msg).unwrap()).unwrap();
+    snapshot(
+        "alert_session.slack.json",
+        &format!("{}\n", serde_json::to_string_pretty(&slack).unwrap()),
+    );
+    let raw = slack.to_string();
+    let slack_url = "https://canaryd.example.com/sessions?stream=agents&amp;id=s%201%26%3Cx%3E%7Cy";
+    assert!(
+        raw.contains(&format!("<{slack_url}|Open the session>")),
+        "{raw}"
+    );
+    assert!(
+        raw.contains(&format!("<{slack_url}|session s 1&amp;&lt;x&gt;|y>")),
+        "{raw}"
+    );
+    assert!(!raw.contains("<x>"), "escaped for Slack: {raw}");
+
+    let hook: serde_json::Value = serde_json::from_str(&r.body("webhook", &msg).unwrap()).unwrap();
+    snapshot(
+        "alert_session.webhook.json",
+        &format!("{}\n", serde_json::to_string_pretty(&hook).unwrap()),
+    );
+    assert_eq!(hook["firing"][0]["session_link"], url);
+    let links = hook["triage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "tool_calls")
+        .unwrap()["links"]
+        .clone();
+    assert_eq!(links[0]["href"], url, "raw in JSON: {hook}");
+    assert_eq!(links[0]["text"], "session s 1&<x>|y");
+}
+
+#[test]
+fn without_a_base_url_no_link_is_made() {
+    let mut msg = session_message();
+    let lines = msg.triage.clone();
+    msg.triage = message::link_triage(lines, None);
+    assert!(msg.triage.iter().all(|l| l.links.is_empty()));
+}

@@ -328,5 +328,6 @@ pub(super) fn localised_line(
         kind: "localised".into(),
         rule: Some(alert.rule.clone()),
         text,
+        links: Vec::new(),
     })
 }

@@ -60,6 +60,21 @@ pub struct TriageLine {
     pub rule: Option<String>,
     /// The line, plain text (renderers escape it).
     pub text: String,
+    /// Pages the line names (the sessions of a `tool_calls` line), linked
+    /// by the channels that can; left out of the JSON when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<TriageLink>,
+}
+
+/// A page a triage line names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriageLink {
+    /// What it is, plain text: `session s-17`.
+    pub text: String,
+    /// Its path on the status site (`/sessions?stream=…&id=…`, built by
+    /// `sessions::hook::session_path`). Messages make it absolute under
+    /// the base URL for links (`message::link_triage`), or drop it without one.
+    pub href: String,
 }
 
 /// One slice of a split: the statistic in the window and the baseline.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::super::text::{fmt_num, one_line, truncate};
-use super::{MIN_SLICE, TriageLine, mix, mix_text, moments, pct, rose, share};
+use super::{MIN_SLICE, TriageLine, TriageLink, mix, mix_text, moments, pct, rose, share};
 use crate::signals::stats::two_proportions;
 use crate::store::{TriageData, TriageRow};
 
@@ -89,6 +89,7 @@ pub(super) fn model_line(d: &TriageData, start: i64) -> Option<TriageLine> {
         kind: "model".into(),
         rule: None,
         text,
+        links: Vec::new(),
     })
 }
 
@@ -144,6 +145,7 @@ pub(super) fn prompt_line(
         kind: "prompt_version".into(),
         rule: None,
         text,
+        links: Vec::new(),
     })
 }
 
@@ -208,6 +210,7 @@ pub(super) fn token_line(d: &TriageData, firing_truncation: bool) -> Option<Tria
         kind: "token_budget".into(),
         rule: None,
         text,
+        links: Vec::new(),
     })
 }
 /// Two means differ beyond noise by at least `rel` of the baseline's.
@@ -261,6 +264,7 @@ pub(super) fn retrieval_line(d: &TriageData) -> Option<TriageLine> {
         kind: "retrieval".into(),
         rule: None,
         text,
+        links: Vec::new(),
     })
 }
 
@@ -338,9 +342,29 @@ pub(super) fn tools_line(d: &TriageData) -> Option<TriageLine> {
             }
         ));
     }
+    // Each session the line names, once, in the order named: its page is
+    // the timeline with the repeated call marked. The link takes the whole
+    // id; only its text is shortened like the line's.
+    let mut links: Vec<TriageLink> = Vec::new();
+    let named = wl.first().map(|(s, _, _)| s.as_str()).into_iter().chain(
+        d.fired_sessions
+            .iter()
+            .take(3)
+            .map(|s| s.session_id.as_str()),
+    );
+    for id in named {
+        let href = crate::sessions::hook::session_path(&d.stream, id);
+        if links.iter().all(|l| l.href != href) {
+            links.push(TriageLink {
+                text: format!("session {}", truncate(&one_line(id), 60)),
+                href,
+            });
+        }
+    }
     Some(TriageLine {
         kind: "tool_calls".into(),
         rule: None,
         text,
+        links,
     })
 }
