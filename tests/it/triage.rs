@@ -823,7 +823,7 @@ fn the_triage_section_renders_as_reviewed_in_every_channel() {
 /// A session alert (`tool_call_loop` on a session whose id is hostile) and
 /// the triage line naming that session, in every channel: each links the
 /// session's page under the base URL, escaped for its channel.
-fn session_message() -> message::Message {
+fn session_message(base: Option<&str>) -> message::Message {
     let start = NOW - 60_000;
     let session = "s 1&<x>|y";
     let call = r#"[{"name": "ask_clarification", "arguments": {"q": "which order?"}}]"#;
@@ -872,7 +872,6 @@ fn session_message() -> message::Message {
         resolve_pending: false,
         rev: 1,
     }];
-    let base = Some("https://canaryd.example.com/");
     let mut msg = message::build(Input {
         stream: "agents",
         firing: &firing,
@@ -892,7 +891,7 @@ fn session_message() -> message::Message {
 
 #[test]
 fn a_session_alert_links_the_session_page_in_every_channel() {
-    let msg = session_message();
+    let msg = session_message(Some("https://canaryd.example.com/"));
     let url = "https://canaryd.example.com/sessions?stream=agents&id=s%201%26%3Cx%3E%7Cy";
     assert_eq!(msg.firing[0].session_link.as_deref(), Some(url));
     let tools = msg
@@ -964,8 +963,18 @@ fn a_session_alert_links_the_session_page_in_every_channel() {
 
 #[test]
 fn without_a_base_url_no_link_is_made() {
-    let mut msg = session_message();
-    let lines = msg.triage.clone();
-    msg.triage = message::link_triage(lines, None);
+    let msg = session_message(None);
+    assert_eq!(msg.firing[0].session_link, None);
+    assert!(
+        msg.triage.iter().any(|l| l.kind == "tool_calls"),
+        "the line is still there: {:?}",
+        msg.triage
+    );
     assert!(msg.triage.iter().all(|l| l.links.is_empty()));
+    let r = Renderer::with_dir(None).unwrap();
+    let email = r.email(&msg).unwrap();
+    assert!(!email.text.contains("/sessions?"), "{}", email.text);
+    assert!(!email.html.contains("/sessions?") && !email.html.contains("&#x2F;sessions?"));
+    let slack = r.body("slack", &msg).unwrap();
+    assert!(!slack.contains("/sessions?"), "{slack}");
 }
