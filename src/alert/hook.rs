@@ -26,14 +26,7 @@ pub fn applies(rule: &str) -> bool {
 /// notification, so a retry sends the same bytes).
 pub fn notification(alert: &AlertRow, base_url: Option<&str>, now_ms: i64) -> NewNotification {
     // The session's page: its timeline with the repeated call marked.
-    let evidence = base_url.map(|b| {
-        format!(
-            "{}/sessions?stream={}&id={}",
-            b.trim_end_matches('/'),
-            urlencoding(&alert.stream),
-            urlencoding(&alert.dimension)
-        )
-    });
+    let evidence = session_url(base_url, &alert.stream, &alert.dimension);
     let body = json!({
         "version": 1,
         "source": "canaryd",
@@ -58,6 +51,32 @@ pub fn notification(alert: &AlertRow, base_url: Option<&str>, now_ms: i64) -> Ne
         alert_ids: vec![alert.id],
         created_ms: now_ms,
     }
+}
+
+/// The path of a session's page on the status site (`web/session_view.rs`):
+/// the one builder of that link, for the pages, the alerts' messages and
+/// triage lines, and this hook's `evidence_url`. Query parameters, because
+/// stream names and session ids may both contain `/`; both are
+/// percent-encoded, so the path is safe in an HTML attribute, a Slack link
+/// or a plain-text mail.
+pub fn session_path(stream: &str, session_id: &str) -> String {
+    format!(
+        "/sessions?stream={}&id={}",
+        urlencoding(stream),
+        urlencoding(session_id)
+    )
+}
+
+/// [`session_path`] under the operator's base URL for links (`alerts.base_url`
+/// or the top-level `base_url`); none without one.
+pub fn session_url(base_url: Option<&str>, stream: &str, session_id: &str) -> Option<String> {
+    base_url.map(|b| {
+        format!(
+            "{}{}",
+            b.trim_end_matches('/'),
+            session_path(stream, session_id)
+        )
+    })
 }
 
 fn urlencoding(s: &str) -> String {

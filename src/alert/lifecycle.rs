@@ -379,7 +379,10 @@ async fn flush(
                 });
                 let mut msg = msg;
                 if let Some(t) = &triage {
-                    msg.triage = super::triage::lines(t, firing);
+                    msg.triage = message::link_triage(
+                        super::triage::lines(t, firing),
+                        cfg.base_url.as_deref(),
+                    );
                 }
                 let kind = cfg.channels[channel].kind();
                 let body = renderer.body(kind, &msg)?;

@@ -69,6 +69,11 @@ pub struct AlertView {
     /// When it started firing (or resolved), UTC, and the same in milliseconds.
     pub since: String,
     pub since_ms: Option<i64>,
+    /// The session's page, for a session alert (`tool_call_loop`,
+    /// `session_budget`: the dimension is the session id) when a base URL
+    /// is configured; left out of the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_link: Option<String>,
     pub examples: Vec<Example>,
 }
 
@@ -152,6 +157,26 @@ fn is_model_change(rule: &str) -> bool {
     Rule::parse(rule) == Some(Rule::ModelChange)
 }
 
+/// Triage lines for a message: the pages they name linked under the base
+/// URL for links, or not at all without one (a path alone is no link in a
+/// mail or a chat).
+pub fn link_triage(
+    mut lines: Vec<super::triage::TriageLine>,
+    base_url: Option<&str>,
+) -> Vec<super::triage::TriageLine> {
+    for l in &mut lines {
+        match base_url {
+            Some(b) => {
+                for k in &mut l.links {
+                    k.href = format!("{}{}", b.trim_end_matches('/'), k.href);
+                }
+            }
+            None => l.links.clear(),
+        }
+    }
+    lines
+}
+
 /// The status page of a stream or suite, with the name URL-encoded.
 pub fn link(base_url: Option<&str>, stream: &str) -> Option<String> {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -212,6 +237,9 @@ fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
         new: input.new_ids.contains(&a.id) || (!resolved && a.last_notified_ms.is_none()),
         since: since.map(fmt_time).unwrap_or_default(),
         since_ms: since,
+        session_link: (crate::sessions::hook::applies(&a.rule) && !a.dimension.is_empty())
+            .then(|| crate::sessions::hook::session_url(input.base_url, &a.stream, &a.dimension))
+            .flatten(),
         examples: if resolved {
             Vec::new()
         } else {

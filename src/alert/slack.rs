@@ -3,8 +3,9 @@
 //! Every piece of text is `mrkdwn` and goes through [`escape`]: Slack's
 //! control sequences all start with `<` (`<!channel>`, `<@U123>`,
 //! `<http://evil|click>`), so escaping `&`, `<` and `>` is what keeps a
-//! production answer from pinging a channel or planting a link. Only the
-//! status-page link is a real link, built from the operator's base URL.
+//! production answer from pinging a channel or planting a link. Only links
+//! to canaryd's own pages (the status page, a session's page) are real
+//! links, built from the operator's base URL.
 
 use serde_json::{Value, json};
 
@@ -23,6 +24,19 @@ pub fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace("```", "ˋˋˋ")
+}
+
+/// A real link, to one of canaryd's own pages under the operator's base
+/// URL: the characters that would end or split Slack's `<url|text>` are
+/// percent-encoded in the URL, `&` (a session link's query) is written as
+/// the entity Slack asks for, and the text is escaped like any text.
+fn link(url: &str, text: &str) -> String {
+    let url = url
+        .replace('&', "&amp;")
+        .replace('<', "%3C")
+        .replace('>', "%3E")
+        .replace('|', "%7C");
+    format!("<{url}|{}>", escape(text))
 }
 
 fn section(text: String) -> Value {
@@ -46,24 +60,24 @@ fn alert_section(a: &AlertView, resolved: bool) -> Value {
             if a.new { ", new" } else { "" }
         )
     };
-    section(format!(
+    let mut text = format!(
         "{head}\n_{}_ · rule `{}` · since {}",
         escape(&a.summary),
         escape(&a.rule),
         escape(&a.since)
-    ))
+    );
+    if let Some(url) = &a.session_link {
+        text.push_str(&format!("\n{}", link(url, "Open the session")));
+    }
+    section(text)
 }
 
 /// The Block Kit payload for `msg`.
 pub fn payload(msg: &Message) -> Value {
     let mut blocks = Vec::new();
     let mut head = format!("*{}*", escape(&msg.title));
-    if let Some(link) = &msg.link {
-        let url = link
-            .replace('<', "%3C")
-            .replace('>', "%3E")
-            .replace('|', "%7C");
-        head.push_str(&format!("\n<{url}|Open the status page>"));
+    if let Some(url) = &msg.link {
+        head.push_str(&format!("\n{}", link(url, "Open the status page")));
     }
     blocks.push(section(head));
     if msg.model_change {
@@ -93,6 +107,9 @@ pub fn payload(msg: &Message) -> Value {
         let mut t = String::from(":mag: *Triage*");
         for l in &msg.triage {
             t.push_str(&format!("\n• {}", escape(&l.text)));
+            for k in &l.links {
+                t.push_str(&format!(" {}", link(&k.href, &k.text)));
+            }
         }
         blocks.push(section(t));
     }

@@ -99,6 +99,11 @@ pub struct RetentionConfig {
     pub resolved_alert_days: u32,
     /// Days to keep delivered notifications; undelivered ones are never deleted.
     pub sent_notification_days: u32,
+    /// Days to keep change annotations (by the time of the change). As
+    /// long as the roll-ups by default: an annotation explains a chart, so
+    /// one outliving its chart explains nothing, and one gone before it
+    /// leaves a step on the chart unexplained.
+    pub annotation_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -109,6 +114,7 @@ impl Default for RetentionConfig {
             health_days: 90,
             resolved_alert_days: 90,
             sent_notification_days: 30,
+            annotation_days: 400,
         }
     }
 }

@@ -198,7 +198,11 @@ async fn retention_loop(app: App, shutdown: CancellationToken) {
             sent_notifications_before_ms: before(r.sent_notification_days),
         };
         let alert_side = app.store.sweep_alert_retention(cut, 20).await;
-        for result in [swept, alert_side] {
+        let annotations = app
+            .store
+            .sweep_annotations(before(r.annotation_days), 20)
+            .await;
+        for result in [swept, alert_side, annotations] {
             match result {
                 Ok(swept) if swept != Default::default() => {
                     tracing::info!(?swept, "retention applied")

@@ -1,8 +1,9 @@
 //! Retention: raw texts go after `raw_days` (GenAI log events still waiting
 //! for a span that never came too), roll-ups and scores after
 //! `rollup_days`; the health series, resolved alerts (with their history)
-//! and delivered notifications after their own ages. Deletes run in bounded
-//! batches so a large backlog never holds a long lock or a huge transaction.
+//! and delivered notifications after their own ages, change annotations
+//! after theirs. Deletes run in bounded batches so a large backlog never
+//! holds a long lock or a huge transaction.
 
 use super::{Result, Store};
 use crate::on_db;
@@ -18,6 +19,8 @@ pub struct Swept {
     pub health_scores: u64,
     pub alerts: u64,
     pub notifications: u64,
+    /// Change annotations (people's, pipelines' and the automatic ones).
+    pub annotations: u64,
 }
 
 /// Cutoffs of the alert-side tables (UTC ms; older rows go).
@@ -103,6 +106,32 @@ impl Store {
                 .execute(pool)
                 .await?
                 .rows_affected());
+        }
+        Ok(swept)
+    }
+
+    /// Deletes up to `max_batches` batches of change annotations whose change
+    /// happened (`ts_ms`) before `before_ms`, whatever their source: an
+    /// annotation is drawn on the charts and cited by alerts near it, so it
+    /// is worth keeping as long as the roll-ups it explains, and no longer.
+    /// The table is small (one row per recorded change), so the batch's
+    /// subquery needs no index of its own.
+    pub async fn sweep_annotations(&self, before_ms: i64, max_batches: u32) -> Result<Swept> {
+        let mut swept = Swept::default();
+        for _ in 0..max_batches {
+            let n = on_db!(self.db(), pool => sqlx::query(
+                "DELETE FROM annotations WHERE id IN \
+                 (SELECT id FROM annotations WHERE ts_ms < $1 ORDER BY ts_ms, id LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected());
+            swept.annotations += n;
+            if n < BATCH as u64 {
+                break;
+            }
         }
         Ok(swept)
     }

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::ResponseRow;
+use crate::signals::stats::Moments;
 
 /// Width of a length bin in tokens.
 pub const BIN_TOKENS: i64 = 25;
@@ -46,14 +47,6 @@ pub struct Hourly {
     pub truncations: i64,
     pub tokens_sum: f64,
     pub tokens_sumsq: f64,
-}
-
-/// Moments of one (stream, judge, hour).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Moments {
-    pub n: i64,
-    pub sum: f64,
-    pub sumsq: f64,
 }
 
 /// The per-record signals the hourly and length roll-ups count.
@@ -87,6 +80,8 @@ impl Signals {
 pub struct BatchRollup {
     pub hourly: BTreeMap<(String, i64), Hourly>,
     pub length: BTreeMap<(String, i64, i64), i64>,
+    /// (stream, judge, hour) → the detectors' own moments (a count kept as
+    /// `f64` there; stored as an integer).
     pub scores: BTreeMap<(String, String, i64), Moments>,
     /// (stream, hour, dims) → (n, sums)
     pub embedding: BTreeMap<(String, i64, i64), (i64, Vec<f64>)>,
@@ -146,9 +141,11 @@ impl BatchRollup {
             .scores
             .entry((stream.to_string(), judge.to_string(), hour_of(ts_ms)))
             .or_default();
-        m.n += 1;
-        m.sum += score;
-        m.sumsq += score * score;
+        m.add(Moments {
+            n: 1.0,
+            sum: score,
+            sumsq: score * score,
+        });
     }
 
     pub fn add_embedding(&mut self, stream: &str, ts_ms: i64, v: &[f32]) {
@@ -179,7 +176,7 @@ macro_rules! upsert_score_rollups {
                 b.push_bind(stream)
                     .push_bind(judge)
                     .push_bind(*hour)
-                    .push_bind(m.n)
+                    .push_bind(m.n as i64)
                     .push_bind(m.sum)
                     .push_bind(m.sumsq);
             });
@@ -298,7 +295,7 @@ mod tests {
         assert_eq!(
             b.scores[&("s".into(), "g".into(), 0)],
             Moments {
-                n: 2,
+                n: 2.0,
                 sum: 8.0,
                 sumsq: 32.0
             }

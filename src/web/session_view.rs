@@ -8,18 +8,16 @@
 use serde::Serialize;
 
 use super::detail::subject_href;
-use super::fmt::{enc, fmt_time};
+use super::fmt::fmt_time;
 use crate::sessions::detect::most_repeated;
 use crate::sessions::{SessionEvent, SessionSummary};
 
 /// Most events the page shows (the latest ones).
 pub const PAGE_EVENTS: usize = 500;
 
-/// Link to a session's page. Query parameters, because stream names and
-/// session ids may both contain `/`.
-pub fn session_href(stream: &str, session_id: &str) -> String {
-    format!("/sessions?stream={}&id={}", enc(stream), enc(session_id))
-}
+/// Link to a session's page (built in one place for the pages, the alerts
+/// and the kill-switch hook's `evidence_url`).
+pub use crate::sessions::hook::session_path as session_href;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolView {

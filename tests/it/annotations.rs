@@ -414,3 +414,63 @@ async fn a_model_change_in_traffic_becomes_an_annotation() {
         );
     }
 }
+
+/// The daemon's retention sweep applies `retention.annotation_days`: an
+/// annotation of a change older than that is gone after the first sweep
+/// (run at start), a younger one stays.
+#[tokio::test]
+async fn the_daemon_drops_annotations_older_than_annotation_days() {
+    const DAY: i64 = 86_400_000;
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let store = Store::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        for (text, at) in [
+            ("ten days ago", now - 10 * DAY),
+            ("three days ago", now - 3 * DAY),
+        ] {
+            store
+                .add_annotation(&canaryd::store::Annotation {
+                    id: 0,
+                    stream: "support-bot".into(),
+                    kind: "deploy".into(),
+                    text: text.into(),
+                    ts_ms: at,
+                    source: "api".into(),
+                    created_ms: at,
+                })
+                .await
+                .unwrap();
+        }
+        let dir = write_tree(&[(
+            "canaryd.yaml",
+            "listen: 127.0.0.1:0\njudges: ./no-judges\ndetectors: { every_secs: 0 }\n\
+             judging: { enabled: false }\nretention: { annotation_days: 7 }\n",
+        )]);
+        let daemon = support::TestDaemon::on_db(dir.path(), &db.url);
+        let left = crate::support::wait_until(
+            &format!("{b}: the old annotation swept"),
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_millis(200),
+            async || {
+                let texts: Vec<String> = store
+                    .annotations(None, 0, i64::MAX, 10)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|a| a.text)
+                    .collect();
+                if texts.len() == 1 {
+                    Ok(texts)
+                } else {
+                    Err(format!("{texts:?}"))
+                }
+            },
+        )
+        .await;
+        assert_eq!(left, ["three days ago"], "{b}");
+        drop(daemon);
+        store.close().await;
+    }
+}

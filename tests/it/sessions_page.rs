@@ -128,6 +128,18 @@ async fn a_looping_session_has_a_page_with_its_timeline() {
             alerts.contains("href=\"&#x2F;sessions?stream=agents%2Feu&amp;id=loop%20%3C1%3E\""),
             "{b}: {alerts}"
         );
+        // So does the alert's triage line that names the session.
+        let triage = alerts
+            .find(r#"<div class="triage">"#)
+            .map(|i| &alerts[i..])
+            .unwrap_or_else(|| panic!("{b}: no triage on the alerts page: {alerts}"));
+        let triage = &triage[..triage.find("</div>").unwrap()];
+        assert!(
+            triage.contains(
+                "<a href=\"&#x2F;sessions?stream=agents%2Feu&amp;id=loop%20%3C1%3E\">session loop &lt;1&gt;</a>"
+            ),
+            "{b}: {triage}"
+        );
 
         // The stream page shows spend over time.
         let r = http

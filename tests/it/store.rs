@@ -306,6 +306,68 @@ async fn retention_removes_old_raw_data_in_batches_and_keeps_recent() {
 }
 
 #[tokio::test]
+async fn annotation_retention_removes_old_changes_in_batches_and_keeps_recent() {
+    use canaryd::store::Annotation;
+    for_each_backend!(|store, backend| {
+        // BATCH + 3 changes long ago (one statement: row by row would be
+        // the slow part of the test), written like the API's rows.
+        let old = canaryd::store::RETENTION_BATCH + 3;
+        canaryd::on_db!(store.db(), pool => sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO annotations (stream, kind, text, ts_ms, source, created_ms) \
+             SELECT 'bot', 'deploy', 'old deploy', i, 'api', i FROM n",
+        )
+        .bind(old)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .unwrap();
+        // Recent ones, for one stream and for all, and an automatic one
+        // recorded long ago about a recent change: the change's time counts.
+        for (stream, ts, source, created) in [
+            ("bot", 900_000, "cli", 900_000),
+            ("*", 950_000, "api", 950_000),
+            ("bot", 600_000, "auto", 1),
+        ] {
+            store
+                .add_annotation(&Annotation {
+                    id: 0,
+                    stream: stream.into(),
+                    kind: "model".into(),
+                    text: format!("recent {source}"),
+                    ts_ms: ts,
+                    source: source.into(),
+                    created_ms: created,
+                })
+                .await
+                .unwrap();
+        }
+        let swept = store.sweep_annotations(500_000, 1).await.unwrap();
+        assert_eq!(
+            swept.annotations,
+            canaryd::store::RETENTION_BATCH as u64,
+            "{backend}: one bounded batch"
+        );
+        let swept = store.sweep_annotations(500_000, 10).await.unwrap();
+        assert_eq!(swept.annotations, 3, "{backend}: the rest of the old ones");
+        let left: Vec<String> = store
+            .annotations(None, 0, i64::MAX, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
+        assert_eq!(
+            left,
+            ["recent auto", "recent cli", "recent api"],
+            "{backend}: recent changes kept, oldest first"
+        );
+        let swept = store.sweep_annotations(500_000, 10).await.unwrap();
+        assert_eq!(swept.annotations, 0, "{backend}: nothing more to do");
+    });
+}
+
+#[tokio::test]
 async fn alert_side_retention_keeps_what_is_still_needed() {
     use canaryd::store::{AlertChange, AlertCutoffs, AlertRow, NewNotification};
     for_each_backend!(|store, backend| {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::ModelEvent;
+use crate::store::{ModelEvent, TriageRow};
 
 const MIN: i64 = 60_000;
 const START: i64 = 1_800_000_000_000;
@@ -334,6 +334,45 @@ fn loops_in_sessions_get_the_tool_line() {
         "{}",
         t.text
     );
+    // The session it names is linked to its page (a path: the pages use it
+    // as is, messages put the base URL in front).
+    assert_eq!(
+        t.links,
+        [TriageLink {
+            text: "session s-17".into(),
+            href: "/sessions?stream=support-bot&id=s-17".into(),
+        }]
+    );
+}
+
+#[test]
+fn fired_sessions_are_linked_once_each_with_their_whole_id() {
+    let long = format!("s/{}&", "x".repeat(80));
+    let mut d = data(Vec::new(), Vec::new());
+    d.fired_sessions = [long.as_str(), "s-2", "s-3", "s-4"]
+        .iter()
+        .map(|s| crate::store::FiredSession {
+            session_id: s.to_string(),
+            fired: "session_budget".into(),
+            calls: 40,
+        })
+        .collect();
+    let lines = lines(&d, &[alert("session_budget", 0.0, 40.0)]);
+    let t = lines
+        .iter()
+        .find(|l| l.kind == "tool_calls")
+        .expect("tool line");
+    let hrefs: Vec<&str> = t.links.iter().map(|l| l.href.as_str()).collect();
+    assert_eq!(
+        hrefs,
+        [
+            format!("/sessions?stream=support-bot&id=s%2F{}%26", "x".repeat(80)).as_str(),
+            "/sessions?stream=support-bot&id=s-2",
+            "/sessions?stream=support-bot&id=s-3",
+        ],
+        "the three the line names"
+    );
+    assert!(t.links[0].text.chars().count() <= "session ".len() + 60);
 }
 
 #[test]
