@@ -237,8 +237,8 @@ fn view(a: &AlertRow, resolved: bool, input: &Input<'_>) -> AlertView {
         new: input.new_ids.contains(&a.id) || (!resolved && a.last_notified_ms.is_none()),
         since: since.map(fmt_time).unwrap_or_default(),
         since_ms: since,
-        session_link: (crate::sessions::hook::applies(&a.rule) && !a.dimension.is_empty())
-            .then(|| crate::sessions::hook::session_url(input.base_url, &a.stream, &a.dimension))
+        session_link: (super::hook::applies(&a.rule) && !a.dimension.is_empty())
+            .then(|| super::hook::session_url(input.base_url, &a.stream, &a.dimension))
             .flatten(),
         examples: if resolved {
             Vec::new()

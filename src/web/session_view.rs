@@ -17,7 +17,7 @@ pub const PAGE_EVENTS: usize = 500;
 
 /// Link to a session's page (built in one place for the pages, the alerts
 /// and the kill-switch hook's `evidence_url`).
-pub use crate::sessions::hook::session_path as session_href;
+pub use crate::alert::hook::session_path as session_href;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolView {

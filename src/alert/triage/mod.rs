@@ -72,7 +72,7 @@ pub struct TriageLink {
     /// What it is, plain text: `session s-17`.
     pub text: String,
     /// Its path on the status site (`/sessions?stream=…&id=…`, built by
-    /// `sessions::hook::session_path`). Messages make it absolute under
+    /// `alert::hook::session_path`). Messages make it absolute under
     /// the base URL for links (`message::link_triage`), or drop it without one.
     pub href: String,
 }

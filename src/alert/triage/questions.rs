@@ -353,7 +353,7 @@ pub(super) fn tools_line(d: &TriageData) -> Option<TriageLine> {
             .map(|s| s.session_id.as_str()),
     );
     for id in named {
-        let href = crate::sessions::hook::session_path(&d.stream, id);
+        let href = crate::alert::hook::session_path(&d.stream, id);
         if links.iter().all(|l| l.href != href) {
             links.push(TriageLink {
                 text: format!("session {}", truncate(&one_line(id), 60)),
