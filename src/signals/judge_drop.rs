@@ -8,9 +8,13 @@
 use std::collections::BTreeMap;
 
 use super::finding::{Rule, Severity};
-use super::sequential::{MeanBaseline, in_spans, mean_chart, mean_effect};
+use super::sequential::{
+    MeanBaseline, cusum, in_spans, mean_chart, mean_effect, normal_llr, null_offset,
+    resolve_evidence,
+};
 use super::stats::Moments;
 use super::verdict::{Decision, Subject, Verdict, verdict};
+use super::window::HOUR_MS;
 use super::window::Look;
 
 /// Judges one stream's scores from one judge (`hours`: hour → moments).
@@ -30,6 +34,23 @@ pub fn judge_score_drop(
     let base = MeanBaseline::new(&base_hours, cfg.weekly);
     let recent = look.recent(hours, c.min_samples as f64, |m| m.n);
     let (r_mean, r_base, r_n) = mean_effect(&base, hours.range(recent.0..recent.1));
+    // Evidence of recovery: "no drop" against "a drop of min_drop"
+    // (min_drop²/2σ² nats a score once the drop is gone); see
+    // `resolve_evidence`.
+    let (d, var) = (c.min_drop, base.var());
+    let seq_n: f64 = hours
+        .range(w.sequential.0..w.sequential.1)
+        .map(|(_, m)| m.n)
+        .sum();
+    let per_day = seq_n * 24.0 * HOUR_MS as f64 / (w.sequential.1 - w.sequential.0) as f64 * d * d
+        / (2.0 * var);
+    let back = cusum(hours.range(w.sequential.0..w.sequential.1).map(|(&t, m)| {
+        let llr = base
+            .of(t)
+            .map_or(0.0, |b| normal_llr(*m, b.mean() - d, d, var));
+        (t, llr)
+    }))
+    .stat;
     let subject = Subject {
         rule: Rule::JudgeScoreDrop,
         stream,
@@ -59,31 +80,38 @@ pub fn judge_score_drop(
         );
     }
     // Two charts: tuned to the threshold and to 1.7 times it (a CUSUM is
-    // fastest for the shift it is tuned to); the stronger alarm speaks.
-    let chart = [1.0, 1.7]
-        .map(|k| {
-            mean_chart(
-                &base,
-                hours,
-                w.sequential,
-                -k * c.min_drop,
-                cfg.baseline_z,
-                look.h,
-                (recent.0, look.quiet),
-            )
-        })
+    // fastest for the shift it is tuned to), both against the largest
+    // immaterial drop; the stronger alarm speaks.
+    let null = -null_offset(c.min_drop, cfg.resolve_level);
+    let charts = [1.0, 1.7].map(|k| {
+        mean_chart(
+            &base,
+            hours,
+            w.sequential,
+            (null, -k * c.min_drop),
+            cfg.baseline_z,
+            look.h,
+            (recent.0, look.quiet),
+        )
+    });
+    // A chart fires when it alarms, the drop since its change point reaches
+    // the threshold and the drop is still there; each chart is judged on
+    // its own segment (the other's change point may be a worse estimate).
+    let fires = |ch: &super::sequential::MeanChart| {
+        ch.alarm
+            && ch.effect(-1.0) >= c.min_drop
+            && ch.still.1 - ch.still.0 >= cfg.resolve_level * c.min_drop
+    };
+    let chart = charts
         .into_iter()
         .max_by(|a, b| {
-            (a.alarm, a.stat)
-                .partial_cmp(&(b.alarm, b.stat))
+            (fires(a), a.stat)
+                .partial_cmp(&(fires(b), b.stat))
                 .unwrap_or(std::cmp::Ordering::Equal)
         })
         .unwrap_or_default();
     let (s_mean, s_base, s_n) = chart.segment;
-    let firing = cfg.sequential.enabled
-        && chart.alarm
-        && chart.effect(-1.0, base.pooled.var()) >= c.min_drop
-        && chart.still.1 - chart.still.0 >= cfg.resolve_level * c.min_drop;
+    let firing = cfg.sequential.enabled && fires(&chart);
     let (value, baseline, n) = if firing {
         (s_mean, s_base, s_n)
     } else {
@@ -117,7 +145,8 @@ pub fn judge_score_drop(
             },
             window_effect: false,
             direct: firing,
-            resolve: r_base - r_mean < cfg.resolve_level * c.min_drop,
+            resolve: r_base - r_mean < cfg.resolve_level * c.min_drop
+                && back >= resolve_evidence(cfg.alpha, per_day),
             alpha: cfg.alpha,
             summary,
         },
@@ -168,7 +197,7 @@ mod tests {
     fn a_clear_drop_is_caught_within_hours_and_shows_its_full_size() {
         let caught = (0..20)
             .filter(|&seed| {
-                let v = run(-0.5, 30, 6, seed);
+                let v = run(-0.5, 30, 9, seed);
                 if v.finding.status == Status::Firing {
                     assert!(
                         v.finding.baseline - v.finding.value >= 0.3,
@@ -179,10 +208,12 @@ mod tests {
                 v.finding.status == Status::Firing
             })
             .count();
-        // Measured 16/20 (the information limit at 30 scores an hour is ~4 h).
+        // Against the largest immaterial drop (0.15) a 0.5 drop carries
+        // 0.35²/(2·0.81) ≈ 0.076 nats a score, 2.3 an hour at 30 scores:
+        // about 5 h to h on average (12/20 within 6 h, measured).
         assert!(
             caught >= 15,
-            "a 0.5 drop was caught in {caught}/20 after 6 h"
+            "a 0.5 drop was caught in {caught}/20 after 9 h"
         );
     }
 
@@ -193,6 +224,50 @@ mod tests {
             let v = run(-0.15, 40, 48, seed);
             assert_ne!(v.finding.status, Status::Firing, "{:?}", v.finding);
         }
+    }
+
+    #[test]
+    fn a_short_excursion_on_a_sub_threshold_drop_does_not_fire() {
+        // A sustained −0.15 drop (half the threshold) and, on top of it, two
+        // hours reading 0.55 below the baseline (a four-sigma excursion at
+        // 40 scores an hour, which a fortnight of hourly looks meets). A
+        // chart against "no drop" reaches h on those two hours and their
+        // drop clears the threshold by two standard errors, so the old
+        // margin fired (a corpus seed did); against the largest
+        // immaterial drop the two hours carry about 8 nats, not 11.6.
+        let hour = |mean: f64| Moments {
+            n: 40.0,
+            sum: 40.0 * mean,
+            sumsq: 40.0 * (mean * mean + 0.81),
+        };
+        let hours: BTreeMap<i64, Moments> = (0..240)
+            .map(|i| {
+                let t = NOW - (240 - i) * HOUR_MS;
+                let mean = match 240 - i {
+                    1..=2 => 3.5 - 0.55,
+                    3..=150 => 3.5 - 0.15,
+                    _ => 3.5,
+                };
+                (t, hour(mean))
+            })
+            .collect();
+        let cfg = DetectorConfig::default();
+        let w = Windows::new(NOW, &cfg);
+        let look = Look {
+            w: &w,
+            cfg: &cfg,
+            h: (8760.0f64 * 12.0).ln(),
+            quiet: &[],
+        };
+        let v = judge_score_drop("s", "groundedness", &hours, &look);
+        assert_ne!(v.finding.status, Status::Firing, "{:?}", v.finding);
+        // Six such hours are a real drop: they fire.
+        let mut real = hours.clone();
+        for (_, m) in real.range_mut(NOW - 6 * HOUR_MS..NOW) {
+            *m = hour(3.5 - 0.55);
+        }
+        let v = judge_score_drop("s", "groundedness", &real, &look);
+        assert_eq!(v.finding.status, Status::Firing, "{:?}", v.finding);
     }
 
     #[test]

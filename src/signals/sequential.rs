@@ -64,12 +64,42 @@ pub fn bernoulli_llr(n: u64, k: u64, p0: f64, p1: f64) -> f64 {
     k * (p1 / p0).ln() + (n - k) * ((1.0 - p1) / (1.0 - p0)).ln()
 }
 
-/// Standard errors by which the effect since a change point must clear the
-/// threshold. The change point is where the data looked worst, and a CUSUM
-/// running for days over a small real shift picks its worst stretch: the
-/// plain segment estimate is biased towards the alternative. At two
-/// standard errors a sustained sub-threshold shift does not fire.
-pub const EFFECT_Z: f64 = 2.0;
+/// Where the charts' null sits, as a fraction of the threshold: a shift of
+/// at most `resolve_level` × threshold (the level at which an alert
+/// resolves) is *immaterial* and must not fire, so the charts test it — not
+/// "no change" — against a material shift, and the false-alarm budget
+/// (`arl_hours`) covers every immaterial shift, not only none at all.
+///
+/// This replaced a fixed-sample margin on the estimate since the change
+/// point (two standard errors): the change point is where the data looked
+/// worst, and that margin, looked at every hour, let a sustained −0.15
+/// shift fire on a four-sigma two-hour excursion (issue 13). A CUSUM's
+/// threshold is valid under continuous looking; a margin is not.
+pub fn null_offset(threshold: f64, resolve_level: f64) -> f64 {
+    threshold.abs() * resolve_level.clamp(0.0, 0.9)
+}
+
+/// Evidence (nats) for "back at the baseline" over "still at the
+/// threshold" an alert needs before it resolves: a CUSUM of that
+/// log-likelihood ratio over the lookback (it restarts at zero while the
+/// change persists, so it measures the evidence since the return) must
+/// reach ln(1/α). The resolve level alone (effect below half the threshold
+/// over six hours) is a fixed-sample test looked at every hour of an
+/// incident: a real 6 % refusal rate read 1.8 % over 228 records once in a
+/// few days, resolved and fired again (a flap, issue 13). Where a day of
+/// the stream's traffic cannot carry that much evidence (a few records an
+/// hour), resolving within a day must stay possible, and the likelihood
+/// only has to favour the baseline.
+pub fn resolve_evidence(alpha: f64, per_day: f64) -> f64 {
+    let full = (1.0 / alpha.clamp(1e-9, 0.5)).ln();
+    if per_day >= full { full } else { 0.0 }
+}
+
+/// Kullback–Leibler divergence of Bernoulli(q) from Bernoulli(p).
+pub fn bernoulli_kl(p: f64, q: f64) -> f64 {
+    let term = |a: f64, b: f64| if a <= 0.0 { 0.0 } else { a * (a / b).ln() };
+    term(p, q) + term(1.0 - p, 1.0 - q)
+}
 
 /// A CUSUM compares with a baseline estimated from data; when that estimate
 /// is as uncertain as the shift it looks for, the chart alarms on the
@@ -200,10 +230,10 @@ pub struct MeanChart {
 
 impl MeanChart {
     /// The change in the chart's direction (`sign` of its shift) since the
-    /// change point, [`EFFECT_Z`] standard errors short of the estimate.
-    pub fn effect(&self, sign: f64, var: f64) -> f64 {
-        let (m, b, n) = self.segment;
-        sign * (m - b) - EFFECT_Z * (var / n.max(1.0)).sqrt()
+    /// change point: the effect an alert shows.
+    pub fn effect(&self, sign: f64) -> f64 {
+        let (m, b, _) = self.segment;
+        sign * (m - b)
     }
 }
 
@@ -228,16 +258,18 @@ pub fn mean_effect<'a>(
     }
 }
 
-/// A CUSUM for a shift of `shift` (signed) from the baseline, each hour
-/// against its own class, the baseline moved `z` standard errors towards the
-/// alternative so that its own estimation error cannot look like evidence.
+/// A CUSUM for a shift of `shift` (signed) from the baseline against a
+/// shift of `null` (same sign, smaller: the largest immaterial shift, see
+/// [`null_offset`]), each hour against its own class, the baseline moved
+/// `z` standard errors towards the alternative so that its own estimation
+/// error cannot look like evidence.
 /// Hours in `quiet` (an alert on this signal was open) are skipped: after a
 /// revert the chart does not re-fire on the incident's own hours.
 pub fn mean_chart(
     b: &MeanBaseline,
     hours: &std::collections::BTreeMap<i64, Moments>,
     span: (i64, i64),
-    shift: f64,
+    (null, shift): (f64, f64),
     z: f64,
     h: f64,
     (recent_from, quiet): (i64, &[(i64, i64)]),
@@ -255,8 +287,8 @@ pub fn mean_chart(
     let chart = cusum(hours.iter().map(|(&t, m)| {
         let Some(base) = b.of(t) else { return (t, 0.0) };
         let se = (var / base.n.max(1.0)).sqrt();
-        let mu0 = base.mean() + shift.signum() * z * se;
-        (t, normal_llr(*m, mu0, shift, var))
+        let mu0 = base.mean() + null + shift.signum() * z * se;
+        (t, normal_llr(*m, mu0, shift - null, var))
     }));
     let (segment, still) = match chart.since_ms {
         Some(since) => (
