@@ -1,9 +1,12 @@
 //! `judge_score_drop`: per judge dimension, a CUSUM of hourly mean scores
-//! tuned to a drop of `min_drop` (against a baseline moved `baseline_z`
-//! standard errors down, each hour compared with the baseline's hours of
-//! the same day class) alarms, *and* the mean since its change point is at
-//! least `min_drop` below the baseline. The finding shows exactly those two
-//! means, so no alert reads a drop smaller than the threshold.
+//! for a drop of `min_drop` against the largest immaterial drop
+//! (`resolve_level` × `min_drop`; the baseline moved `baseline_z` standard
+//! errors down, each hour compared with the baseline's hours of the same
+//! day class) alarms, *and* the mean since its change point is at least
+//! `min_drop` below the baseline. The finding shows exactly those two
+//! means, so no alert reads a drop smaller than the threshold. It resolves
+//! once the recent drop is below the resolve level and the scores since the
+//! return favour "no drop" over "a drop of `min_drop`" by ln(1/α).
 
 use std::collections::BTreeMap;
 
@@ -268,6 +271,46 @@ mod tests {
         }
         let v = judge_score_drop("s", "groundedness", &real, &look);
         assert_eq!(v.finding.status, Status::Firing, "{:?}", v.finding);
+    }
+
+    #[test]
+    fn a_real_drop_reading_small_for_six_hours_does_not_resolve() {
+        // A 0.5 drop for two days whose last six hours (20 scores each)
+        // read only 0.12 below the baseline: below the resolve level, so
+        // the resolve level alone resolved it, but 120 scores at −0.12 are
+        // no evidence that the drop is gone (about 1.3 nats for "no drop"
+        // over "a drop of 0.3"). Twelve hours at the baseline are.
+        let hour = |n: f64, mean: f64| Moments {
+            n,
+            sum: n * mean,
+            sumsq: n * (mean * mean + 0.81),
+        };
+        let mut hours: BTreeMap<i64, Moments> = (0..240)
+            .map(|i| {
+                let back = 240 - i;
+                let m = match back {
+                    1..=6 => hour(20.0, 3.5 - 0.12),
+                    7..=48 => hour(20.0, 3.0),
+                    _ => hour(20.0, 3.5),
+                };
+                (NOW - back * HOUR_MS, m)
+            })
+            .collect();
+        let cfg = DetectorConfig::default();
+        let w = Windows::new(NOW, &cfg);
+        let look = Look {
+            w: &w,
+            cfg: &cfg,
+            h: (8760.0f64 * 12.0).ln(),
+            quiet: &[],
+        };
+        let v = judge_score_drop("s", "groundedness", &hours, &look);
+        assert!(!v.finding.resolve, "{:?}", v.finding);
+        for (_, m) in hours.range_mut(NOW - 12 * HOUR_MS..NOW) {
+            *m = hour(30.0, 3.5);
+        }
+        let v = judge_score_drop("s", "groundedness", &hours, &look);
+        assert!(v.finding.resolve, "{:?}", v.finding);
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! few records an hour still alerts on a large change — against a baseline
 //! rate moved to the conservative end of its Wilson interval (a baseline of
 //! four events is not a rate), each hour compared with the baseline hours
-//! of its own day class. An alarm fires only when the rate since the change
-//! point differs from the baseline by at least `min_abs_change`.
+//! of its own day class, test the largest immaterial change (`resolve_level`
+//! × `min_abs_change`) against a material one. An alarm fires only when the
+//! rate since the change point differs from the baseline by at least
+//! `min_abs_change`; it resolves once the recent change is below the resolve
+//! level and the records since the return favour the baseline rate over a
+//! change of `min_abs_change` by ln(1/α).
 
 use super::RateConfig;
 use super::finding::{Rule, Severity};
