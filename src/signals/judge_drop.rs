@@ -1,16 +1,22 @@
 //! `judge_score_drop`: per judge dimension, a CUSUM of hourly mean scores
 //! tuned to a drop of `min_drop` (against a baseline moved `baseline_z`
 //! standard errors down, each hour compared with the baseline's hours of
-//! the same day class) alarms, *and* the mean since its change point is at
-//! least `min_drop` below the baseline. The finding shows exactly those two
-//! means, so no alert reads a drop smaller than the threshold.
+//! the same day class) alarms, *and* the mean since its change point,
+//! [`EFFECT_Z`](super::sequential::EFFECT_Z) standard errors short, is at least `min_drop` below the
+//! baseline. The finding shows exactly those two
+//! means, so no alert reads a drop smaller than the threshold. It resolves
+//! once the recent drop is below the resolve level and the scores since the
+//! return favour "no drop" over "a drop of `min_drop`" by ln(1/α).
 
 use std::collections::BTreeMap;
 
 use super::finding::{Rule, Severity};
-use super::sequential::{MeanBaseline, in_spans, mean_chart, mean_effect};
+use super::sequential::{
+    MeanBaseline, cusum, in_spans, mean_chart, mean_effect, normal_llr, resolve_evidence,
+};
 use super::stats::Moments;
 use super::verdict::{Decision, Subject, Verdict, verdict};
+use super::window::HOUR_MS;
 use super::window::Look;
 
 /// Judges one stream's scores from one judge (`hours`: hour → moments).
@@ -30,6 +36,23 @@ pub fn judge_score_drop(
     let base = MeanBaseline::new(&base_hours, cfg.weekly);
     let recent = look.recent(hours, c.min_samples as f64, |m| m.n);
     let (r_mean, r_base, r_n) = mean_effect(&base, hours.range(recent.0..recent.1));
+    // Evidence of recovery: "no drop" against "a drop of min_drop"
+    // (min_drop²/2σ² nats a score once the drop is gone); see
+    // `resolve_evidence`.
+    let (d, var) = (c.min_drop, base.var());
+    let seq_n: f64 = hours
+        .range(w.sequential.0..w.sequential.1)
+        .map(|(_, m)| m.n)
+        .sum();
+    let per_day = seq_n * 24.0 * HOUR_MS as f64 / (w.sequential.1 - w.sequential.0) as f64 * d * d
+        / (2.0 * var);
+    let back = cusum(hours.range(w.sequential.0..w.sequential.1).map(|(&t, m)| {
+        let llr = base
+            .of(t)
+            .map_or(0.0, |b| normal_llr(*m, b.mean() - d, d, var));
+        (t, llr)
+    }))
+    .stat;
     let subject = Subject {
         rule: Rule::JudgeScoreDrop,
         stream,
@@ -60,30 +83,36 @@ pub fn judge_score_drop(
     }
     // Two charts: tuned to the threshold and to 1.7 times it (a CUSUM is
     // fastest for the shift it is tuned to); the stronger alarm speaks.
-    let chart = [1.0, 1.7]
-        .map(|k| {
-            mean_chart(
-                &base,
-                hours,
-                w.sequential,
-                -k * c.min_drop,
-                cfg.baseline_z,
-                look.h,
-                (recent.0, look.quiet),
-            )
-        })
+    let null = 0.0;
+    let charts = [1.0, 1.7].map(|k| {
+        mean_chart(
+            &base,
+            hours,
+            w.sequential,
+            (null, -k * c.min_drop),
+            cfg.baseline_z,
+            look.h,
+            (recent.0, look.quiet),
+        )
+    });
+    // A chart fires when it alarms, the drop since its change point reaches
+    // the threshold and the drop is still there; each chart is judged on
+    // its own segment (the other's change point may be a worse estimate).
+    let fires = |ch: &super::sequential::MeanChart| {
+        ch.alarm
+            && ch.effect(-1.0, base.pooled.var()) >= c.min_drop
+            && ch.still.1 - ch.still.0 >= cfg.resolve_level * c.min_drop
+    };
+    let chart = charts
         .into_iter()
         .max_by(|a, b| {
-            (a.alarm, a.stat)
-                .partial_cmp(&(b.alarm, b.stat))
+            (fires(a), a.stat)
+                .partial_cmp(&(fires(b), b.stat))
                 .unwrap_or(std::cmp::Ordering::Equal)
         })
         .unwrap_or_default();
     let (s_mean, s_base, s_n) = chart.segment;
-    let firing = cfg.sequential.enabled
-        && chart.alarm
-        && chart.effect(-1.0, base.pooled.var()) >= c.min_drop
-        && chart.still.1 - chart.still.0 >= cfg.resolve_level * c.min_drop;
+    let firing = cfg.sequential.enabled && fires(&chart);
     let (value, baseline, n) = if firing {
         (s_mean, s_base, s_n)
     } else {
@@ -117,7 +146,8 @@ pub fn judge_score_drop(
             },
             window_effect: false,
             direct: firing,
-            resolve: r_base - r_mean < cfg.resolve_level * c.min_drop,
+            resolve: r_base - r_mean < cfg.resolve_level * c.min_drop
+                && back >= resolve_evidence(cfg.alpha, per_day),
             alpha: cfg.alpha,
             summary,
         },
@@ -193,6 +223,46 @@ mod tests {
             let v = run(-0.15, 40, 48, seed);
             assert_ne!(v.finding.status, Status::Firing, "{:?}", v.finding);
         }
+    }
+
+    #[test]
+    fn a_real_drop_reading_small_for_six_hours_does_not_resolve() {
+        // A 0.5 drop for two days whose last six hours (20 scores each)
+        // read only 0.12 below the baseline: below the resolve level, so
+        // the resolve level alone resolved it, but 120 scores at −0.12 are
+        // no evidence that the drop is gone (about 1.3 nats for "no drop"
+        // over "a drop of 0.3"). Twelve hours at the baseline are.
+        let hour = |n: f64, mean: f64| Moments {
+            n,
+            sum: n * mean,
+            sumsq: n * (mean * mean + 0.81),
+        };
+        let mut hours: BTreeMap<i64, Moments> = (0..240)
+            .map(|i| {
+                let back = 240 - i;
+                let m = match back {
+                    1..=6 => hour(20.0, 3.5 - 0.12),
+                    7..=48 => hour(20.0, 3.0),
+                    _ => hour(20.0, 3.5),
+                };
+                (NOW - back * HOUR_MS, m)
+            })
+            .collect();
+        let cfg = DetectorConfig::default();
+        let w = Windows::new(NOW, &cfg);
+        let look = Look {
+            w: &w,
+            cfg: &cfg,
+            h: (8760.0f64 * 12.0).ln(),
+            quiet: &[],
+        };
+        let v = judge_score_drop("s", "groundedness", &hours, &look);
+        assert!(!v.finding.resolve, "{:?}", v.finding);
+        for (_, m) in hours.range_mut(NOW - 12 * HOUR_MS..NOW) {
+            *m = hour(30.0, 3.5);
+        }
+        let v = judge_score_drop("s", "groundedness", &hours, &look);
+        assert!(v.finding.resolve, "{:?}", v.finding);
     }
 
     #[test]

@@ -161,7 +161,9 @@ pub fn length_drift(stream: &str, data: &StreamRollups, look: &Look<'_>) -> Verd
             &base,
             &tokens,
             w.sequential,
-            s,
+            // Null "no change": the length threshold is a KL, tested on
+            // the segment below (with its sampling bias removed).
+            (0.0, s),
             cfg.baseline_z,
             look.h,
             (recent.0, look.quiet),

@@ -5,12 +5,17 @@
 //! rate moved to the conservative end of its Wilson interval (a baseline of
 //! four events is not a rate), each hour compared with the baseline hours
 //! of its own day class. An alarm fires only when the rate since the change
-//! point differs from the baseline by at least `min_abs_change`.
+//! point, [`EFFECT_Z`] standard errors short, differs from the baseline by
+//! at least `min_abs_change`; it resolves once the recent change is below the resolve
+//! level and the records since the return favour the baseline rate over a
+//! change of `min_abs_change` by ln(1/α).
 
 use super::RateConfig;
 use super::finding::{Rule, Severity};
 use super::rollup::{HourCounts, StreamRollups};
-use super::sequential::{EFFECT_Z, bernoulli_llr, cusum, day_class, in_spans, wilson};
+use super::sequential::{
+    EFFECT_Z, bernoulli_kl, bernoulli_llr, cusum, day_class, in_spans, resolve_evidence, wilson,
+};
 use super::verdict::{Decision, Subject, Verdict, verdict};
 use super::window::Look;
 
@@ -175,6 +180,8 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
     if c.both_directions {
         charts.push((-1.0, 1.0));
     }
+    // Against no change (see `EFFECT_Z` for the immaterial null measured).
+    let null = 0.0;
     let mut best: Option<(f64, i64, (f64, f64, u64))> = None;
     for (dir, mult) in charts {
         // Hours of an open or past incident are its evidence, not new evidence.
@@ -185,8 +192,8 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
         };
         let chart = cusum(fresh().map(|(&t, h)| {
             let (lo, hi) = bounds(t);
-            let p0 = if dir > 0.0 { hi } else { lo };
-            let p1 = p0 + dir * mult * d;
+            let b0 = if dir > 0.0 { hi } else { lo };
+            let (p0, p1) = (b0 + dir * null, b0 + dir * mult * d);
             let llr = if p0 <= 0.0 || p0 >= 1.0 || p1 <= 0.0 || p1 >= 1.0 {
                 0.0
             } else {
@@ -226,6 +233,37 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
     } else {
         r_rate - r_base
     };
+    // Evidence of recovery: the baseline rate against a change of d in
+    // the recent direction (a fall below zero is no change at all), KL(p0
+    // ‖ p0 + d) nats a record once the change is gone; see
+    // `resolve_evidence`.
+    let dir = if c.both_directions && r_rate < r_base {
+        -1.0
+    } else {
+        1.0
+    };
+    let p_base = p0.clamp(1e-4, 1.0 - 1e-4);
+    let seq = || data.hours.range(w.sequential.0..w.sequential.1);
+    let seq_n: u64 = seq().map(|(_, h)| h.n).sum();
+    let per_day = seq_n as f64 * 24.0 * super::window::HOUR_MS as f64
+        / (w.sequential.1 - w.sequential.0) as f64
+        * if p_base + dir * d > 0.0 && p_base + dir * d < 1.0 {
+            bernoulli_kl(p_base, p_base + dir * d)
+        } else {
+            f64::INFINITY
+        };
+    let back = cusum(seq().map(|(&t, h)| {
+        let pb = base.rate(t, d).clamp(1e-4, 1.0 - 1e-4);
+        let pd = pb + dir * d;
+        let llr = if pd <= 0.0 || pd >= 1.0 {
+            // A change of d that way is impossible: all evidence is recovery.
+            1e3
+        } else {
+            bernoulli_llr(h.n, events(rule, h), pd, pb)
+        };
+        (t, llr)
+    }))
+    .stat;
     let (value, baseline, n, summary) = match best {
         Some((stat, since, (v, b, n))) => (
             v,
@@ -267,7 +305,8 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
             },
             window_effect: false,
             direct: best.is_some(),
-            resolve: recent_effect < cfg.resolve_level * d,
+            resolve: recent_effect < cfg.resolve_level * d
+                && back >= resolve_evidence(cfg.alpha, per_day),
             alpha: cfg.alpha,
             summary,
         },
@@ -443,6 +482,38 @@ mod tests {
             "{:?}",
             contaminated.finding
         );
+    }
+
+    #[test]
+    fn a_real_rate_reading_low_for_six_hours_does_not_resolve() {
+        // Refusals 1 % → 6 % for the last two days, then six hours with 4
+        // refusals in 228 records (1.75 %: a corpus seed's real 6 % read so
+        // once in four days). Over those six hours alone the effect is below
+        // half the threshold, and the alert used to resolve and fire again
+        // (a flap); the resolution span must carry ln(1/α) nats for the
+        // baseline over the threshold, so it reaches back into the 6 % hours.
+        let counts = |n: u64, k: u64| HourCounts {
+            n,
+            refusals: k,
+            ..Default::default()
+        };
+        let mut d = data(4, 40, NOW, 0.01, 0.004);
+        for (&t, h) in d.hours.range_mut(NOW - 48 * HOUR_MS..NOW) {
+            let back = (NOW - t) / HOUR_MS;
+            *h = match back {
+                1..=4 => counts(38, u64::from(back % 2 == 0)),
+                5..=6 => counts(38, 1),
+                _ => counts(40, if back % 2 == 0 { 3 } else { 2 }),
+            };
+        }
+        let v = eval(Rule::RefusalRateShift, &d);
+        assert!(!v.finding.resolve, "{:?}", v.finding);
+        // A real return (a day at the baseline rate) resolves.
+        for (&t, h) in d.hours.range_mut(NOW - 24 * HOUR_MS..NOW) {
+            *h = counts(40, u64::from((NOW - t) / HOUR_MS % 3 == 0));
+        }
+        let v = eval(Rule::RefusalRateShift, &d);
+        assert!(v.finding.resolve, "{:?}", v.finding);
     }
 
     #[test]

@@ -435,6 +435,11 @@ mod tests {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(20);
+        // `CANARYD_SEED_FROM=10`: fresh seeds beyond the first ones measured.
+        let first: u64 = std::env::var("CANARYD_SEED_FROM")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let (cases, end) = corpus();
         let cfg = DetectorConfig::default();
         // `CANARYD_CASES=truncation,refusal`: only streams whose name starts so.
@@ -447,15 +452,25 @@ mod tests {
                 continue;
             }
             let mut delays = Vec::new();
-            let (mut in_time, mut false_alarms, mut flaps) = (0, 0, 0);
-            for seed in 0..seeds {
+            let (mut in_time, mut false_alarms, mut flaps, mut unresolved) = (0, 0, 0, 0);
+            for seed in first..first + seeds {
                 let x = score(case, end, 10_000 + seed * 31, &cfg);
+                if std::env::var("CANARYD_VERBOSE").is_ok() {
+                    eprintln!(
+                        "  {} seed {seed}: delay {:?}, false alarms {}, flaps {}",
+                        case.name,
+                        x.delay_hours,
+                        x.false_alarms.len(),
+                        x.flaps
+                    );
+                }
                 if let Some(d) = x.delay_hours {
                     delays.push(d);
                 }
                 in_time += usize::from(x.detected());
                 false_alarms += x.false_alarms.len();
                 flaps += x.flaps;
+                unresolved += usize::from(x.revert_resolved == Some(false));
             }
             delays.sort_by(f64::total_cmp);
             let q = |p: f64| {
@@ -464,7 +479,7 @@ mod tests {
                     .map_or("-".to_string(), |d| format!("{d:.0}"))
             };
             eprintln!(
-                "{:<28} target {:>4} h: detected {}/{seeds}, in time {in_time}, delay median {} p90 {} max {}; false alarms {false_alarms}, flaps {flaps}",
+                "{:<28} target {:>4} h: detected {}/{seeds}, in time {in_time}, delay median {} p90 {} max {}; false alarms {false_alarms}, flaps {flaps}, reverts unresolved in 24 h {unresolved}",
                 case.name,
                 case.expect.map_or("-".into(), |e| format!("{:.0}", e.1)),
                 delays.len(),
