@@ -312,7 +312,7 @@ async fn main() {
         let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
             println!(
                 "postgres   skipped: cannot connect to {}",
-                canaryd::config::redact_url(&admin)
+                canaryd::secret::redact_url(&admin)
             );
             return;
         };

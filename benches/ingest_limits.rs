@@ -128,7 +128,7 @@ async fn burst(daemon: &Daemon, conns: usize, make: impl Fn(usize) -> String) ->
 
 fn time_count(name: &str, text: &str) {
     let start = Instant::now();
-    let n = canaryd::ingest::tokens::count(text);
+    let n = canaryd::tokens::count(text);
     println!(
         "tokenizer  {name:<40} {:>6.1} MB -> {n:>9} tokens in {:>8.2} ms",
         text.len() as f64 / 1e6,
@@ -142,7 +142,7 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
-    canaryd::ingest::tokens::warm_up();
+    canaryd::tokens::warm_up();
     time_count(
         "12 MB without a space ('a' × 12e6)",
         &"a".repeat(12_000_000),

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use crate::config::{self, Diagnostics};
+use crate::config;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::{canary, judge};
 
 /// Everything `check` found.
@@ -77,7 +78,7 @@ pub async fn check_all(path: &Path, now_ms: i64) -> Report {
 /// named, never a value.
 fn secrets(path: &Path, c: &config::Config) -> Diagnostics {
     let mut d = Diagnostics::default();
-    let mut fail = |msg: String| d.push(config::Diagnostic::error(path, 0, 0, msg));
+    let mut fail = |msg: String| d.push(Diagnostic::error(path, 0, 0, msg));
     if let Err(e) = config::ingest_tokens(c) {
         fail(e);
     }

@@ -264,8 +264,8 @@ async fn session_timeline(
 
 /// The timeline as an example (pure, for tests).
 pub fn timeline_example(
-    s: &crate::sessions::SessionSummary,
-    events: &[crate::sessions::SessionEvent],
+    s: &crate::store::sessions::SessionSummary,
+    events: &[crate::store::sessions::SessionEvent],
     max: usize,
 ) -> Example {
     let repeated = crate::sessions::detect::most_repeated(events)

@@ -90,7 +90,7 @@ mod tests {
             ChannelConfig::Webhook(WebhookConfig {
                 url: u.into(),
                 headers: Default::default(),
-                timeout: super::super::settings::HumanDuration(std::time::Duration::from_secs(1)),
+                timeout: crate::duration::HumanDuration(std::time::Duration::from_secs(1)),
             })
         };
         let mut cfg = AlertsConfig::default();

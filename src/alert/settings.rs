@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::diag::{Diagnostic, Diagnostics};
-pub use crate::duration::{HumanDuration, parse_duration};
+use crate::duration::HumanDuration;
 use crate::secret::SecretRef;
 
 #[derive(Debug, Clone, Deserialize)]

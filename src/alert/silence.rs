@@ -62,7 +62,7 @@ pub fn check_matchers(
 
 /// Parses `--until`: a duration from now (`2h`, `30m`) or an RFC 3339 time.
 pub fn parse_until(s: &str, now_ms: i64) -> Option<i64> {
-    if let Some(d) = super::settings::parse_duration(s) {
+    if let Some(d) = crate::duration::parse_duration(s) {
         return Some(now_ms + i64::try_from(d.as_millis()).ok()?);
     }
     chrono::DateTime::parse_from_rfc3339(s)

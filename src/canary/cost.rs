@@ -15,7 +15,7 @@ use super::expect::EMBEDDER_MODEL;
 use super::load::{Suite, SuiteCase};
 use super::suite::Expectation;
 use super::{probe, request, ticks};
-use crate::ingest::tokens;
+use crate::tokens;
 
 /// Output tokens assumed for a case without `max_tokens` (no bound is
 /// known; stated in the printed table).

@@ -31,7 +31,7 @@ pub async fn run(config_flag: Option<&Path>, args: Args) -> anyhow::Result<ExitC
     let tables = store.tables().await?;
     println!(
         "database {} is at the current schema ({} tables)",
-        config::redact_url(&url),
+        crate::secret::redact_url(&url),
         tables.len()
     );
     store.close().await;

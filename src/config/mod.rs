@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 // The building blocks below every settings section, re-exported for the
 // callers above `config` (the CLI, the daemon, the tests).
-pub use crate::diag::{self, Diagnostic, Diagnostics, Severity};
-pub use crate::secret::{self, Secret, SecretError, SecretRef, redact_url};
-pub use crate::yaml;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::secret::{Secret, redact_url};
+use crate::yaml;
 pub use model::*;
 
 /// Environment variable that overrides the `database` key.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-pub use crate::provider::{ModelRef, ProviderConfig};
+use crate::provider::{ModelRef, ProviderConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

@@ -17,7 +17,8 @@ pub use app::App;
 pub use reload::Rejected;
 
 use crate::clock::Clock;
-use crate::config::{Loaded, redact_url};
+use crate::config::Loaded;
+use crate::secret::redact_url;
 use crate::store::Store;
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
@@ -78,7 +79,7 @@ pub async fn run_until(
         clock.clone(),
         shutdown.clone(),
     ));
-    tokio::task::spawn_blocking(crate::ingest::tokens::warm_up);
+    tokio::task::spawn_blocking(crate::tokens::warm_up);
     let judge_worker = start_judge_worker(&app, &shutdown);
     tracing::info!(%addr, instance = %app.instance_id, "canaryd listening");
     println!("canaryd listening on http://{addr}");

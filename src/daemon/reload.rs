@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, Diagnostics};
+use crate::config::{self, Config};
+use crate::diag::Diagnostics;
 use crate::live::{Live, Shared};
 use crate::provider::Providers;
 

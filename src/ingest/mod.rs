@@ -15,7 +15,6 @@ pub mod writer;
 use sha2::{Digest, Sha256};
 
 /// The tokenizer, a leaf below ingest (the judge worker counts with it too).
-pub use crate::tokens;
 pub use record::{Input, Record, RecordError, parse_body, parse_one};
 pub use refusal::is_refusal;
 pub use settings::IngestConfig;
@@ -78,7 +77,9 @@ pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) ->
         .iter()
         .map(|r| {
             let ts_ms = r.timestamp_ms.unwrap_or(received_ms);
-            let output_tokens = r.output_tokens.unwrap_or_else(|| tokens::count(&r.output));
+            let output_tokens = r
+                .output_tokens
+                .unwrap_or_else(|| crate::tokens::count(&r.output));
             let sampled = sample_point(r, ts_ms) < judging.rate(&r.stream);
             ResponseRow {
                 id: 0,
@@ -110,7 +111,7 @@ pub fn prepare(records: &[Record], received_ms: i64, judging: &JudgingConfig) ->
                 tools: r
                     .tool_calls
                     .as_ref()
-                    .and_then(|t| crate::sessions::parse_tool_calls(t).ok())
+                    .and_then(|t| crate::tool_calls::parse_tool_calls(t).ok())
                     .unwrap_or_default(),
                 agent: r.agent.clone(),
                 user_id: r.user_id.clone(),

@@ -237,7 +237,7 @@ pub fn checked_events(
                 .map(|i| serde_json::to_string(i).expect("JSON values serialize")),
             output_signals: g.output.as_deref().map(|o| Signals {
                 refusal: super::is_refusal(o),
-                tokens: super::tokens::count(o),
+                tokens: crate::tokens::count(o),
             }),
             output: g.output,
             scores: record.scores,
@@ -420,7 +420,7 @@ mod tests {
             e.output_signals,
             Some(Signals {
                 refusal: false,
-                tokens: crate::ingest::tokens::count("It shipped.")
+                tokens: crate::tokens::count("It shipped.")
             })
         );
     }

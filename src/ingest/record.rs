@@ -515,7 +515,7 @@ pub fn check(index: usize, r: &Record) -> Result<(), RecordError> {
         message,
     };
     if let Some(t) = &r.tool_calls {
-        crate::sessions::parse_tool_calls(t).map_err(|e| err(&e.field, e.message))?;
+        crate::tool_calls::parse_tool_calls(t).map_err(|e| err(&e.field, e.message))?;
     }
     check_labels(&r.labels).map_err(|(field, message)| err(&field, message))?;
     if let Some(c) = r.cost_usd

@@ -18,9 +18,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::settings::{BudgetConfig, LoopConfig};
-use super::tools::ToolCall;
 use crate::signals::{Finding, Rule, Severity, Status};
-pub use crate::store::sessions::{SessionEvent, SessionSummary};
+use crate::store::sessions::{SessionEvent, SessionSummary};
+use crate::tool_calls::ToolCall;
 
 /// How often each (tool, argument hash) of a session occurred (a call id
 /// seen before is not counted again).

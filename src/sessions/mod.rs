@@ -18,8 +18,6 @@ pub mod detect;
 pub mod monitor;
 pub mod settings;
 
-pub use crate::tool_calls::{self as tools, ToolCall, parse_tool_calls};
-pub use detect::{SessionEvent, SessionSummary};
 pub use settings::SessionsConfig;
 
 /// How many users and sessions `/metrics` and `canaryd status` show.

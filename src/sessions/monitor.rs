@@ -49,7 +49,7 @@ pub async fn run_once(
 /// per session contended with the ingest writer for SQLite's write lock).
 async fn check_batch(
     store: &Store,
-    mut batch: Vec<crate::sessions::SessionSummary>,
+    mut batch: Vec<crate::store::sessions::SessionSummary>,
     now_ms: i64,
     cfg: &SessionsConfig,
     findings: &mut Vec<Finding>,

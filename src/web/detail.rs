@@ -511,7 +511,7 @@ pub fn build_alerts_with(
                 stream_href: subject_href(&a.stream),
                 dimension: a.dimension.clone(),
                 session_href: (crate::alert::hook::applies(&a.rule) && !a.dimension.is_empty())
-                    .then(|| super::session_view::session_href(&a.stream, &a.dimension)),
+                    .then(|| crate::alert::hook::session_path(&a.stream, &a.dimension)),
                 state: a.state.clone(),
                 severity: a.severity.clone(),
                 summary: a.summary.clone(),

@@ -10,14 +10,13 @@ use serde::Serialize;
 use super::detail::subject_href;
 use super::fmt::fmt_time;
 use crate::sessions::detect::most_repeated;
-use crate::sessions::{SessionEvent, SessionSummary};
+use crate::store::sessions::{SessionEvent, SessionSummary};
 
 /// Most events the page shows (the latest ones).
 pub const PAGE_EVENTS: usize = 500;
 
 /// Link to a session's page (built in one place for the pages, the alerts
 /// and the kill-switch hook's `evidence_url`).
-pub use crate::alert::hook::session_path as session_href;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolView {
@@ -123,7 +122,8 @@ fn fmt_time_s(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sessions::ToolCall;
+    use crate::alert::hook::session_path;
+    use crate::tool_calls::ToolCall;
 
     fn ev(ts: i64, agent: &str, tool: Option<(&str, &str)>) -> SessionEvent {
         SessionEvent {
@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(v.events[0].cost, "$0.0125");
         assert_eq!(v.older, 3, "8 calls, 5 shown");
         assert_eq!(
-            session_href("agents/eu", "s 1&x"),
+            session_path("agents/eu", "s 1&x"),
             "/sessions?stream=agents%2Feu&id=s%201%26x"
         );
     }

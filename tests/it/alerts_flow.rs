@@ -437,7 +437,7 @@ async fn email_failures_stay_in_the_outbox_and_never_show_the_password() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pw"), "wrong-pass-123").unwrap();
     if let Some(canaryd::alert::settings::ChannelConfig::Email(e)) = cfg.channels.get_mut("mail") {
-        e.password = canaryd::config::SecretRef {
+        e.password = canaryd::secret::SecretRef {
             file: Some(dir.path().join("pw")),
             ..Default::default()
         };

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::{Spawned, run_cli, write_tree};
-use canaryd::config::ProviderConfig;
 use canaryd::judge::template::{JudgeInput, render};
+use canaryd::provider::ProviderConfig;
 use canaryd::provider::{ChatRequest, Message, Provider, ProviderError};
 use serde_json::{Value, json};
 
@@ -783,7 +783,7 @@ async fn strict_scenarios_check_keys_and_model_names() {
             max_retries: 0,
             backoff_ms: 10,
         };
-        Provider::new("sim", &cfg, key.map(canaryd::config::Secret::new)).unwrap()
+        Provider::new("sim", &cfg, key.map(canaryd::secret::Secret::new)).unwrap()
     };
     let keyed = cfg(Some("sk-test-123"));
     let r = keyed.chat(&ask("known", "hello")).await.expect("right key");

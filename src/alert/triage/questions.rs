@@ -279,7 +279,7 @@ fn loops(rows: &[TriageRow]) -> (usize, Vec<(String, String, usize)>) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(t) else {
             continue;
         };
-        for c in crate::sessions::parse_tool_calls(&v).unwrap_or_default() {
+        for c in crate::tool_calls::parse_tool_calls(&v).unwrap_or_default() {
             *entry.entry((c.name, c.hash)).or_default() += 1;
         }
     }
