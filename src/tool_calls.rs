@@ -49,9 +49,15 @@ impl ToolCall {
             None => h.update([0xff]),
         }
         let d = h.finalize();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hash = String::with_capacity(16);
+        for b in &d[..8] {
+            hash.push(char::from(HEX[usize::from(b >> 4)]));
+            hash.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
         ToolCall {
             name: name.to_string(),
-            hash: d[..8].iter().map(|b| format!("{b:02x}")).collect(),
+            hash,
             call_id,
             args: canonical.map(|c| cut(&c, MAX_ARGS_CHARS)),
         }
@@ -68,38 +74,40 @@ fn cut(s: &str, max: usize) -> String {
 /// JSON with object keys sorted and no whitespace. Numbers keep serde_json's
 /// own formatting, so `1` and `1.0` differ (as they may for the tool).
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
+    // Written into one buffer (every record with a tool call pays this at
+    // ingest): no string per key or scalar.
+    let mut out = Vec::new();
     write_canonical(v, &mut out);
-    out
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, x)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&m[k], out);
+                serde_json::to_writer(&mut *out, k).expect("writing to a Vec cannot fail");
+                out.push(b':');
+                write_canonical(x, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(a) => {
-            out.push('[');
+            out.push(b'[');
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(x, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec cannot fail"),
     }
 }
 

@@ -110,9 +110,11 @@ pub(crate) struct Delta<'a> {
 /// SQLite, in process, takes multi-row `VALUES`.
 pub(crate) trait SessionWrites {
     /// Inserts `events` (sorted by ext_id), skipping agent/tool spans
-    /// stored before (`session_events_span`); returns the ext_ids
-    /// inserted. Inference events need no check: each comes from a
-    /// response this transaction inserted.
+    /// stored before (`session_events_span`); returns the ext_ids of the
+    /// spans inserted. Inference events need no check and are not returned:
+    /// each comes from a response this transaction inserted, so all of them
+    /// are stored (returning one row per record was one more row handed
+    /// from SQLite's worker thread, or sent by PostgreSQL, per record).
     fn insert_events<'a>(
         &'a mut self,
         events: &'a [NewSessionEvent<'a>],
@@ -133,8 +135,7 @@ pub(crate) trait SessionWrites {
 const EVENT_COLUMNS: &str =
     "ext_id, stream, session_id, ts_ms, kind, agent, tools, tokens, cost_usd, user_id";
 /// The conflict target of `session_events_span` (migration 0016).
-const EVENT_CONFLICT: &str =
-    " ON CONFLICT (ext_id) WHERE kind <> 'inference' DO NOTHING RETURNING ext_id";
+const EVENT_CONFLICT: &str = " ON CONFLICT (ext_id) WHERE kind <> 'inference' DO NOTHING";
 const SESSION_COLUMNS: &str = "stream, session_id, first_ms, last_ms, seen_ms, calls, tokens, cost_usd, user_id, state, dirty, version";
 const SESSION_UPSERT: &str = " ON CONFLICT (stream, session_id) DO UPDATE SET \
      first_ms = CASE WHEN excluded.first_ms < sessions.first_ms THEN excluded.first_ms ELSE sessions.first_ms END, \
@@ -147,30 +148,64 @@ const SESSION_UPSERT: &str = " ON CONFLICT (stream, session_id) DO UPDATE SET \
 const SPEND_UPSERT: &str = " ON CONFLICT (stream, hour_ms, user_id) DO UPDATE SET n = rollup_spend.n + excluded.n, \
      tokens = rollup_spend.tokens + excluded.tokens, cost_usd = rollup_spend.cost_usd + excluded.cost_usd";
 
+/// SQLite: each session write is one statement over a JSON array of rows
+/// (`jsonb_each`), the in-process counterpart of PostgreSQL's `UNNEST`. Its
+/// text is the same whatever the batch size, so it stays in the statement
+/// cache; multi-row `VALUES` had a text per row count (the spend roll-up
+/// alone a different one nearly every batch), and every new text was
+/// parsed again, with ten bound values per row copied on the way.
+/// `jsonb_each`, not `json_each`: it hands each row over as binary JSON,
+/// so the `->>` of every column reads it instead of parsing the row's
+/// text again (in a profile of the `json_each` form, that re-parsing and
+/// its allocations were the largest part of these statements).
 impl SessionWrites for sqlx::Transaction<'static, sqlx::Sqlite> {
     async fn insert_events<'a>(
         &'a mut self,
         events: &'a [NewSessionEvent<'a>],
     ) -> Result<HashSet<String>> {
-        let mut inserted = HashSet::with_capacity(events.len());
-        for chunk in events.chunks(CHUNK_SIZE) {
-            let mut qb =
-                sqlx::QueryBuilder::new(format!("INSERT INTO session_events ({EVENT_COLUMNS}) "));
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(e.ext_id)
-                    .push_bind(&e.row.stream)
-                    .push_bind(e.session_id)
-                    .push_bind(e.row.ts_ms)
-                    .push_bind(e.kind)
-                    .push_bind(&e.row.agent)
-                    .push_bind(&e.tools)
-                    .push_bind(e.tokens)
-                    .push_bind(e.cost_usd)
-                    .push_bind(&e.row.user_id);
-            });
-            qb.push(EVENT_CONFLICT);
-            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut **self).await?;
-            inserted.extend(rows.into_iter().map(|r| r.0));
+        let (inference, spans): (Vec<_>, Vec<_>) =
+            events.iter().partition(|e| e.kind == "inference");
+        let rows = |events: &[&NewSessionEvent<'_>]| {
+            let rows: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    (
+                        e.ext_id,
+                        &e.row.stream,
+                        e.session_id,
+                        e.row.ts_ms,
+                        e.kind,
+                        &e.row.agent,
+                        &e.tools,
+                        e.tokens,
+                        e.cost_usd,
+                        &e.row.user_id,
+                    )
+                })
+                .collect();
+            serde_json::to_string(&rows).expect("session events serialize")
+        };
+        let sql = |returning: &str| {
+            format!(
+                "INSERT INTO session_events ({EVENT_COLUMNS}) SELECT value->>0, value->>1, value->>2, \
+                 value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9 \
+                 FROM jsonb_each($1) WHERE true{EVENT_CONFLICT}{returning}"
+            )
+        };
+        if !inference.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(sql("")))
+                .bind(rows(&inference))
+                .execute(&mut **self)
+                .await?;
+        }
+        let mut inserted = HashSet::with_capacity(spans.len());
+        if !spans.is_empty() {
+            let stored: Vec<(String,)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(sql(" RETURNING ext_id")))
+                    .bind(rows(&spans))
+                    .fetch_all(&mut **self)
+                    .await?;
+            inserted.extend(stored.into_iter().map(|r| r.0));
         }
         Ok(inserted)
     }
@@ -179,27 +214,26 @@ impl SessionWrites for sqlx::Transaction<'static, sqlx::Sqlite> {
         &'a mut self,
         deltas: &'a BTreeMap<(&'a str, &'a str), Delta<'a>>,
     ) -> Result<()> {
-        let deltas: Vec<_> = deltas.iter().collect();
-        for chunk in deltas.chunks(CHUNK_SIZE) {
-            let mut qb =
-                sqlx::QueryBuilder::new(format!("INSERT INTO sessions ({SESSION_COLUMNS}) "));
-            qb.push_values(chunk, |mut b, ((stream, session), d)| {
-                b.push_bind(*stream)
-                    .push_bind(*session)
-                    .push_bind(d.first_ms)
-                    .push_bind(d.last_ms)
-                    .push_bind(d.seen_ms)
-                    .push_bind(d.calls)
-                    .push_bind(d.tokens)
-                    .push_bind(d.cost_usd)
-                    .push_bind(d.user_id)
-                    .push_bind("active")
-                    .push_bind(true)
-                    .push_bind(1i64);
-            });
-            qb.push(SESSION_UPSERT);
-            qb.build().execute(&mut **self).await?;
+        if deltas.is_empty() {
+            return Ok(());
         }
+        let rows: Vec<_> = deltas
+            .iter()
+            .map(|((stream, session), d)| {
+                (
+                    stream, session, d.first_ms, d.last_ms, d.seen_ms, d.calls, d.tokens,
+                    d.cost_usd, d.user_id,
+                )
+            })
+            .collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) SELECT value->>0, value->>1, value->>2, value->>3, \
+             value->>4, value->>5, value->>6, value->>7, value->>8, 'active', 1, 1 \
+             FROM jsonb_each($1) WHERE true{SESSION_UPSERT}"
+        )))
+        .bind(serde_json::to_string(&rows).expect("session deltas serialize"))
+        .execute(&mut **self)
+        .await?;
         Ok(())
     }
 
@@ -207,22 +241,18 @@ impl SessionWrites for sqlx::Transaction<'static, sqlx::Sqlite> {
         &'a mut self,
         deltas: &'a BTreeMap<(&'a str, i64, &'a str), (i64, i64, f64)>,
     ) -> Result<()> {
-        let deltas: Vec<_> = deltas.iter().collect();
-        for chunk in deltas.chunks(CHUNK_SIZE) {
-            let mut qb = sqlx::QueryBuilder::new(
-                "INSERT INTO rollup_spend (stream, hour_ms, user_id, n, tokens, cost_usd) ",
-            );
-            qb.push_values(chunk, |mut b, ((stream, hour, user), (n, tokens, cost))| {
-                b.push_bind(*stream)
-                    .push_bind(*hour)
-                    .push_bind(*user)
-                    .push_bind(*n)
-                    .push_bind(*tokens)
-                    .push_bind(*cost);
-            });
-            qb.push(SPEND_UPSERT);
-            qb.build().execute(&mut **self).await?;
+        if deltas.is_empty() {
+            return Ok(());
         }
+        let rows: Vec<_> = deltas.iter().collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO rollup_spend (stream, hour_ms, user_id, n, tokens, cost_usd) \
+             SELECT value->>'$[0][0]', value->>'$[0][1]', value->>'$[0][2]', value->>'$[1][0]', \
+             value->>'$[1][1]', value->>'$[1][2]' FROM jsonb_each($1) WHERE true{SPEND_UPSERT}"
+        )))
+        .bind(serde_json::to_string(&rows).expect("spend deltas serialize"))
+        .execute(&mut **self)
+        .await?;
         Ok(())
     }
 }
@@ -232,46 +262,52 @@ impl SessionWrites for sqlx::Transaction<'static, sqlx::Postgres> {
         &'a mut self,
         events: &'a [NewSessionEvent<'a>],
     ) -> Result<HashSet<String>> {
-        let mut inserted = HashSet::with_capacity(events.len());
-        // One statement for the whole batch: arrays have no parameter limit.
-        let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO session_events ({EVENT_COLUMNS}) SELECT * FROM UNNEST(\
-             $1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], \
-             $8::int8[], $9::float8[], $10::text[]){EVENT_CONFLICT}"
-        )))
-        .bind(events.iter().map(|e| e.ext_id).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.row.stream.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.session_id).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.row.ts_ms).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.row.agent.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.tools.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.tokens).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.row.user_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut **self)
-        .await?;
-        inserted.extend(rows.into_iter().map(|r| r.0));
+        let (inference, spans): (Vec<_>, Vec<_>) =
+            events.iter().partition(|e| e.kind == "inference");
+        let mut inserted = HashSet::with_capacity(spans.len());
+        for (events, returning) in [(inference, ""), (spans, " RETURNING ext_id")] {
+            if events.is_empty() {
+                continue;
+            }
+            // One statement for the whole batch: arrays have no parameter limit.
+            let q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO session_events ({EVENT_COLUMNS}) SELECT * FROM UNNEST(\
+                 $1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], \
+                 $8::int8[], $9::float8[], $10::text[]){EVENT_CONFLICT}{returning}"
+            )))
+            .bind(events.iter().map(|e| e.ext_id).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.row.stream.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.session_id).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.row.ts_ms).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.row.agent.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.tools.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.tokens).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.cost_usd).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.row.user_id.as_deref())
+                    .collect::<Vec<_>>(),
+            );
+            let rows: Vec<(String,)> = q.fetch_all(&mut **self).await?;
+            inserted.extend(rows.into_iter().map(|r| r.0));
+        }
         Ok(inserted)
     }
 
@@ -325,16 +361,20 @@ impl SessionWrites for sqlx::Transaction<'static, sqlx::Postgres> {
     }
 }
 
-/// Rows per statement for session writes (12 parameters a row).
+/// Sessions per statement of a monitor pass on PostgreSQL.
 pub(crate) const CHUNK_SIZE: usize = 500;
 
-/// Per-session totals of the events that were inserted, in key order.
+/// Per-session totals of the events that were inserted (every inference
+/// event, and the spans in `inserted_spans`), in key order.
 pub(crate) fn deltas<'a>(
     events: &'a [NewSessionEvent<'a>],
-    inserted: &HashSet<String>,
+    inserted_spans: &HashSet<String>,
 ) -> BTreeMap<(&'a str, &'a str), Delta<'a>> {
     let mut out: BTreeMap<(&str, &str), Delta> = BTreeMap::new();
-    for e in events.iter().filter(|e| inserted.contains(e.ext_id)) {
+    for e in events
+        .iter()
+        .filter(|e| e.kind == "inference" || inserted_spans.contains(e.ext_id))
+    {
         let d = out
             .entry((e.row.stream.as_str(), e.session_id))
             .or_insert_with(|| Delta {
@@ -446,6 +486,8 @@ fn summary(
 
 /// (position, ts_ms, kind, agent, tools, tokens, cost_usd) of an event.
 type EventRow = (i64, i64, String, Option<String>, Option<String>, i64, f64);
+/// An event as SQLite's `json_array` gives it: [`EventRow`] without the position.
+type JsonEventRow = (i64, String, Option<String>, Option<String>, i64, f64);
 
 fn event((_, ts_ms, kind, agent, tools, tokens, cost_usd): EventRow) -> SessionEvent {
     SessionEvent {
@@ -505,8 +547,8 @@ impl Store {
     /// The latest `limit` events of each of `keys` (stream, session),
     /// oldest first, in the order of `keys`: what one monitor pass reads.
     /// One statement on PostgreSQL (a `LATERAL` index scan per session, so
-    /// the plan cannot become a scan of every event); on SQLite, in
-    /// process, one indexed query per session on one connection.
+    /// the plan cannot become a scan of every event); on SQLite one
+    /// statement too, a correlated indexed subquery per session.
     pub async fn sessions_events(
         &self,
         keys: &[(&str, &str)],
@@ -516,18 +558,31 @@ impl Store {
         let mut out: Vec<Vec<SessionEvent>> = vec![Vec::new(); keys.len()];
         match self.db() {
             super::Db::Sqlite(pool) => {
-                let mut conn = pool.acquire().await?;
-                for (slot, (stream, session)) in out.iter_mut().zip(keys) {
-                    let rows: Vec<EventRow> = sqlx::query_as(
-                        "SELECT 0, ts_ms, kind, agent, tools, tokens, cost_usd FROM session_events \
-                         WHERE stream = $1 AND session_id = $2 ORDER BY ts_ms DESC, id DESC LIMIT $3",
-                    )
-                    .bind(*stream)
-                    .bind(*session)
-                    .bind(limit)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                    slot.extend(rows.into_iter().rev().map(event));
+                // One statement and one row per session (its events as one
+                // JSON array), not a statement per session and a row per
+                // event: each statement and each row is a hand-over between
+                // the executor and SQLite's worker thread, which cost more
+                // than the query itself.
+                let rows: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT k.key, (SELECT json_group_array(json_array(ts_ms, kind, agent, tools, tokens, cost_usd) \
+                     ORDER BY ts_ms, id) FROM (SELECT ts_ms, id, kind, agent, tools, tokens, cost_usd \
+                     FROM session_events WHERE stream = k.value->>0 AND session_id = k.value->>1 \
+                     ORDER BY ts_ms DESC, id DESC LIMIT $2)) FROM jsonb_each($1) AS k",
+                )
+                .bind(serde_json::to_string(keys).expect("keys serialize"))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                for (i, events) in rows {
+                    let events: Vec<JsonEventRow> = serde_json::from_str(&events)
+                        .map_err(|e| super::StoreError::Corrupt(format!("session events: {e}")))?;
+                    if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                        slot.extend(events.into_iter().map(
+                            |(ts, kind, agent, tools, tokens, cost)| {
+                                event((0, ts, kind, agent, tools, tokens, cost))
+                            },
+                        ));
+                    }
                 }
             }
             super::Db::Postgres(pool) => {
@@ -573,20 +628,22 @@ impl Store {
         }
         match self.db() {
             super::Db::Sqlite(pool) => {
+                // One statement over a JSON array of the batch (one
+                // hand-over to SQLite's worker thread, not one per session).
+                let rows: Vec<_> = batch
+                    .iter()
+                    .map(|s| (&s.stream, &s.session_id, s.fired.join(","), s.version))
+                    .collect();
                 let mut tx = pool.begin_write().await?;
-                for s in batch {
-                    sqlx::query(
-                        "UPDATE sessions SET fired = $1, dirty = CASE WHEN version = $2 THEN $3 ELSE dirty END \
-                         WHERE stream = $4 AND session_id = $5",
-                    )
-                    .bind(s.fired.join(","))
-                    .bind(s.version)
-                    .bind(false)
-                    .bind(&s.stream)
-                    .bind(&s.session_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                sqlx::query(
+                    "UPDATE sessions SET fired = k.value->>2, \
+                     dirty = CASE WHEN sessions.version = k.value->>3 THEN 0 ELSE sessions.dirty END \
+                     FROM jsonb_each($1) AS k \
+                     WHERE sessions.stream = k.value->>0 AND sessions.session_id = k.value->>1",
+                )
+                .bind(serde_json::to_string(&rows).expect("sessions serialize"))
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
             }
             super::Db::Postgres(pool) => {
