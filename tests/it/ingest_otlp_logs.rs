@@ -527,3 +527,78 @@ async fn a_record_whose_output_arrives_late_is_judged() {
         drop(daemon);
     }
 }
+
+/// The same events through the official OpenTelemetry Python SDK (Logs API
+/// `event_name`, `OTLPLogExporter` to `/v1/logs`, spans by
+/// `OTLPSpanExporter`): events exported while their span is open wait for
+/// it; events exported after a span without content complete its record,
+/// whose refusal is then seen; the evaluation's explanation is its reason.
+#[tokio::test]
+async fn the_python_sdk_log_exporter_completes_its_spans_records() {
+    let Some(py) = crate::support::otel::python_or_skip() else {
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otel_logs.py");
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
+        let daemon = TestDaemon::start(
+            dir.path(),
+            &[],
+            &[
+                ("CANARYD_DATABASE_URL", &db.url),
+                ("OTLP_TEST_TOKEN", TOKEN),
+            ],
+        );
+        let out = std::process::Command::new(&py)
+            .arg(script)
+            .arg(&daemon.base_url)
+            .arg(TOKEN)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success()
+                && !String::from_utf8_lossy(&out.stderr).contains("Failed to export"),
+            "{b}: exporter failed: {stdout}{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            daemon.stderr()
+        );
+        let ids: std::collections::BTreeMap<&str, String> = stdout
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?, format!("otel:{}:{}", w.next()?, w.next()?)))
+            })
+            .collect();
+        let store = Store::connect(&db.url).await.unwrap();
+        for (order, id) in &ids {
+            let (input, output) = record(&store, id)
+                .await
+                .unwrap_or_else(|| panic!("{b}: {order}: no record {id}"));
+            assert!(
+                output.contains("can't share personal information"),
+                "{b}: {order}: {output}"
+            );
+            assert!(
+                input.unwrap_or_default().contains("home address"),
+                "{b}: {order}"
+            );
+            assert!(
+                signals(&store, id).await.0,
+                "{b}: {order}: the refusal is seen"
+            );
+            assert_eq!(
+                reasons(&store, id).await,
+                [("relevance".into(), Some(format!("declined {order}")))],
+                "{b}: {order}"
+            );
+        }
+        assert_eq!(ids.len(), 2, "{b}: {stdout}");
+        assert!(pending(&store).await.is_empty(), "{b}: every event joined");
+        let (rolled, counted) = rollups_match_records(&store, "py-logs").await;
+        assert_eq!(rolled, counted, "{b}");
+        store.close().await;
+        drop(daemon);
+    }
+}
