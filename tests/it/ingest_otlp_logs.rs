@@ -20,6 +20,20 @@ const CONFIG: &str =
     "listen: 127.0.0.1:0\njudges: ./none\ningest:\n  tokens: [{ env: OTLP_TEST_TOKEN }]\n";
 const TOKEN: &str = "logs-token";
 
+/// The daemon with `config` on `db`, taking the ingest token [`TOKEN`].
+fn start(config: &str, db: &TestDb) -> (tempfile::TempDir, TestDaemon) {
+    let dir = write_tree(&[("canaryd.yaml", config)]);
+    let daemon = TestDaemon::start(
+        dir.path(),
+        &[],
+        &[
+            ("CANARYD_DATABASE_URL", &db.url),
+            ("OTLP_TEST_TOKEN", TOKEN),
+        ],
+    );
+    (dir, daemon)
+}
+
 /// A GenAI span without content (capture off on the span, as when the
 /// content goes to events), timed now: a span from years ago would be
 /// removed by the daemon's first retention sweep while the test runs.
@@ -124,15 +138,7 @@ async fn genai_events_in_otlp_logs_join_their_spans_records() {
     const S: &str = "b7ad6b7169203331";
     for db in TestDb::all().await {
         let b = db.backend;
-        let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = TestDaemon::start(
-            dir.path(),
-            &[],
-            &[
-                ("CANARYD_DATABASE_URL", &db.url),
-                ("OTLP_TEST_TOKEN", TOKEN),
-            ],
-        );
+        let (_dir, daemon) = start(CONFIG, &db);
         let traces = format!("{}/v1/traces", daemon.base_url);
         let url = format!("{}/v1/logs", daemon.base_url);
         let store = Store::connect(&db.url).await.unwrap();
@@ -333,15 +339,7 @@ async fn a_late_output_recomputes_its_records_signals_and_explanations_are_kept(
     };
     for db in TestDb::all().await {
         let b = db.backend;
-        let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = TestDaemon::start(
-            dir.path(),
-            &[],
-            &[
-                ("CANARYD_DATABASE_URL", &db.url),
-                ("OTLP_TEST_TOKEN", TOKEN),
-            ],
-        );
+        let (_dir, daemon) = start(CONFIG, &db);
         let traces = format!("{}/v1/traces", daemon.base_url);
         let url = format!("{}/v1/logs", daemon.base_url);
         let store = Store::connect(&db.url).await.unwrap();
@@ -464,15 +462,7 @@ async fn a_record_whose_output_arrives_late_is_judged() {
     );
     for db in TestDb::all().await {
         let b = db.backend;
-        let dir = write_tree(&[("canaryd.yaml", &config)]);
-        let daemon = TestDaemon::start(
-            dir.path(),
-            &[],
-            &[
-                ("CANARYD_DATABASE_URL", &db.url),
-                ("OTLP_TEST_TOKEN", TOKEN),
-            ],
-        );
+        let (_dir, daemon) = start(&config, &db);
         let store = Store::connect(&db.url).await.unwrap();
         let traces = format!("{}/v1/traces", daemon.base_url);
         let url = format!("{}/v1/logs", daemon.base_url);
@@ -541,15 +531,7 @@ async fn the_python_sdk_log_exporter_completes_its_spans_records() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/otel_logs.py");
     for db in TestDb::all().await {
         let b = db.backend;
-        let dir = write_tree(&[("canaryd.yaml", CONFIG)]);
-        let daemon = TestDaemon::start(
-            dir.path(),
-            &[],
-            &[
-                ("CANARYD_DATABASE_URL", &db.url),
-                ("OTLP_TEST_TOKEN", TOKEN),
-            ],
-        );
+        let (_dir, daemon) = start(CONFIG, &db);
         let out = std::process::Command::new(&py)
             .arg(script)
             .arg(&daemon.base_url)
