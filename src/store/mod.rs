@@ -22,8 +22,10 @@ mod pages;
 mod responses;
 mod retention;
 pub mod rollups;
+mod session_writes;
 pub mod sessions;
 mod signals;
+mod spend;
 mod triage;
 
 use std::str::FromStr;
@@ -47,7 +49,7 @@ pub use pages::*;
 pub use responses::*;
 pub use retention::{AlertCutoffs, BATCH as RETENTION_BATCH, Swept};
 pub use rollups::{embedding_bytes, embedding_from_bytes};
-pub use sessions::{SpendHour, SpendTotal, StreamSpend};
+pub use spend::{SpendHour, SpendTotal, StreamSpend, UserSpend};
 pub use triage::{FiredSession, TriageData, TriageQuery, TriageRow};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.

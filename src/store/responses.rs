@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::BeginWrite;
 use super::rollups::{BatchRollup, f64_bytes, hour_of};
-use super::sessions::SessionWrites;
+use super::session_writes::SessionWrites;
 use super::{Result, Store};
 use crate::on_db;
 
@@ -401,17 +401,17 @@ impl Store {
                 .iter()
                 .filter(|(_, ext)| ids.contains_key(ext))
                 .chain(&session_only)
-                .filter_map(|(i, ext)| super::sessions::event_of(&rows[*i], ext))
+                .filter_map(|(i, ext)| super::session_writes::event_of(&rows[*i], ext))
                 .collect();
             events.sort_unstable_by(|a, b| a.ext_id.cmp(b.ext_id));
             if !events.is_empty() {
                 // Folded in memory first: one upsert per session touched,
                 // however many of its records the batch holds.
                 new_events = tx.insert_events(&events).await?;
-                let deltas = super::sessions::deltas(&events, &new_events);
+                let deltas = super::session_writes::deltas(&events, &new_events);
                 tx.upsert_sessions(&deltas).await?;
             }
-            let spend = super::sessions::spend_deltas(rows, &inserted);
+            let spend = super::session_writes::spend_deltas(rows, &inserted);
             tx.upsert_spend(&spend).await?;
             let versions = super::annotations::prompt_versions_of(rows, &inserted);
             if !versions.is_empty() {

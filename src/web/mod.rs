@@ -17,6 +17,7 @@ mod pages;
 pub mod refusal_view;
 pub mod session_view;
 pub mod spend;
+pub mod stream_spend;
 pub mod stream_view;
 pub mod view;
 

@@ -14,10 +14,12 @@ use crate::store::{AlertRow, HealthPoint};
 
 /// Charts cover 48 hours unless `?hours=` says otherwise (6 h to 14 days).
 const DEFAULT_HOURS: i64 = 48;
-/// Rows of the "worst recent judged responses" table.
 /// Most annotations drawn on a stream page's charts and listed under them.
 const ANNOTATION_ROWS: i64 = 200;
+/// Rows of the "worst recent judged responses" table.
 const WORST_ROWS: i64 = 10;
+/// Users in the stream page's spend table (the first few are also drawn).
+const USER_ROWS: usize = 10;
 /// Disagreements of the refusal classifier with the judges listed.
 const DISAGREEMENT_ROWS: i64 = 10;
 /// Runs listed on a suite page.
@@ -199,6 +201,9 @@ async fn stream_page(
         refusal_agreement: web.refusal_agreement(stream, p.window_from_ms).await,
         spend: store
             .stream_spend_hours(stream, p.chart_from_ms, p.end_ms)
+            .await?,
+        user_spend: store
+            .stream_user_spend(stream, p.chart_from_ms, p.end_ms, USER_ROWS)
             .await?,
     };
     let mut ctx = context(stream, now);

@@ -57,7 +57,8 @@ pub fn lines(rows: &[SuiteSpend], prices: &BTreeMap<String, (f64, f64)>) -> Vec<
     out
 }
 
-fn money(usd: f64) -> String {
+/// Dollars to the cent, or to a hundredth of a cent below one cent.
+pub(super) fn money(usd: f64) -> String {
     if usd < 0.01 {
         format!("${usd:.4}")
     } else {

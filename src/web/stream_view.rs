@@ -41,6 +41,8 @@ pub struct StreamData {
     pub refusal_agreement: Option<crate::store::RefusalAgreement>,
     /// Hourly spend (all users) over the chart period (`rollup_spend`).
     pub spend: Vec<crate::store::SpendHour>,
+    /// The top users by spend over the chart period, with their hours.
+    pub user_spend: Vec<crate::store::UserSpend>,
 }
 
 /// One detector verdict as a table row.
@@ -179,6 +181,7 @@ pub struct StreamView {
     pub length_chart: ChartView,
     pub embedding_chart: ChartView,
     pub spend_chart: ChartView,
+    pub user_spend: super::stream_spend::UserSpendView,
     pub events: Vec<EventView>,
     /// Latest first.
     pub annotations: Vec<AnnotationRow>,
@@ -505,7 +508,8 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
             None,
         ),
     );
-    let spend_chart = spend_chart(&d.spend, p, &line);
+    let spend_chart = super::stream_spend::stream_chart(&d.spend, p, &line);
+    let user_spend = super::stream_spend::users(&d.user_spend, &d.spend, p, &line);
     StreamView {
         name: d.stream.clone(),
         health: HealthCell::of(latest(&health)),
@@ -515,6 +519,7 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
         length_chart,
         embedding_chart,
         spend_chart,
+        user_spend,
         events: d
             .events
             .iter()
@@ -568,49 +573,5 @@ pub fn build_stream(d: &StreamData, p: &Periods) -> StreamView {
 }
 
 /// The stream page's chart builder: (title, y range, format, series, band).
-type LineFn<'a> =
+pub(super) type LineFn<'a> =
     dyn Fn(String, Option<(f64, f64)>, YFormat, Vec<Series>, Option<Band>) -> LineChart + 'a;
-
-/// Spend over time: estimated cost per hour, or tokens per hour when no
-/// record of the period had a price (cost would be a flat zero).
-fn spend_chart(spend: &[crate::store::SpendHour], p: &Periods, line: &LineFn<'_>) -> ChartView {
-    let by_cost = spend.iter().any(|h| h.cost_usd > 0.0);
-    let points = p
-        .chart_hours()
-        .map(|h| {
-            let v = spend
-                .iter()
-                .find(|s| s.hour_ms == h)
-                .map(|s| if by_cost { s.cost_usd } else { s.tokens as f64 });
-            (h, v.or(Some(0.0)))
-        })
-        .collect();
-    let (calls, tokens, cost) = spend.iter().fold((0, 0, 0.0), |(c, t, u), h| {
-        (c + h.calls, t + h.tokens, u + h.cost_usd)
-    });
-    let (label, caption) = if by_cost {
-        (
-            "cost (USD) per hour",
-            "Estimated cost per hour (the application's cost_usd, else the model's prices)",
-        )
-    } else {
-        (
-            "tokens per hour",
-            "Tokens per hour (no price known for these models)",
-        )
-    };
-    ChartView::line(
-        "Spend",
-        format!("{caption}; {calls} calls, {tokens} tokens, ${cost:.2} in the period."),
-        &line(
-            label.into(),
-            None,
-            YFormat::Number,
-            vec![Series {
-                label: label.into(),
-                points,
-            }],
-            None,
-        ),
-    )
-}

@@ -2,7 +2,8 @@
 //! applied to records without `cost_usd` (a sent cost wins), a stream whose
 //! last hour costs far more than its baseline fires `spend_rate` (and a
 //! steady stream beside it does not), spend per stream, user and session in
-//! `/metrics` and `canaryd status`.
+//! `/metrics` and `canaryd status`, and the users' spend over time on the
+//! stream page.
 
 use std::time::Duration;
 
@@ -194,6 +195,37 @@ async fn a_spend_spike_fires_and_spend_is_reported() {
         assert!(out.contains("spend (last 24 h)"), "{b}: {out}");
         assert!(out.contains("user user-0"), "{b}: {out}");
         assert!(out.contains("steady / s-app"), "{b}: {out}");
+
+        // The stream page shows the users' spend over time: user-0, who
+        // made every call of the spike, is the top spender and has a line.
+        let page = client
+            .get(format!("{}/streams/agents", daemon.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{b}");
+        let html = page.text().await.unwrap();
+        let table = html
+            .split("<h2>Spend by user</h2>")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{b}: no spend-by-user table: {html}"));
+        let row = |u: &str| {
+            table
+                .find(&format!(r#"<td class="name">{u}</td>"#))
+                .unwrap_or_else(|| panic!("{b}: no row for {u}: {table}"))
+        };
+        assert!(
+            row("user-0") < row("user-1") && row("user-0") < row("user-2"),
+            "{b}: user-0 spent the most: {table}"
+        );
+        let chart = html
+            .split("Spend by user")
+            .nth(1)
+            .expect("the chart's title");
+        assert!(
+            chart.contains("<svg") && chart.contains("user-0"),
+            "{b}: a line for user-0: {chart}"
+        );
         store.close().await;
     }
 }
