@@ -40,7 +40,53 @@ fn link(url: &str, text: &str) -> String {
 }
 
 fn section(text: String) -> Value {
-    json!({ "type": "section", "text": { "type": "mrkdwn", "text": super::message::truncate(&text, SECTION_MAX) } })
+    json!({ "type": "section", "text": { "type": "mrkdwn", "text": fit(&text, SECTION_MAX) } })
+}
+
+/// A section's text cut to `max` characters without breaking its markup.
+/// A triage section is a list of lines, each with its links: it is cut
+/// after the last line that fits. Where that would drop most of the text
+/// (one long example), it is cut inside the line, but never inside a
+/// `<url|text>` link (shown as raw text when cut) or an entity such as
+/// `&amp;`; a code block left open is closed, or the rest of the message
+/// would read as code.
+fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    // Room for the mark of the cut and a closing fence.
+    let room = max.saturating_sub(5);
+    let mut kept = String::new();
+    let mut n = 0;
+    let mut rest = "";
+    for line in text.split_inclusive('\n') {
+        let l = line.chars().count();
+        if n + l > room {
+            rest = line;
+            break;
+        }
+        kept.push_str(line);
+        n += l;
+    }
+    if n < room / 2 {
+        let part: String = rest.chars().take(room - n).collect();
+        let mut end = part.len();
+        if let Some(open) = part.rfind('<').filter(|&i| !part[i..].contains('>')) {
+            end = open;
+        }
+        if let Some(amp) = part[..end]
+            .rfind('&')
+            .filter(|&i| !part[i..end].contains(';'))
+        {
+            end = amp;
+        }
+        kept.push_str(&part[..end]);
+    }
+    let mut out = format!("{}…", kept.trim_end());
+    if out.matches("```").count() % 2 == 1 {
+        out.push_str("```");
+    }
+    out
 }
 
 fn alert_section(a: &AlertView, resolved: bool) -> Value {
@@ -169,5 +215,57 @@ mod tests {
             "&lt;!channel&gt; &amp; &lt;@U123&gt; &lt;http://evil|click&gt;"
         );
         assert_eq!(escape("a```b"), "aˋˋˋb");
+    }
+
+    #[test]
+    fn a_long_section_is_cut_between_lines_and_never_inside_a_link() {
+        // Triage lines whose links would straddle the limit.
+        let line = format!(
+            "• a triage line {}\n",
+            link("https://c.example/sessions?stream=s&id=x y", "session x y")
+        );
+        let text: String = std::iter::repeat_n(line.as_str(), 100).collect();
+        let cut = fit(&text, 3000);
+        assert!(cut.chars().count() <= 3000, "{}", cut.chars().count());
+        assert!(cut.ends_with(">…"), "{cut}");
+        assert_eq!(cut.matches('<').count(), cut.matches('>').count(), "{cut}");
+        assert_eq!(
+            cut.lines().count(),
+            cut.chars().count() / line.chars().count(),
+            "whole lines kept"
+        );
+    }
+
+    #[test]
+    fn one_long_line_is_cut_outside_links_and_entities_and_its_code_block_closed() {
+        let body = "x &amp; y ".repeat(400);
+        let text = format!(
+            "*Example 1*: t\n*Output:*\n```{body}``` {}",
+            link("https://c/a", "a")
+        );
+        for max in [1000, 1003, 1005, 1007] {
+            let cut = fit(&text, max);
+            assert!(cut.chars().count() <= max, "{max}");
+            let tail = cut.trim_end_matches("```").trim_end_matches('…');
+            assert!(
+                tail.rfind('&').is_none_or(|i| tail[i..].contains(';')),
+                "{max}: an entity cut: {tail:?}"
+            );
+            assert!(
+                cut.ends_with("…```"),
+                "{max}: the code block is closed: {cut:?}"
+            );
+        }
+        let linked = format!(
+            "{} {}",
+            "word ".repeat(190),
+            link("https://c/a", "a long link text")
+        );
+        let cut = fit(&linked, 960);
+        assert!(
+            !cut.contains('<'),
+            "the link is dropped whole, not cut: {cut}"
+        );
+        assert_eq!(fit("short", 3000), "short");
     }
 }
