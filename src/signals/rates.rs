@@ -252,17 +252,22 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
         } else {
             f64::INFINITY
         };
-    let back = cusum(seq().map(|(&t, h)| {
-        let pb = base.rate(t, d).clamp(1e-4, 1.0 - 1e-4);
-        let pd = pb + dir * d;
-        let llr = if pd <= 0.0 || pd >= 1.0 {
-            // A change of d that way is impossible: all evidence is recovery.
-            1e3
-        } else {
-            bernoulli_llr(h.n, events(rule, h), pd, pb)
-        };
-        (t, llr)
-    }))
+    // Only since an open alert opened: earlier hours cannot show a return.
+    let back = cusum(
+        seq()
+            .filter(|(t, _)| **t >= look.return_from())
+            .map(|(&t, h)| {
+                let pb = base.rate(t, d).clamp(1e-4, 1.0 - 1e-4);
+                let pd = pb + dir * d;
+                let llr = if pd <= 0.0 || pd >= 1.0 {
+                    // A change of d that way is impossible: all evidence is recovery.
+                    1e3
+                } else {
+                    bernoulli_llr(h.n, events(rule, h), pd, pb)
+                };
+                (t, llr)
+            }),
+    )
     .stat;
     let (value, baseline, n, summary) = match best {
         Some((stat, since, (v, b, n))) => (
@@ -305,7 +310,8 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
             },
             window_effect: false,
             direct: best.is_some(),
-            resolve: recent_effect < cfg.resolve_level * d
+            resolve: look.settled()
+                && recent_effect < cfg.resolve_level * d
                 && back >= resolve_evidence(cfg.alpha, per_day),
             alpha: cfg.alpha,
             summary,
