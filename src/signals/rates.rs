@@ -14,8 +14,7 @@ use super::RateConfig;
 use super::finding::{Rule, Severity};
 use super::rollup::{HourCounts, StreamRollups};
 use super::sequential::{
-    EFFECT_Z, bernoulli_kl, bernoulli_llr, binomial_pearson_var, cusum, day_class,
-    dispersion_factor, in_spans, resolve_evidence, wilson,
+    EFFECT_Z, bernoulli_kl, bernoulli_llr, cusum, day_class, in_spans, resolve_evidence, wilson,
 };
 use super::verdict::{Decision, Subject, Verdict, verdict};
 use super::window::Look;
@@ -40,19 +39,15 @@ impl RateBaseline {
     /// (n, k) hour `t` is compared with: its class when both classes are
     /// precise enough on their own, else pooled.
     fn of(&self, t: i64, threshold: f64) -> (u64, u64) {
-        if self.by_class(threshold) {
-            self.class[day_class(t)]
-        } else {
-            self.pooled
-        }
-    }
-    /// Whether the day classes are precise enough to be used apart.
-    fn by_class(&self, threshold: f64) -> bool {
         let precise = |(n, k): (u64, u64)| {
             let (lo, hi) = wilson(k, n, 2.0);
             n > 0 && (hi - lo) / 2.0 <= threshold
         };
-        self.class[1].0 > 0 && precise(self.class[0]) && precise(self.class[1])
+        if self.class[1].0 > 0 && precise(self.class[0]) && precise(self.class[1]) {
+            self.class[day_class(t)]
+        } else {
+            self.pooled
+        }
     }
     fn rate(&self, t: i64, threshold: f64) -> f64 {
         let (n, k) = self.of(t, threshold);
@@ -158,24 +153,19 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
         .filter(|(t, h)| !in_spans(look.quiet, **t) && h.n > 0)
         .map(|(&t, h)| (t, h.n, events(rule, h)))
         .collect();
-    // Overdispersion of hourly counts around their class rates, applied
-    // only where Pearson's test establishes it (`dispersion_factor`: a
-    // point estimate floored at 1 read 1.1–1.2 on counts with none).
+    // Overdispersion of hourly counts around their class rates (≥ 1).
     // Estimable only with enough events: at an expected 0.02 per hour one
     // refusal is a Pearson residual of 49, and the estimate is noise.
     let phi = if hours.len() >= 24 && k0 >= 30 {
-        let (mut s, mut null_var) = (0.0, 0.0);
-        for &(t, n, k) in &hours {
-            let p = base.rate(t, d).clamp(1e-4, 1.0 - 1e-4);
-            let e = n as f64 * p;
-            s += (k as f64 - e).powi(2) / (e * (1.0 - p));
-            null_var += binomial_pearson_var(n, p);
-        }
-        // One rate estimated per day class in use.
-        let h = hours.len() as f64;
-        let rates = if base.by_class(d) { 2.0 } else { 1.0 };
-        let df = h - rates;
-        dispersion_factor(s, df, null_var * df / h)
+        let s: f64 = hours
+            .iter()
+            .map(|&(t, n, k)| {
+                let p = base.rate(t, d).clamp(1e-4, 1.0 - 1e-4);
+                let e = n as f64 * p;
+                (k as f64 - e).powi(2) / (e * (1.0 - p))
+            })
+            .sum();
+        (s / (hours.len() - 1) as f64).max(1.0)
     } else {
         1.0
     };

@@ -10,10 +10,10 @@
 //! so diurnal traffic (busy days, quiet nights) is handled exactly. The
 //! in-control run length of a log-likelihood CUSUM with threshold h is at
 //! least e^h hours. Hour-to-hour variation beyond sampling noise
-//! (overdispersion, established on the baseline: [`dispersion_factor`])
-//! scales the increments down so it cannot masquerade as evidence.
+//! (overdispersion, measured on the baseline) scales the increments down so
+//! it cannot masquerade as evidence.
 
-use super::stats::{Moments, chi2_sf};
+use super::stats::Moments;
 
 /// State of one chart at the end of its lookback.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,8 +145,7 @@ pub struct MeanBaseline {
     pub pooled: Moments,
     /// Hours with data.
     pub hours: usize,
-    /// Hour-to-hour overdispersion around the class means: 1 unless
-    /// established ([`dispersion_factor`]).
+    /// Hour-to-hour overdispersion (≥ 1) around the class means.
     pub dispersion: f64,
     /// Day classes apart (`detectors.weekly`); otherwise one class.
     pub weekly: bool,
@@ -169,23 +168,15 @@ impl MeanBaseline {
         }
         let var = b.pooled.var();
         if var > 0.0 && b.hours >= 24 {
-            // Pearson's statistic of the hourly means around the means they
-            // are compared with (one estimated per day class in use).
-            let (mut s, mut h, mut means) = (0.0, 0.0, [false; 3]);
+            let (mut s, mut h) = (0.0, 0.0);
             for &(t, m) in hours {
                 if m.n > 0.0 {
-                    let (centre, which) = match b.of(t) {
-                        Some(c) => (c.mean(), b.class_of(t)),
-                        None => (b.pooled.mean(), 2),
-                    };
-                    means[which] = true;
-                    let z = m.mean() - centre;
+                    let z = m.mean() - b.of(t).unwrap_or(b.pooled).mean();
                     s += m.n * z * z / var;
                     h += 1.0;
                 }
             }
-            let df = h - means.iter().filter(|&&u| u).count() as f64;
-            b.dispersion = dispersion_factor(s, df, 2.0 * df);
+            b.dispersion = (s / (h - 1.0)).max(1.0);
         }
         b
     }
@@ -350,9 +341,8 @@ pub fn recent_from<V>(
     from
 }
 
-/// Hour-to-hour variance of hourly means relative to what `var`/n predicts,
-/// applied only where established ([`dispersion_factor`]). Needs a day of
-/// hours; otherwise assumes none.
+/// Hour-to-hour variance of hourly means relative to what `var`/n predicts
+/// (at least 1). Needs a day of hours; otherwise assumes none.
 pub fn normal_dispersion<'a>(
     hours: impl IntoIterator<Item = &'a Moments>,
     mu0: f64,
@@ -369,76 +359,25 @@ pub fn normal_dispersion<'a>(
     if h < 24.0 {
         1.0
     } else {
-        dispersion_factor(s, h - 1.0, 2.0 * (h - 1.0))
+        (s / (h - 1.0)).max(1.0)
     }
 }
 
-/// Pearson dispersion of hourly counts `(n, k)` around rate `p0`, applied
-/// only where established ([`dispersion_factor`], with the binomial null
-/// variance of [`binomial_pearson_var`]); 1 with less than a day of hours.
+/// Pearson dispersion of hourly counts `(n, k)` around rate `p0` (at least 1).
 pub fn binomial_dispersion(hours: impl IntoIterator<Item = (u64, u64)>, p0: f64) -> f64 {
-    let (mut s, mut h, mut null_var) = (0.0, 0.0, 0.0);
+    let (mut s, mut h) = (0.0, 0.0);
     for (n, k) in hours {
         if n > 0 {
             let e = n as f64 * p0;
             s += (k as f64 - e).powi(2) / (e * (1.0 - p0)).max(1e-12);
-            null_var += binomial_pearson_var(n, p0);
             h += 1.0;
         }
     }
     if h < 24.0 {
         1.0
     } else {
-        dispersion_factor(s, h - 1.0, null_var * (h - 1.0) / h)
+        (s / (h - 1.0)).max(1.0)
     }
-}
-
-/// One-sided level at which overdispersion must be established before the
-/// charts are scaled for it.
-pub const DISPERSION_ALPHA: f64 = 0.01;
-
-/// The overdispersion factor the charts divide their evidence by, from
-/// Pearson's statistic `x2` (Σ (observed − expected)² / variance over the
-/// baseline hours), its degrees of freedom `df` and its variance under "no
-/// overdispersion" `null_var` (2·df for normal hourly means; more for
-/// counts of rare events, [`binomial_pearson_var`]).
-///
-/// Under no overdispersion x2/df is 1 on average but exceeds 1 on about
-/// half of all 7-day baselines and reads 1.1 or more on about one in six
-/// (its sd is √(2/df) ≈ 0.11 at 167 hours, about 0.16 for refusal counts at
-/// an expected 0.4 an hour): flooring the point estimate at 1 (as until
-/// 2026-12-02) applied a factor > 1 to about half of all baselines *with
-/// none*, which slowed every chart by that
-/// factor and bought nothing, since the thresholds are calibrated for
-/// sampling noise alone. So the factor is a pre-test: x2/df is used only
-/// when Pearson's test rejects "no overdispersion" at
-/// [`DISPERSION_ALPHA`] (one-sided), otherwise 1. The test's null is the
-/// statistic matched by a scaled χ² (c·χ²(ν) with the same mean and
-/// variance: c = null_var / 2·df, ν = 2·df² / null_var), which is the plain
-/// χ²(df) for normal means and stays calibrated for skewed counts. Real
-/// overdispersion large enough to matter (x2/df ≳ 1.3 at a week of hours)
-/// is established almost always and then corrected in full; what escapes
-/// the test is small (≲ 1.3) and costs at most that factor in the
-/// threshold's exponent.
-pub fn dispersion_factor(x2: f64, df: f64, null_var: f64) -> f64 {
-    if !(df >= 1.0 && x2.is_finite() && null_var > 0.0) {
-        return 1.0;
-    }
-    let c = null_var / (2.0 * df);
-    let nu = 2.0 * df * df / null_var;
-    if chi2_sf(x2 / c, nu) < DISPERSION_ALPHA {
-        (x2 / df).max(1.0)
-    } else {
-        1.0
-    }
-}
-
-/// Variance of one hour's Pearson term (k − np)² / np(1 − p) for `k` ~
-/// Binomial(n, p): 2 + (1 − 6p(1 − p)) / np(1 − p) (the binomial's excess
-/// kurtosis added to a χ²(1)'s 2); far above 2 when np is small.
-pub fn binomial_pearson_var(n: u64, p: f64) -> f64 {
-    let pq = (p * (1.0 - p)).max(1e-12);
-    2.0 + (1.0 - 6.0 * pq) / (n as f64 * pq)
 }
 
 #[cfg(test)]
@@ -479,61 +418,5 @@ mod tests {
             .map(|h| hour(25.0, if h % 2 == 0 { 3.5 } else { 4.5 }))
             .collect();
         assert!(normal_dispersion(&wobbly, 4.0, 1.0) > 5.0);
-    }
-
-    #[test]
-    fn dispersion_is_applied_only_where_established() {
-        use crate::signals::synth::Gen;
-        let mut g = Gen::new(3);
-        // A week of hours, 30 discrete scores each, with and without an
-        // hour-level wobble of sd 0.25 (30 scores an hour make that a
-        // factor of about 3; the 1 % critical ratio at 167 hours is 1.27).
-        let week = |g: &mut Gen, wobble: f64| -> Vec<(i64, Moments)> {
-            (0..168)
-                .map(|h| {
-                    let mean = 3.8 + wobble * g.normal();
-                    let mut m = Moments::default();
-                    for _ in 0..30 {
-                        let s = g.score(mean);
-                        m.add(Moments {
-                            n: 1.0,
-                            sum: s,
-                            sumsq: s * s,
-                        });
-                    }
-                    (h * 3_600_000, m)
-                })
-                .collect()
-        };
-        let plain = (0..100)
-            .filter(|_| MeanBaseline::new(&week(&mut g, 0.0), false).dispersion == 1.0)
-            .count();
-        // Expected 99 of 100 at the 1 % level; the floored point estimate
-        // exceeded 1 on about half.
-        assert!(
-            plain >= 96,
-            "factor 1 on {plain}/100 baselines without overdispersion"
-        );
-        for _ in 0..10 {
-            let d = MeanBaseline::new(&week(&mut g, 0.25), false).dispersion;
-            assert!(d > 2.0, "{d}");
-        }
-        // Rare events (1 % at 40 an hour: 0.4 expected an hour): Pearson's
-        // statistic is far more variable than χ²(df), and the scaled χ²
-        // keeps the test at its level; the plain χ²(df) does not.
-        let (mut scaled, mut plain_chi2) = (0, 0);
-        for _ in 0..200 {
-            let hours: Vec<(u64, u64)> = (0..168)
-                .map(|_| (40, (0..40).filter(|_| g.chance(0.01)).count() as u64))
-                .collect();
-            scaled += usize::from(binomial_dispersion(hours.iter().copied(), 0.01) > 1.0);
-            let x2: f64 = hours
-                .iter()
-                .map(|&(n, k)| (k as f64 - n as f64 * 0.01).powi(2) / (n as f64 * 0.0099))
-                .sum();
-            plain_chi2 += usize::from(chi2_sf(x2, 167.0) < DISPERSION_ALPHA);
-        }
-        assert!(scaled <= 8, "scaled test rejected {scaled}/200");
-        assert!(plain_chi2 > scaled, "{plain_chi2} vs {scaled}");
     }
 }
