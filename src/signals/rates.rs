@@ -38,13 +38,15 @@ struct RateBaseline {
     class: [(u64, u64); 2],
     pooled: (u64, u64),
     hours: usize,
+    /// [`RateBaseline::by_class`], once the baseline is complete.
+    split: Option<bool>,
 }
 
 impl RateBaseline {
     /// (n, k) hour `t` is compared with: its class when the classes are
     /// used apart ([`RateBaseline::by_class`]), else pooled.
     fn of(&self, t: i64, threshold: f64) -> (u64, u64) {
-        if self.by_class(threshold) {
+        if self.split.unwrap_or_else(|| self.by_class(threshold)) {
             self.class[day_class(t)]
         } else {
             self.pooled
@@ -54,9 +56,9 @@ impl RateBaseline {
     /// own, and their rates differ (two-proportion test at
     /// [`CLASS_ALPHA`]). Weekend hours are 2/7 of a week: compared with
     /// the weekend baseline alone, a weekend hour meets a baseline with
-    /// 3.5 times the variance of the pooled one (two sub-threshold fires
-    /// in 40 corpus seeds, both on a weekend, met a weekend baseline
-    /// reading 0.7 % for a true 1 %). Where no weekly rhythm in the rate
+    /// 3.5 times the variance of the pooled one (both sub-threshold
+    /// refusal fires in 40 corpus seeds were on a weekend, against a
+    /// weekend-only baseline). Where no weekly rhythm in the rate
     /// is established, the pooled rate is the better estimate for both
     /// classes; a rhythm of half the threshold (1 % against 2 %) is
     /// established at 40 records an hour over a week (about 3.2 standard
@@ -124,6 +126,8 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
         base.pooled.1 += k;
         base.hours += 1;
     }
+    // Decided once per evaluation (`of` is asked for every hour).
+    base.split = Some(base.by_class(d));
     let (n0, k0) = base.pooled;
     let recent = look.recent(&data.hours, c.min_samples as f64, |h| h.n as f64);
     let (r_rate, r_base, r_n) = rate_effect(rule, &base, d, data.hours.range(recent.0..recent.1));
@@ -552,6 +556,7 @@ mod tests {
             class: [(4_800, weekday), (1_920, weekend)],
             pooled: (6_720, weekday + weekend),
             hours: 168,
+            split: None,
         };
         // 1 % on both, the weekend reading 0.7 % (13 refusals, as on a
         // corpus seed): no rhythm established, the pooled rate serves both.
