@@ -178,7 +178,7 @@ pub fn embedding_drift(stream: &str, data: &StreamRollups, look: &Look<'_>) -> V
             },
             window_effect: false,
             direct: best.is_some(),
-            resolve: r_cos > 1.0 - cfg.resolve_level * (1.0 - c.max_cosine),
+            resolve: look.settled() && r_cos > 1.0 - cfg.resolve_level * (1.0 - c.max_cosine),
             alpha: cfg.alpha,
             summary,
         },

@@ -63,6 +63,17 @@ pub fn quiet_span(opened_ms: i64, resolved_ms: Option<i64>, cfg: &DetectorConfig
     )
 }
 
+/// When the alert on a signal that is still open opened, from its quiet
+/// spans (the inverse of [`quiet_span`] for the span that has no end).
+pub fn opened_at(quiet: &[(i64, i64)], cfg: &DetectorConfig) -> Option<i64> {
+    let lead = i64::from(cfg.resolve_after_hours.max(1)) * HOUR_MS;
+    quiet
+        .iter()
+        .filter(|s| s.1 == i64::MAX)
+        .map(|s| s.0 + lead)
+        .max()
+}
+
 /// Runs every detector; findings sorted by (stream, rule, dimension).
 pub fn evaluate_snapshot(snap: &Snapshot, now_ms: i64, cfg: &DetectorConfig) -> Vec<Finding> {
     let w = Windows::new(now_ms, cfg);

@@ -245,7 +245,7 @@ pub fn length_drift(stream: &str, data: &StreamRollups, look: &Look<'_>) -> Verd
             },
             window_effect: false,
             direct: best.is_some(),
-            resolve: r_kl < cfg.resolve_level * c.min_kl,
+            resolve: look.settled() && r_kl < cfg.resolve_level * c.min_kl,
             alpha: cfg.alpha,
             summary,
         },

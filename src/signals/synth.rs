@@ -16,6 +16,13 @@ use super::rollup::{BINS, EmbeddingSum, HourCounts, length_bin};
 use super::stats::Moments;
 use super::window::HOUR_MS;
 
+/// The judge-score sd after rounding that issue 13 specifies ("1–5 scale, sd 0.8").
+pub const SCORE_SD: f64 = 0.8;
+
+/// The sd of the normal draw before rounding that gives [`SCORE_SD`] after
+/// it: rounding adds variance 1/12.
+pub const SCORE_SD_BEFORE_ROUNDING: f64 = 0.746_101;
+
 /// A seeded random source with the few distributions traffic needs.
 pub struct Gen(StdRng);
 
@@ -48,9 +55,18 @@ impl Gen {
             k += 1;
         }
     }
-    /// A judge score on the 1–5 scale around `mean` (discrete, like real judges).
+    /// A judge score on the 1–5 scale around `mean` (discrete, like real
+    /// judges) with the spread issue 13 specifies: sd 0.8 *after*
+    /// rounding. Rounding to integers adds a uniform error of variance 1/12
+    /// (Sheppard), so the normal drawn before rounding has sd
+    /// √(0.64 − 1/12) ≈ 0.746; measured over 400,000 draws the rounded
+    /// scores' sd is 0.79 at a mean of 3.5 and 0.78 at 3.8 (the clamp at 5
+    /// trims a little). Until 2026-12-02 the draw was 0.9·N(0, 1), whose
+    /// rounded scores have sd ≈ 0.9 — a harder stream than specified.
     pub fn score(&mut self, mean: f64) -> f64 {
-        (mean + 0.9 * self.normal()).round().clamp(1.0, 5.0)
+        (mean + SCORE_SD_BEFORE_ROUNDING * self.normal())
+            .round()
+            .clamp(1.0, 5.0)
     }
 }
 
@@ -392,4 +408,29 @@ pub fn scenario(start_ms: i64, days: i64, per_hour: f64) -> (Vec<StreamSpec>, Ve
     });
     planted.retain(|p| p.to_ms + day <= start_ms + days * day);
     (specs, planted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judge_scores_have_the_specified_spread_after_rounding() {
+        let want = (SCORE_SD * SCORE_SD - 1.0 / 12.0).sqrt();
+        assert!((SCORE_SD_BEFORE_ROUNDING - want).abs() < 1e-6, "{want}");
+        let mut g = Gen::new(7);
+        let mut m = Moments::default();
+        for _ in 0..100_000 {
+            let s = g.score(3.5);
+            assert!((1.0..=5.0).contains(&s) && s.fract() == 0.0, "{s}");
+            m.add(Moments {
+                n: 1.0,
+                sum: s,
+                sumsq: s * s,
+            });
+        }
+        let sd = m.var().sqrt();
+        assert!((sd - SCORE_SD).abs() < 0.02, "sd {sd}");
+        assert!((m.mean() - 3.5).abs() < 0.02, "mean {}", m.mean());
+    }
 }

@@ -88,8 +88,37 @@ impl Look<'_> {
         (from, self.w.baseline.1)
     }
 
+    /// When the alert on this signal that is still open opened, if one is.
+    pub fn opened(&self) -> Option<i64> {
+        super::evaluate::opened_at(self.quiet, self.cfg)
+    }
+
+    /// Where the evidence that an open alert's signal has returned may
+    /// start: its opening (what came before cannot show a return), or the
+    /// start of the sequential span when no alert is open.
+    pub fn return_from(&self) -> i64 {
+        let end = self.w.current.1;
+        match self.opened() {
+            Some(o) if o < end => o.max(self.w.sequential.0),
+            _ => self.w.sequential.0,
+        }
+    }
+
+    /// Whether an open alert on this signal has been open for
+    /// `resolve_after_hours`, the span its resolution is measured over (no
+    /// alert open: `true`). Before that the span since it opened is shorter
+    /// than the resolve span, and resolving on it is the fixed-sample look
+    /// the hysteresis exists to avoid.
+    pub fn settled(&self) -> bool {
+        let hours = i64::from(self.cfg.resolve_after_hours.max(1)) * HOUR_MS;
+        self.opened().is_none_or(|o| self.w.now_ms - o >= hours)
+    }
+
     /// Start of the span whose effect decides resolution (see
-    /// [`super::sequential::recent_from`]); never before the sequential span.
+    /// [`super::sequential::recent_from`]); never before the sequential span
+    /// nor, while an alert on this signal is open, before it opened: an
+    /// alert that fired an hour after the change otherwise resolved an hour
+    /// later on a span of mostly pre-change hours (a flap, issue 13).
     pub fn recent<V>(
         &self,
         map: &std::collections::BTreeMap<i64, V>,
@@ -105,7 +134,7 @@ impl Look<'_> {
             min_n,
             n,
         );
-        (from, end)
+        (from.max(self.return_from()), end)
     }
 }
 
