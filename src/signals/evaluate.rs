@@ -56,9 +56,8 @@ impl Snapshot {
 /// `resolve_after_hours` before it opened — the change began before the
 /// alarm — to an hour after it resolved.
 pub fn quiet_span(opened_ms: i64, resolved_ms: Option<i64>, cfg: &DetectorConfig) -> (i64, i64) {
-    let lead = i64::from(cfg.resolve_after_hours.max(1)) * HOUR_MS;
     (
-        opened_ms - lead,
+        opened_ms - resolve_span(cfg),
         resolved_ms.map_or(i64::MAX, |r| r + HOUR_MS),
     )
 }
@@ -66,12 +65,18 @@ pub fn quiet_span(opened_ms: i64, resolved_ms: Option<i64>, cfg: &DetectorConfig
 /// When the alert on a signal that is still open opened, from its quiet
 /// spans (the inverse of [`quiet_span`] for the span that has no end).
 pub fn opened_at(quiet: &[(i64, i64)], cfg: &DetectorConfig) -> Option<i64> {
-    let lead = i64::from(cfg.resolve_after_hours.max(1)) * HOUR_MS;
     quiet
         .iter()
         .filter(|s| s.1 == i64::MAX)
-        .map(|s| s.0 + lead)
+        .map(|s| s.0 + resolve_span(cfg))
         .max()
+}
+
+/// `resolve_after_hours` in ms: the span a resolution is measured over,
+/// and the lead of a quiet span before its alert opened (the change began
+/// before the alarm) — one value, so [`opened_at`] inverts [`quiet_span`].
+pub fn resolve_span(cfg: &DetectorConfig) -> i64 {
+    i64::from(cfg.resolve_after_hours.max(1)) * HOUR_MS
 }
 
 /// Runs every detector; findings sorted by (stream, rule, dimension).

@@ -110,8 +110,8 @@ impl Look<'_> {
     /// than the resolve span, and resolving on it is the fixed-sample look
     /// the hysteresis exists to avoid.
     pub fn settled(&self) -> bool {
-        let hours = i64::from(self.cfg.resolve_after_hours.max(1)) * HOUR_MS;
-        self.opened().is_none_or(|o| self.w.now_ms - o >= hours)
+        let span = super::evaluate::resolve_span(self.cfg);
+        self.opened().is_none_or(|o| self.w.now_ms - o >= span)
     }
 
     /// Start of the span whose effect decides resolution (see
