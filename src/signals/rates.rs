@@ -7,8 +7,8 @@
 //! of its own day class. An alarm fires only when the rate since the change
 //! point, [`EFFECT_Z`] standard errors short, differs from the baseline by
 //! at least `min_abs_change`; it resolves once the recent change is below the resolve
-//! level and the records since the return favour the baseline rate over a
-//! change of `min_abs_change` by ln(1/α).
+//! level and the records since the return favour the baseline rate (the
+//! same conservative bound) over a change of `min_abs_change` by ln(1/α).
 
 use super::RateConfig;
 use super::finding::{Rule, Severity};
@@ -284,7 +284,14 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
         seq()
             .filter(|(t, _)| **t >= look.return_from())
             .map(|(&t, h)| {
-                let pb = base.rate(t, d).clamp(1e-4, 1.0 - 1e-4);
+                // The charts' own pair reversed: the alarm weighed the
+                // conservative baseline bound against it plus d, so recovery
+                // weighs the same two rates. The point estimate of a rare
+                // rate can sit far below the truth (0.1 % for a true 0.4 %
+                // over a week), and then each event after a revert cost
+                // three nats of a 4.6-nat requirement.
+                let (lo, hi) = bounds(t);
+                let pb = if dir > 0.0 { hi } else { lo }.clamp(1e-4, 1.0 - 1e-4);
                 let pd = pb + dir * d;
                 let llr = if pd <= 0.0 || pd >= 1.0 {
                     // A change of d that way is impossible: all evidence is recovery.
@@ -546,6 +553,46 @@ mod tests {
             *h = counts(40, u64::from((NOW - t) / HOUR_MS % 3 == 0));
         }
         let v = eval(Rule::RefusalRateShift, &d);
+        assert!(v.finding.resolve, "{:?}", v.finding);
+    }
+
+    #[test]
+    fn a_revert_resolves_within_a_day_though_the_rare_baseline_read_low() {
+        // Truncation at 30 records an hour; the week before the incident
+        // held 3 truncations in 5,040 records (0.06 %, a true 0.4 % reading
+        // low, as on corpus seed 1). Six hours at 10 % opened an alert 28
+        // hours ago, then the rate went back to 0.4 %: 3 truncations over
+        // the last day, the last 3 hours ago. Against the point estimate
+        // each of them cost 3.5 nats of the 4.6 recovery needs (3.9 gathered:
+        // the revert stayed open past a day); against the bound the alarm
+        // was weighed with, 3.0 nats each, 5.5 gathered, it resolves.
+        let opened = NOW - 28 * HOUR_MS;
+        let hours = (0..240)
+            .map(|i| {
+                let t = NOW - (240 - i) * HOUR_MS;
+                let back = (NOW - t) / HOUR_MS;
+                let truncations = match back {
+                    25..=30 => 3,
+                    18 | 10 | 3 => 1,
+                    b if b > 30 && b % 56 == 0 => 1,
+                    _ => 0,
+                };
+                let h = HourCounts {
+                    n: 30,
+                    truncations,
+                    ..Default::default()
+                };
+                (t, h)
+            })
+            .collect();
+        let d = StreamRollups {
+            hours,
+            ..Default::default()
+        };
+        let cfg = DetectorConfig::default();
+        let quiet = [crate::signals::evaluate::quiet_span(opened, None, &cfg)];
+        let v = eval_q(Rule::TruncationRate, &d, &quiet);
+        assert_ne!(v.finding.status, Status::Firing, "{:?}", v.finding);
         assert!(v.finding.resolve, "{:?}", v.finding);
     }
 

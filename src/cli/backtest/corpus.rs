@@ -457,11 +457,12 @@ mod tests {
                 let x = score(case, end, 10_000 + seed * 31, &cfg);
                 if std::env::var("CANARYD_VERBOSE").is_ok() {
                     eprintln!(
-                        "  {} seed {seed}: delay {:?}, false alarms {}, flaps {}",
+                        "  {} seed {seed}: delay {:?}, false alarms {}, flaps {}, revert resolved {:?}",
                         case.name,
                         x.delay_hours,
                         x.false_alarms.len(),
-                        x.flaps
+                        x.flaps,
+                        x.revert_resolved
                     );
                 }
                 if let Some(d) = x.delay_hours {
