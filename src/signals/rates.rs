@@ -261,48 +261,56 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
         r_rate - r_base
     };
     // Evidence of recovery: the baseline rate against a change of d in
-    // the recent direction (a fall below zero is no change at all), KL(p0
-    // ‖ p0 + d) nats a record once the change is gone; see
-    // `resolve_evidence`.
-    let dir = if c.both_directions && r_rate < r_base {
-        -1.0
+    // *each* direction a change of d is possible — KL(p0 ‖ p0 ± d) nats a
+    // record once the change is gone (see `resolve_evidence`). Not only in
+    // the direction of the recent hours: an open rise whose last six hours
+    // happened to dip under the baseline (1 refusal in 201 records at a
+    // true 5.5 %) was asked only whether it had fallen by d, which from a
+    // 1 % baseline is impossible, so every hour counted as recovery and a
+    // persisting change resolved and fired again (a flap on held-out-style
+    // histories, `varied.rs`).
+    let dirs: &[f64] = if c.both_directions {
+        &[1.0, -1.0]
     } else {
-        1.0
+        &[1.0]
     };
     let p_base = p0.clamp(1e-4, 1.0 - 1e-4);
     let seq = || data.hours.range(w.sequential.0..w.sequential.1);
     let seq_n: u64 = seq().map(|(_, h)| h.n).sum();
-    let per_day = seq_n as f64 * 24.0 * super::window::HOUR_MS as f64
-        / (w.sequential.1 - w.sequential.0) as f64
-        * if p_base + dir * d > 0.0 && p_base + dir * d < 1.0 {
-            bernoulli_kl(p_base, p_base + dir * d)
-        } else {
-            f64::INFINITY
-        };
-    // Only since an open alert opened: earlier hours cannot show a return.
-    let back = cusum(
-        seq()
-            .filter(|(t, _)| **t >= look.return_from())
-            .map(|(&t, h)| {
-                // The charts' own pair reversed: the alarm weighed the
-                // conservative baseline bound against it plus d, so recovery
-                // weighs the same two rates. The point estimate of a rare
-                // rate can sit far below the truth (0.1 % for a true 0.4 %
-                // over a week), and then each event after a revert cost
-                // three nats of a 4.6-nat requirement.
-                let (lo, hi) = bounds(t);
-                let pb = if dir > 0.0 { hi } else { lo }.clamp(1e-4, 1.0 - 1e-4);
-                let pd = pb + dir * d;
-                let llr = if pd <= 0.0 || pd >= 1.0 {
-                    // A change of d that way is impossible: all evidence is recovery.
-                    1e3
-                } else {
-                    bernoulli_llr(h.n, events(rule, h), pd, pb)
-                };
-                (t, llr)
-            }),
-    )
-    .stat;
+    let per_hour =
+        seq_n as f64 * super::window::HOUR_MS as f64 / (w.sequential.1 - w.sequential.0) as f64;
+    let recovered = dirs.iter().all(|&dir| {
+        if !(p_base + dir * d > 0.0 && p_base + dir * d < 1.0) {
+            // A change of d that way is impossible: nothing to rule out.
+            return true;
+        }
+        let per_day = 24.0 * per_hour * bernoulli_kl(p_base, p_base + dir * d);
+        // Only since an open alert opened: earlier hours cannot show a return.
+        let back = cusum(
+            seq()
+                .filter(|(t, _)| **t >= look.return_from())
+                .map(|(&t, h)| {
+                    // The charts' own pair reversed: the alarm weighed the
+                    // conservative baseline bound against it plus d, so
+                    // recovery weighs the same two rates. The point estimate
+                    // of a rare rate can sit far below the truth (0.1 % for
+                    // a true 0.4 % over a week), and then each event after a
+                    // revert cost three nats of a 4.6-nat requirement.
+                    let (lo, hi) = bounds(t);
+                    let pb = if dir > 0.0 { hi } else { lo }.clamp(1e-4, 1.0 - 1e-4);
+                    let pd = pb + dir * d;
+                    let llr = if pd <= 0.0 || pd >= 1.0 {
+                        // Impossible from this hour's bound: all evidence is recovery.
+                        1e3
+                    } else {
+                        bernoulli_llr(h.n, events(rule, h), pd, pb)
+                    };
+                    (t, llr)
+                }),
+        )
+        .stat;
+        back >= resolve_evidence(cfg.alpha, per_day)
+    });
     let (value, baseline, n, summary) = match best {
         Some((stat, since, (v, b, n))) => (
             v,
@@ -344,9 +352,7 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
             },
             window_effect: false,
             direct: best.is_some(),
-            resolve: look.settled()
-                && recent_effect < cfg.resolve_level * d
-                && back >= resolve_evidence(cfg.alpha, per_day),
+            resolve: look.settled() && recent_effect < cfg.resolve_level * d && recovered,
             alpha: cfg.alpha,
             summary,
         },
@@ -553,6 +559,43 @@ mod tests {
             *h = counts(40, u64::from((NOW - t) / HOUR_MS % 3 == 0));
         }
         let v = eval(Rule::RefusalRateShift, &d);
+        assert!(v.finding.resolve, "{:?}", v.finding);
+    }
+
+    #[test]
+    fn a_rise_whose_last_hours_dip_under_the_baseline_does_not_resolve() {
+        // Refusals 1 % → 5.5 % for two days, an alert open for 40 hours,
+        // then six hours with 1 refusal in 201 records (0.5 %, under the
+        // baseline: a held-out-style seed's real 5.5 % read so). Recovery
+        // used to be asked only in the direction of the recent hours — a
+        // fall of 2 points from 1 %, impossible — so every hour counted as
+        // recovery, the alert resolved and fired again an hour later.
+        let counts = |n: u64, k: u64| HourCounts {
+            n,
+            refusals: k,
+            ..Default::default()
+        };
+        let mut d = data(6, 34, NOW, 0.01, 0.004);
+        for (&t, h) in d.hours.range_mut(NOW - 48 * HOUR_MS..NOW) {
+            let back = (NOW - t) / HOUR_MS;
+            *h = match back {
+                1..=6 => counts(33 + u64::from(back == 1), u64::from(back == 4)),
+                _ => counts(36, 2),
+            };
+        }
+        let cfg = DetectorConfig::default();
+        let quiet = [crate::signals::evaluate::quiet_span(
+            NOW - 40 * HOUR_MS,
+            None,
+            &cfg,
+        )];
+        let v = eval_q(Rule::RefusalRateShift, &d, &quiet);
+        assert!(!v.finding.resolve, "{:?}", v.finding);
+        // A real return (a day at the baseline rate) resolves.
+        for (&t, h) in d.hours.range_mut(NOW - 24 * HOUR_MS..NOW) {
+            *h = counts(34, u64::from((NOW - t) / HOUR_MS % 3 == 0));
+        }
+        let v = eval_q(Rule::RefusalRateShift, &d, &quiet);
         assert!(v.finding.resolve, "{:?}", v.finding);
     }
 

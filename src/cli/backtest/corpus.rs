@@ -51,6 +51,27 @@ pub struct Planted {
     pub share: f64,
 }
 
+/// A stream's levels before any change: the standard corpus keeps them
+/// fixed, the held-out-style histories (`varied.rs`) draw them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Base {
+    pub refusal: f64,
+    pub truncation: f64,
+    pub score: f64,
+    pub length: f64,
+}
+
+impl Default for Base {
+    fn default() -> Self {
+        Base {
+            refusal: 0.01,
+            truncation: 0.004,
+            score: 3.8,
+            length: 160.0,
+        }
+    }
+}
+
 /// One stream of the corpus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamCase {
@@ -64,6 +85,8 @@ pub struct StreamCase {
     pub starts_day: i64,
     /// Refused records are short and score low (refusal co-symptoms).
     pub co_symptoms: bool,
+    /// The stream's levels before any change.
+    pub base: Base,
     pub changes: Vec<Planted>,
     /// The rule that must fire for the change and how soon (hours), or
     /// `None`: nothing may fire.
@@ -79,12 +102,13 @@ impl StreamCase {
             weekly: false,
             starts_day: 0,
             co_symptoms: false,
+            base: Base::default(),
             changes: Vec::new(),
             expect: None,
         }
     }
 
-    fn with(mut self, shift: Shift, from_ms: i64, to_ms: Option<i64>) -> StreamCase {
+    pub fn with(mut self, shift: Shift, from_ms: i64, to_ms: Option<i64>) -> StreamCase {
         self.changes.push(Planted {
             shift,
             from_ms,
@@ -95,7 +119,7 @@ impl StreamCase {
         self
     }
 
-    fn expect(mut self, rule: Rule, hours: f64) -> StreamCase {
+    pub fn expect(mut self, rule: Rule, hours: f64) -> StreamCase {
         self.expect = Some((rule, hours));
         self
     }
@@ -103,8 +127,6 @@ impl StreamCase {
 
 const USUAL: [usize; 3] = [0, 1, 2];
 const SHIFTED: [usize; 3] = [3, 4, 1];
-const BASE_SCORE: f64 = 3.8;
-const BASE_LENGTH: f64 = 160.0;
 
 /// The stream's roll-ups and model events over `[START, end)`.
 pub fn generate(case: &StreamCase, end_ms: i64, seed: u64) -> (StreamRollups, Vec<ModelEvent>) {
@@ -129,8 +151,9 @@ pub fn generate(case: &StreamCase, end_ms: i64, seed: u64) -> (StreamRollups, Ve
             sum: vec![0.0; EMBED_DIMS],
         };
         for _ in 0..n {
+            let b = case.base;
             let (mut refusal, mut trunc, mut len, mut mean) =
-                (0.01, 0.004, BASE_LENGTH, BASE_SCORE);
+                (b.refusal, b.truncation, b.length, b.score);
             let mut topics: &[usize] = &USUAL;
             if case.weekly && weekend {
                 len *= 1.15;

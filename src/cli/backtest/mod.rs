@@ -15,6 +15,7 @@ pub mod expect;
 pub mod load;
 pub mod replay;
 pub mod score;
+pub mod varied;
 
 use replay::Event;
 
