@@ -141,6 +141,105 @@ pub fn varied(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
     (cases, start_ms + DAYS * DAY_MS)
 }
 
+/// The second held-out shape of issue 13: 28 days of the harder cases —
+/// a shift carried by one prompt version with a third of the traffic, a
+/// stream at 2 records an hour whose refusals go from 1 % to 30 %, a
+/// gradual judge ramp, a refusal spike whose refusals are short and score
+/// low, a system fingerprint changing alone, a young baseline, an
+/// apologetic surge, and sub-threshold shifts of a size drawn between 30
+/// and 60 % of each threshold that must never fire.
+pub fn varied_hard(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
+    const DAYS_HARD: i64 = 28;
+    let mut g = Gen::new(seed ^ 0x0bad_5eed);
+    let between = |g: &mut Gen, a: f64, b: f64| a + (b - a) * g.uniform();
+    let at = |g: &mut Gen| {
+        let day = 9 + (g.uniform() * 10.0) as i64;
+        start_ms + day * DAY_MS + (g.uniform() * 24.0) as i64 * HOUR_MS
+    };
+    let mut cases = Vec::new();
+    let drawn = |g: &mut Gen, name: &str, shift: Option<&Shift>| {
+        let base = base(g, shift);
+        traffic(
+            g,
+            StreamCase {
+                base,
+                ..StreamCase::stationary(name, 30.0)
+            },
+        )
+    };
+    let t = at(&mut g);
+    let mut version = drawn(&mut g, "prompt-version-third", None)
+        .with(Shift::Score(-1.5), t, Some(t + 4 * DAY_MS))
+        .expect(Rule::JudgeScoreDrop, 6.0);
+    version.changes[0].share = 1.0 / 3.0;
+    cases.push(version);
+    let t = at(&mut g);
+    let low = Shift::Refusal(0.30);
+    let base_low = base(&mut g, Some(&low));
+    cases.push(
+        StreamCase {
+            base: base_low,
+            ..StreamCase::stationary("refusal-low-traffic", 2.0)
+        }
+        .with(low, t, None)
+        .expect(Rule::RefusalRateShift, 24.0),
+    );
+    let t = at(&mut g);
+    let mut ramp = drawn(&mut g, "judge-ramp", None)
+        .with(Shift::Score(-0.8), t, None)
+        .expect(Rule::JudgeScoreDrop, 24.0);
+    ramp.changes[0].ramp_hours = 24;
+    cases.push(ramp);
+    let t = at(&mut g);
+    let spike = Shift::Refusal(0.15);
+    let mut co = drawn(&mut g, "refusal-spike-co-symptoms", Some(&spike))
+        .with(spike, t, Some(t + 4 * DAY_MS))
+        .expect(Rule::RefusalRateShift, 3.0);
+    co.co_symptoms = true;
+    cases.push(co);
+    let t = at(&mut g);
+    cases.push(
+        drawn(&mut g, "fingerprint-change", None)
+            .with(
+                Shift::Model {
+                    fingerprint_only: true,
+                },
+                t,
+                None,
+            )
+            .expect(Rule::ModelChange, 1.0),
+    );
+    let young_from = 20 + (g.uniform() * 6.0) as i64;
+    let young = drawn(&mut g, "young-baseline", None);
+    cases.push(StreamCase {
+        starts_day: young_from,
+        ..young
+    });
+    let t = at(&mut g);
+    cases.push(drawn(&mut g, "apologetic-surge", None).with(
+        Shift::Length(1.10),
+        t,
+        Some(t + 4 * DAY_MS),
+    ));
+    // Sub-threshold: judge drop (threshold 0.3), refusal and truncation
+    // (2 points), length (×1.05 is about a third of the KL threshold).
+    let frac = between(&mut g, 0.3, 0.6);
+    let t = at(&mut g);
+    cases.push(drawn(&mut g, "sub-threshold-score", None).with(Shift::Score(-0.3 * frac), t, None));
+    let frac = between(&mut g, 0.3, 0.6);
+    let t = at(&mut g);
+    let sub = Shift::Refusal(0.01 + 0.02 * frac);
+    cases.push(drawn(&mut g, "sub-threshold-refusal", Some(&sub)).with(sub, t, None));
+    let frac = between(&mut g, 0.3, 0.6);
+    let t = at(&mut g);
+    let sub = Shift::Truncation(0.004 + 0.02 * frac);
+    cases.push(drawn(&mut g, "sub-threshold-truncation", Some(&sub)).with(sub, t, None));
+    let t = at(&mut g);
+    let f = between(&mut g, 1.02, 1.05);
+    cases.push(drawn(&mut g, "sub-threshold-length", None).with(Shift::Length(f), t, None));
+    (cases, start_ms + DAYS_HARD * DAY_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::corpus::{START, score};
@@ -160,13 +259,23 @@ mod tests {
         unresolved: usize,
     }
 
-    /// Scores `CANARYD_SEEDS` (default 10) held-out-style histories and
-    /// prints, per change kind and for the quiet streams, what the scorer
-    /// found: `cargo test --lib varied -- --ignored --nocapture`
+    /// Scores `CANARYD_SEEDS` (default 10) held-out-style histories of each
+    /// family and prints, per change kind and for the quiet streams, what
+    /// the scorer found: `cargo test --lib varied -- --ignored --nocapture`
     /// (`CANARYD_VERBOSE=1` prints each stream).
     #[test]
     #[ignore]
     fn held_out_style_histories() {
+        tally("varied", varied);
+    }
+
+    #[test]
+    #[ignore]
+    fn held_out_style_hard_histories() {
+        tally("varied_hard", varied_hard);
+    }
+
+    fn tally(family: &str, generate: fn(i64, u64) -> (Vec<StreamCase>, i64)) {
         let seeds: u64 = std::env::var("CANARYD_SEEDS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -178,7 +287,7 @@ mod tests {
         let cfg = DetectorConfig::default();
         let mut tally: BTreeMap<String, Tally> = BTreeMap::new();
         for seed in first..first + seeds {
-            let (cases, end) = varied(START, seed);
+            let (cases, end) = generate(START, seed);
             for (i, case) in cases.iter().enumerate() {
                 let x = score(case, end, 77_000 + seed * 131 + i as u64, &cfg);
                 if std::env::var("CANARYD_VERBOSE").is_ok() {
@@ -196,7 +305,7 @@ mod tests {
                         x.revert_resolved
                     );
                 }
-                let key = if case.expect.is_none() {
+                let key = if case.expect.is_none() && case.name.starts_with("quiet") {
                     "quiet".to_string()
                 } else {
                     case.name.clone()
@@ -220,7 +329,7 @@ mod tests {
                     .map_or("-".to_string(), |d| format!("{d:.0}"))
             };
             eprintln!(
-                "{name:<20} runs {:>3}: in time {:>3}, missed {}, delay median {} p90 {} max {}; false alarms {}, flaps {}, reverts {} unresolved in 24 h {}",
+                "{family} {name:<26} runs {:>3}: in time {:>3}, missed {}, delay median {} p90 {} max {}; false alarms {}, flaps {}, reverts {} unresolved in 24 h {}",
                 t.runs,
                 t.in_time,
                 t.missed,
@@ -264,6 +373,27 @@ mod regressions {
         );
         assert!(x.delay_hours.is_some(), "{x:?}");
         assert_eq!(x.flaps, 0, "{x:?}");
+        assert!(x.false_alarms.is_empty(), "{x:?}");
+    }
+
+    /// Hard held-out-style seed 6: answers 10 % longer (an apologetic
+    /// surge, true KL ≈ 0.06 against a threshold of 0.15) on a diurnal
+    /// stream of ~280-token answers; the segment since the change point
+    /// read KL 0.205 on 147 records and fired.
+    #[test]
+    fn an_apologetic_surge_on_long_answers_does_not_fire() {
+        let (cases, end) = varied_hard(START, 6);
+        let (i, case) = cases
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == "apologetic-surge")
+            .expect("every hard history has one");
+        let x = score(
+            case,
+            end,
+            77_000 + 6 * 131 + i as u64,
+            &DetectorConfig::default(),
+        );
         assert!(x.false_alarms.is_empty(), "{x:?}");
     }
 }
