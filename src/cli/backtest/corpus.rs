@@ -72,6 +72,22 @@ impl Default for Base {
     }
 }
 
+/// What a stream does every day or once in a while without anything
+/// having changed: its signals swing with the hour (opposite to a diurnal
+/// volume's swing — the night's users are not the day's), and its volume
+/// jumps for a while (a launch, an outage). None of it may fire.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rhythm {
+    /// Output length × (1 − length · swing).
+    pub length: f64,
+    /// Refusal rate × (1 − refusal · swing).
+    pub refusal: f64,
+    /// Judge mean − score · swing.
+    pub score: f64,
+    /// Spans `[from, to)` whose volume is multiplied by the factor.
+    pub volume: Vec<(i64, i64, f64)>,
+}
+
 /// One stream of the corpus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamCase {
@@ -87,6 +103,8 @@ pub struct StreamCase {
     pub co_symptoms: bool,
     /// The stream's levels before any change.
     pub base: Base,
+    /// Daily rhythms of its signals and spans of unusual volume.
+    pub rhythm: Rhythm,
     pub changes: Vec<Planted>,
     /// The rule that must fire for the change and how soon (hours), or
     /// `None`: nothing may fire.
@@ -103,6 +121,7 @@ impl StreamCase {
             starts_day: 0,
             co_symptoms: false,
             base: Base::default(),
+            rhythm: Rhythm::default(),
             changes: Vec::new(),
             expect: None,
         }
@@ -137,11 +156,17 @@ pub fn generate(case: &StreamCase, end_ms: i64, seed: u64) -> (StreamRollups, Ve
     for t in (from..end_ms).step_by(HOUR_MS as usize) {
         let weekend = crate::signals::sequential::day_class(t) == 1;
         let hour_of_day = ((t / HOUR_MS) % 24) as f64;
-        let mut volume = case.per_hour
-            * (1.0 + case.diurnal * (2.0 * std::f64::consts::PI * hour_of_day / 24.0).sin());
+        let swing = (2.0 * std::f64::consts::PI * hour_of_day / 24.0).sin();
+        let mut volume = case.per_hour * (1.0 + case.diurnal * swing);
         if case.weekly && weekend {
             volume *= 0.5;
         }
+        for &(a, b, f) in &case.rhythm.volume {
+            if t >= a && t < b {
+                volume *= f;
+            }
+        }
+        let r = &case.rhythm;
         let n = g.poisson(volume.max(0.0));
         let mut hour = HourCounts::default();
         let mut bins = [0u64; crate::signals::rollup::BINS];
@@ -152,8 +177,12 @@ pub fn generate(case: &StreamCase, end_ms: i64, seed: u64) -> (StreamRollups, Ve
         };
         for _ in 0..n {
             let b = case.base;
-            let (mut refusal, mut trunc, mut len, mut mean) =
-                (b.refusal, b.truncation, b.length, b.score);
+            let (mut refusal, mut trunc, mut len, mut mean) = (
+                b.refusal * (1.0 - r.refusal * swing),
+                b.truncation,
+                b.length * (1.0 - r.length * swing),
+                b.score - r.score * swing,
+            );
             let mut topics: &[usize] = &USUAL;
             if case.weekly && weekend {
                 len *= 1.15;

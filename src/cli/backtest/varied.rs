@@ -9,7 +9,7 @@
 //! the check that they were not fitted to its Monday-05:00 changes and its
 //! constants.
 
-use super::corpus::{Base, Shift, StreamCase};
+use super::corpus::{Base, Rhythm, Shift, StreamCase};
 use crate::signals::Rule;
 use crate::signals::synth::Gen;
 use crate::signals::window::HOUR_MS;
@@ -91,7 +91,7 @@ fn traffic(g: &mut Gen, case: StreamCase) -> StreamCase {
 
 /// One held-out-style history: its streams and its end.
 pub fn varied(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
-    let mut g = Gen::new(seed ^ 0x5eed_0f_ba5e);
+    let mut g = Gen::new(seed ^ 0x005e_ed0f_ba5e);
     let mut cases = Vec::new();
     // Five quiet streams: flat, diurnal, weekly, very low, and one drawn.
     for (name, diurnal, weekly, per_hour) in [
@@ -240,6 +240,60 @@ pub fn varied_hard(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
     (cases, start_ms + DAYS_HARD * DAY_MS)
 }
 
+/// Streams where nothing changes but what a monitor must live with: a
+/// launch tripling the traffic for two days, a day at a fifth of it, a
+/// 12-hour outage, and signals with a daily rhythm (answers 10 % longer, a
+/// refusal rate half again as high, or judge scores 0.15 lower at night —
+/// each below its threshold — alone and together with quiet weekends).
+/// 21 days; nothing may fire.
+pub fn varied_rhythm(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
+    let mut g = Gen::new(seed ^ 0x0d1a_5eed);
+    let day = |g: &mut Gen| start_ms + (8 + (g.uniform() * 10.0) as i64) * DAY_MS;
+    let mut cases = Vec::new();
+    let mut quiet = |g: &mut Gen, name: &str, rhythm: Rhythm| {
+        let base = base(g, None);
+        let case = traffic(
+            g,
+            StreamCase {
+                base,
+                rhythm,
+                ..StreamCase::stationary(name, 30.0)
+            },
+        );
+        cases.push(case);
+    };
+    for (name, factor, hours) in [
+        ("launch-surge", 3.0, 48),
+        ("quiet-day", 0.2, 24),
+        ("outage", 0.0, 12),
+    ] {
+        let from = day(&mut g) + (g.uniform() * 24.0) as i64 * HOUR_MS;
+        let rhythm = Rhythm {
+            volume: vec![(from, from + hours * HOUR_MS, factor)],
+            ..Rhythm::default()
+        };
+        quiet(&mut g, name, rhythm);
+    }
+    let one = |length, refusal, score| Rhythm {
+        length,
+        refusal,
+        score,
+        volume: Vec::new(),
+    };
+    quiet(&mut g, "nightly-length", one(0.10, 0.0, 0.0));
+    quiet(&mut g, "nightly-refusal", one(0.0, 0.5, 0.0));
+    quiet(&mut g, "nightly-score", one(0.0, 0.0, 0.15));
+    quiet(&mut g, "nightly-all", one(0.10, 0.5, 0.15));
+    let mut weekly = one(0.10, 0.5, 0.15);
+    weekly.volume.clear();
+    quiet(&mut g, "nightly-all-weekly", weekly);
+    if let Some(last) = cases.last_mut() {
+        last.weekly = true;
+        last.diurnal = 0.5;
+    }
+    (cases, start_ms + DAYS * DAY_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::corpus::{START, score};
@@ -273,6 +327,12 @@ mod tests {
     #[ignore]
     fn held_out_style_hard_histories() {
         tally("varied_hard", varied_hard);
+    }
+
+    #[test]
+    #[ignore]
+    fn held_out_style_rhythm_histories() {
+        tally("varied_rhythm", varied_rhythm);
     }
 
     fn tally(family: &str, generate: fn(i64, u64) -> (Vec<StreamCase>, i64)) {
