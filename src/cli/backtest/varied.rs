@@ -456,4 +456,23 @@ mod regressions {
         );
         assert!(x.false_alarms.is_empty(), "{x:?}");
     }
+
+    /// One history of each held-out-style family, with the suite: no false
+    /// alarm, no flap, every revert resolved within a day and every change
+    /// detected within four times its target (the corpus's floor; the
+    /// ignored tally above has the delays over many seeds).
+    #[test]
+    fn one_history_of_each_family_meets_the_corpus_floor() {
+        let cfg = DetectorConfig::default();
+        for generate in [varied, varied_hard, varied_rhythm] {
+            let (cases, end) = generate(START, 1);
+            for (i, case) in cases.iter().enumerate() {
+                let x = score(case, end, 77_000 + 131 + i as u64, &cfg);
+                assert!(x.false_alarms.is_empty(), "{x:?}");
+                assert_eq!(x.flaps, 0, "{x:?}");
+                assert_ne!(x.revert_resolved, Some(false), "{x:?}");
+                assert!(x.expected.is_none() || x.within(4.0), "{x:?}");
+            }
+        }
+    }
 }
