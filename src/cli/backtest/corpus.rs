@@ -59,6 +59,9 @@ pub struct Base {
     pub truncation: f64,
     pub score: f64,
     pub length: f64,
+    /// Judges scoring every record: groundedness (the one a `Score` shift
+    /// moves), then completion and consistency at the same level.
+    pub judges: usize,
 }
 
 impl Default for Base {
@@ -68,9 +71,12 @@ impl Default for Base {
             truncation: 0.004,
             score: 3.8,
             length: 160.0,
+            judges: 1,
         }
     }
 }
+
+const JUDGES: [&str; 3] = ["groundedness", "completion", "consistency"];
 
 /// What a stream does every day or once in a while without anything
 /// having changed: its signals swing with the hour (opposite to a diurnal
@@ -171,6 +177,7 @@ pub fn generate(case: &StreamCase, end_ms: i64, seed: u64) -> (StreamRollups, Ve
         let mut hour = HourCounts::default();
         let mut bins = [0u64; crate::signals::rollup::BINS];
         let mut score = Moments::default();
+        let mut others = [Moments::default(); 2];
         let mut emb = EmbeddingSum {
             n: 0,
             sum: vec![0.0; EMBED_DIMS],
@@ -234,14 +241,35 @@ pub fn generate(case: &StreamCase, end_ms: i64, seed: u64) -> (StreamRollups, Ve
                 *a += x;
             }
             emb.n += 1;
+            // Drawn last, so one judge's histories stay what they were.
+            let level = b.score - r.score * swing;
+            for o in others.iter_mut().take(b.judges.saturating_sub(1)) {
+                let s = g.score(if refused && case.co_symptoms {
+                    1.5
+                } else {
+                    level
+                });
+                o.add(Moments {
+                    n: 1.0,
+                    sum: s,
+                    sumsq: s * s,
+                });
+            }
         }
         if n > 0 {
             data.hours.insert(t, hour);
             data.length.insert(t, bins);
             data.scores
-                .entry("groundedness".into())
+                .entry(JUDGES[0].into())
                 .or_default()
                 .insert(t, score);
+            for (name, m) in JUDGES[1..]
+                .iter()
+                .zip(others)
+                .take(case.base.judges.saturating_sub(1))
+            {
+                data.scores.entry((*name).into()).or_default().insert(t, m);
+            }
             data.embedding.insert(t, emb);
         }
     }

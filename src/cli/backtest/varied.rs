@@ -72,6 +72,7 @@ fn base(g: &mut Gen, shift: Option<&Shift>) -> Base {
         },
         score: between(g, 3.4, 4.2),
         length: between(g, 80.0, 400.0),
+        judges: 1,
     }
 }
 
@@ -304,6 +305,18 @@ pub fn varied_rhythm(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
     (cases, start_ms + DAYS * DAY_MS)
 }
 
+/// [`varied`] with three judges scoring every record (groundedness,
+/// completion, consistency; a score shift moves groundedness alone): more
+/// charts share each stream's false-alarm budget, and two of them watch
+/// dimensions that never change.
+pub fn varied_judges(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
+    let (mut cases, end) = varied(start_ms, seed);
+    for c in &mut cases {
+        c.base.judges = 3;
+    }
+    (cases, end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::corpus::{START, score};
@@ -337,6 +350,12 @@ mod tests {
     #[ignore]
     fn held_out_style_hard_histories() {
         tally("varied_hard", varied_hard);
+    }
+
+    #[test]
+    #[ignore]
+    fn held_out_style_three_judge_histories() {
+        tally("varied_judges", varied_judges);
     }
 
     #[test]
