@@ -466,6 +466,15 @@ pub fn stationary(streams: usize, days: i64, seed: u64, cfg: &DetectorConfig) ->
     (alarms, alarms as f64 / stream_years)
 }
 
+/// A count from the environment of the ignored measurement runs (seeds).
+#[cfg(test)]
+pub(super) fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,15 +520,9 @@ mod tests {
     #[test]
     #[ignore]
     fn delays_over_seeds() {
-        let seeds: u64 = std::env::var("CANARYD_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(20);
+        let seeds = env_u64("CANARYD_SEEDS", 20);
         // `CANARYD_SEED_FROM=10`: fresh seeds beyond the first ones measured.
-        let first: u64 = std::env::var("CANARYD_SEED_FROM")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let first = env_u64("CANARYD_SEED_FROM", 0);
         let (cases, end) = corpus();
         let cfg = DetectorConfig::default();
         // `CANARYD_CASES=truncation,refusal`: only streams whose name starts so.

@@ -319,7 +319,7 @@ pub fn varied_judges(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::corpus::{START, score};
+    use super::super::corpus::{START, env_u64, score};
     use super::*;
     use crate::signals::DetectorConfig;
     use std::collections::BTreeMap;
@@ -365,14 +365,10 @@ mod tests {
     }
 
     fn tally(family: &str, generate: fn(i64, u64) -> (Vec<StreamCase>, i64)) {
-        let seeds: u64 = std::env::var("CANARYD_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(10);
-        let first: u64 = std::env::var("CANARYD_SEED_FROM")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let (seeds, first) = (
+            env_u64("CANARYD_SEEDS", 10),
+            env_u64("CANARYD_SEED_FROM", 0),
+        );
         let cfg = DetectorConfig::default();
         let mut tally: BTreeMap<String, Tally> = BTreeMap::new();
         for seed in first..first + seeds {
