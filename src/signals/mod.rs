@@ -18,6 +18,7 @@ pub mod length;
 pub mod logprob_shift;
 pub mod model_change;
 pub mod model_drift;
+pub mod rate_baseline;
 pub mod rates;
 pub mod report;
 pub mod rollup;

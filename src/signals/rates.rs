@@ -12,11 +12,11 @@
 
 use super::RateConfig;
 use super::finding::{Rule, Severity};
+use super::rate_baseline::RateBaseline;
 use super::rollup::{HourCounts, StreamRollups};
 use super::sequential::{
-    EFFECT_Z, bernoulli_kl, bernoulli_llr, cusum, day_class, in_spans, resolve_evidence, wilson,
+    EFFECT_Z, bernoulli_kl, bernoulli_llr, cusum, in_spans, resolve_evidence, wilson,
 };
-use super::stats::two_proportions;
 use super::verdict::{Decision, Subject, Verdict, verdict};
 use super::window::Look;
 
@@ -25,58 +25,6 @@ fn events(rule: Rule, h: &HourCounts) -> u64 {
     match rule {
         Rule::TruncationRate => h.truncations,
         _ => h.refusals,
-    }
-}
-
-/// Level at which a weekly rhythm in a rate must be established before
-/// weekend hours are compared with weekend baseline hours only.
-pub const CLASS_ALPHA: f64 = 0.01;
-
-/// Baseline counts per day class and pooled.
-#[derive(Debug, Clone, Copy, Default)]
-struct RateBaseline {
-    class: [(u64, u64); 2],
-    pooled: (u64, u64),
-    hours: usize,
-    /// [`RateBaseline::by_class`], once the baseline is complete.
-    split: Option<bool>,
-}
-
-impl RateBaseline {
-    /// (n, k) hour `t` is compared with: its class when the classes are
-    /// used apart ([`RateBaseline::by_class`]), else pooled.
-    fn of(&self, t: i64, threshold: f64) -> (u64, u64) {
-        if self.split.unwrap_or_else(|| self.by_class(threshold)) {
-            self.class[day_class(t)]
-        } else {
-            self.pooled
-        }
-    }
-    /// Whether the day classes are used apart: each precise enough on its
-    /// own, and their rates differ (two-proportion test at
-    /// [`CLASS_ALPHA`]). Weekend hours are 2/7 of a week: compared with
-    /// the weekend baseline alone, a weekend hour meets a baseline with
-    /// 3.5 times the variance of the pooled one (both sub-threshold
-    /// refusal fires in 40 corpus seeds were on a weekend, against a
-    /// weekend-only baseline). Where no weekly rhythm in the rate
-    /// is established, the pooled rate is the better estimate for both
-    /// classes; a rhythm of half the threshold (1 % against 2 %) is
-    /// established at 40 records an hour over a week (about 3.2 standard
-    /// errors; the test needs 2.6).
-    fn by_class(&self, threshold: f64) -> bool {
-        let precise = |(n, k): (u64, u64)| {
-            let (lo, hi) = wilson(k, n, 2.0);
-            n > 0 && (hi - lo) / 2.0 <= threshold
-        };
-        let [(n0, k0), (n1, k1)] = self.class;
-        n1 > 0
-            && precise(self.class[0])
-            && precise(self.class[1])
-            && two_proportions(k0, n0, k1, n1) < CLASS_ALPHA
-    }
-    fn rate(&self, t: i64, threshold: f64) -> f64 {
-        let (n, k) = self.of(t, threshold);
-        k as f64 / n.max(1) as f64
     }
 }
 
@@ -113,21 +61,14 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
     } else {
         "refused"
     };
-    let mut base = RateBaseline::default();
-    for (&t, h) in data.hours.range(look.baseline().0..look.baseline().1) {
-        if in_spans(look.quiet, t) || h.n == 0 {
-            continue;
-        }
-        let k = events(rule, h);
-        let cl = &mut base.class[if cfg.weekly { day_class(t) } else { 0 }];
-        cl.0 += h.n;
-        cl.1 += k;
-        base.pooled.0 += h.n;
-        base.pooled.1 += k;
-        base.hours += 1;
-    }
-    // Decided once per evaluation (`of` is asked for every hour).
-    base.split = Some(base.by_class(d));
+    // The baseline hours (t, n, k), outside the quiet spans.
+    let hours: Vec<(i64, u64, u64)> = data
+        .hours
+        .range(look.baseline().0..look.baseline().1)
+        .filter(|(t, h)| !in_spans(look.quiet, **t) && h.n > 0)
+        .map(|(&t, h)| (t, h.n, events(rule, h)))
+        .collect();
+    let base = RateBaseline::new(hours.iter().copied(), cfg.weekly, d);
     let (n0, k0) = base.pooled;
     let recent = look.recent(&data.hours, c.min_samples as f64, |h| h.n as f64);
     let (r_rate, r_base, r_n) = rate_effect(rule, &base, d, data.hours.range(recent.0..recent.1));
@@ -174,12 +115,6 @@ pub fn rate_shift(rule: Rule, stream: &str, data: &StreamRollups, look: &Look<'_
             ),
         );
     }
-    let hours: Vec<(i64, u64, u64)> = data
-        .hours
-        .range(look.baseline().0..look.baseline().1)
-        .filter(|(t, h)| !in_spans(look.quiet, **t) && h.n > 0)
-        .map(|(&t, h)| (t, h.n, events(rule, h)))
-        .collect();
     // Overdispersion of hourly counts around their class rates (≥ 1).
     // Estimable only with enough events: at an expected 0.02 per hour one
     // refusal is a Pearson residual of 49, and the estimate is noise.
@@ -637,28 +572,6 @@ mod tests {
         let v = eval_q(Rule::TruncationRate, &d, &quiet);
         assert_ne!(v.finding.status, Status::Firing, "{:?}", v.finding);
         assert!(v.finding.resolve, "{:?}", v.finding);
-    }
-
-    #[test]
-    fn weekend_hours_meet_their_own_baseline_only_under_an_established_rhythm() {
-        // A week at 40 records an hour: 6,720 records, 1,920 on the weekend.
-        let week = |weekday: u64, weekend: u64| RateBaseline {
-            class: [(4_800, weekday), (1_920, weekend)],
-            pooled: (6_720, weekday + weekend),
-            hours: 168,
-            split: None,
-        };
-        // 1 % on both, the weekend reading 0.7 % (13 refusals, as on a
-        // corpus seed): no rhythm established, the pooled rate serves both.
-        let flat = week(48, 13);
-        assert!(!flat.by_class(0.02));
-        let saturday = 1_774_051_200_000; // 2026-03-21T00:00Z
-        assert!((flat.rate(saturday, 0.02) - 61.0 / 6_720.0).abs() < 1e-12);
-        // Weekends at 2 % against weekdays at 1 %: a rhythm, compared like
-        // with like.
-        let weekly = week(48, 38);
-        assert!(weekly.by_class(0.02));
-        assert!((weekly.rate(saturday, 0.02) - 38.0 / 1_920.0).abs() < 1e-12);
     }
 
     #[test]
