@@ -317,6 +317,14 @@ pub fn varied_judges(start_ms: i64, seed: u64) -> (Vec<StreamCase>, i64) {
     (cases, end)
 }
 
+/// The generator seed of stream `stream` of history `history`: one formula
+/// for the tallies and the regression tests, which replay single streams of
+/// the histories the tallies measured.
+#[cfg(test)]
+fn stream_seed(history: u64, stream: usize) -> u64 {
+    77_000 + history * 131 + stream as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::corpus::{START, env_u64, score};
@@ -374,7 +382,7 @@ mod tests {
         for seed in first..first + seeds {
             let (cases, end) = generate(START, seed);
             for (i, case) in cases.iter().enumerate() {
-                let x = score(case, end, 77_000 + seed * 131 + i as u64, &cfg);
+                let x = score(case, end, stream_seed(seed, i), &cfg);
                 if std::env::var("CANARYD_VERBOSE").is_ok() {
                     let c = case.changes.first();
                     eprintln!(
@@ -452,12 +460,7 @@ mod regressions {
         // As first measured: kept (which changes revert is drawn apart since).
         let mut case = case.clone();
         case.changes[0].to_ms = None;
-        let x = score(
-            &case,
-            end,
-            77_000 + 8 * 131 + i as u64,
-            &DetectorConfig::default(),
-        );
+        let x = score(&case, end, stream_seed(8, i), &DetectorConfig::default());
         assert!(x.delay_hours.is_some(), "{x:?}");
         assert_eq!(x.flaps, 0, "{x:?}");
         assert!(x.false_alarms.is_empty(), "{x:?}");
@@ -475,12 +478,7 @@ mod regressions {
             .enumerate()
             .find(|(_, c)| c.name == "apologetic-surge")
             .expect("every hard history has one");
-        let x = score(
-            case,
-            end,
-            77_000 + 6 * 131 + i as u64,
-            &DetectorConfig::default(),
-        );
+        let x = score(case, end, stream_seed(6, i), &DetectorConfig::default());
         assert!(x.false_alarms.is_empty(), "{x:?}");
     }
 
@@ -494,7 +492,7 @@ mod regressions {
         for generate in [varied, varied_hard, varied_rhythm] {
             let (cases, end) = generate(START, 1);
             for (i, case) in cases.iter().enumerate() {
-                let x = score(case, end, 77_000 + 131 + i as u64, &cfg);
+                let x = score(case, end, stream_seed(1, i), &cfg);
                 assert!(x.false_alarms.is_empty(), "{x:?}");
                 assert_eq!(x.flaps, 0, "{x:?}");
                 assert_ne!(x.revert_resolved, Some(false), "{x:?}");
